@@ -1,0 +1,182 @@
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sha2::{Digest, Sha256};
+
+use crate::user::{entity as users, unix_now};
+use crate::{AuthError, User, UserId};
+
+pub(crate) mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key_hash: String,
+        pub user_id: i64,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// How long a session lasts after login: two weeks, as Django's default.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// The secret a browser holds in its `sessionid` cookie: 256 random bits.
+///
+/// Its `Debug` output is redacted so it never reaches a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    /// Wraps a key received from a client (for example a cookie value).
+    pub fn from_client(key: impl Into<String>) -> Self {
+        SessionKey(key.into())
+    }
+
+    /// The key as sent in the cookie.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores: SHA-256 of the key, hex. The key has 256
+    /// bits of entropy, so a plain hash (no salt, no stretching) suffices.
+    fn hash(&self) -> String {
+        Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey(<redacted>)")
+    }
+}
+
+/// The `sessions` table: log a user in, find who a key belongs to, log out.
+#[derive(Clone, Debug)]
+pub struct SessionStore {
+    db: DatabaseConnection,
+}
+
+impl SessionStore {
+    /// A store over a connection whose schema has been migrated.
+    pub fn new(db: DatabaseConnection) -> Self {
+        SessionStore { db }
+    }
+
+    /// Starts a session with a fresh random key (a new key at every login,
+    /// so a key planted before login is worthless after it).
+    pub async fn create(&self, user: UserId) -> Result<SessionKey, AuthError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let key = SessionKey(URL_SAFE_NO_PAD.encode(bytes));
+        entity::Entity::insert(entity::ActiveModel {
+            key_hash: Set(key.hash()),
+            user_id: Set(user.0),
+            expires_at: Set(unix_now() + SESSION_LIFETIME.as_secs() as i64),
+        })
+        .exec(&self.db)
+        .await?;
+        Ok(key)
+    }
+
+    /// The active user this unexpired key belongs to, or `None`.
+    pub async fn user_for(&self, key: &SessionKey) -> Result<Option<User>, AuthError> {
+        let found = entity::Entity::find_by_id(key.hash())
+            .filter(entity::Column::ExpiresAt.gt(unix_now()))
+            .one(&self.db)
+            .await?;
+        let Some(session) = found else {
+            return Ok(None);
+        };
+        let user = users::Entity::find_by_id(session.user_id)
+            .one(&self.db)
+            .await?;
+        Ok(user.filter(|u| u.is_active).map(User::from))
+    }
+
+    /// Ends one session; ending an unknown one is not an error.
+    pub async fn delete(&self, key: &SessionKey) -> Result<(), AuthError> {
+        entity::Entity::delete_by_id(key.hash())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user, for example after a password change.
+    pub async fn delete_all_for(&self, user: UserId) -> Result<(), AuthError> {
+        entity::Entity::delete_many()
+            .filter(entity::Column::UserId.eq(user.0))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewUser, UserStore};
+    use whisper_migrations::MigratorTrait;
+
+    #[tokio::test]
+    async fn keys_resolve_until_deleted_and_only_hashes_are_stored() {
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        whisper_migrations::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        let ann = UserStore::new(db.clone())
+            .create(NewUser::new("ann", "long enough"))
+            .await
+            .expect("create");
+        let sessions = SessionStore::new(db.clone());
+        let first = sessions.create(ann.id).await.expect("session");
+        let second = sessions.create(ann.id).await.expect("session");
+        assert_ne!(first, second);
+        assert!(first.as_str().len() >= 43);
+        assert_eq!(
+            sessions
+                .user_for(&first)
+                .await
+                .expect("lookup")
+                .map(|u| u.id),
+            Some(ann.id)
+        );
+        assert_eq!(
+            sessions
+                .user_for(&SessionKey::from_client("forged"))
+                .await
+                .expect("lookup"),
+            None
+        );
+
+        let stored: Vec<String> = entity::Entity::find()
+            .all(&db)
+            .await
+            .expect("rows")
+            .into_iter()
+            .map(|row| row.key_hash)
+            .collect();
+        assert!(!stored.contains(&first.as_str().to_owned()));
+
+        sessions.delete(&first).await.expect("delete");
+        assert_eq!(sessions.user_for(&first).await.expect("lookup"), None);
+        assert!(sessions.user_for(&second).await.expect("lookup").is_some());
+        sessions.delete_all_for(ann.id).await.expect("delete all");
+        assert_eq!(sessions.user_for(&second).await.expect("lookup"), None);
+        assert_eq!(format!("{second:?}"), "SessionKey(<redacted>)");
+    }
+}

@@ -1,0 +1,55 @@
+use std::fmt;
+
+/// The error codes a server replies with, as `{"error":"CODE"}`.
+///
+/// The first three are the original protocol's; the rest are Whisper's
+/// additions for input the original never had to judge. After any of them the
+/// connection stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No room with that id exists.
+    RoomInvalid,
+    /// A staff-only room and a non-staff user, or a `send` to a room this
+    /// connection has not joined.
+    RoomAccessDenied,
+    /// The connection has no logged-in user.
+    UserHasToLogin,
+    /// Not JSON, not an object, or a missing or ill-typed field.
+    BadRequest,
+    /// The `command` field names no known command.
+    UnknownCommand,
+    /// The message is longer than the server accepts.
+    MessageTooLarge,
+    /// The connection is already in as many rooms as the server allows.
+    TooManyRooms,
+    /// The connection sends faster than the server allows.
+    RateLimited,
+    /// The channel layer could not take the message; nothing was delivered
+    /// and the client may retry.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::RoomInvalid => "ROOM_INVALID",
+            ErrorCode::RoomAccessDenied => "ROOM_ACCESS_DENIED",
+            ErrorCode::UserHasToLogin => "USER_HAS_TO_LOGIN",
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::UnknownCommand => "UNKNOWN_COMMAND",
+            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::TooManyRooms => "TOO_MANY_ROOMS",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ErrorCode {}

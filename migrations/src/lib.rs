@@ -1,0 +1,28 @@
+//! Whisper's database schema, as sea-orm migrations.
+//!
+//! One file per migration, applied in order and recorded in the database, so
+//! every node and every `whisper-manage` run agrees on the schema. The server
+//! applies pending migrations at start unless told not to; `whisper-manage
+//! migrate` does the same by hand.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_users;
+mod m20261126_000002_create_sessions;
+mod m20261126_000003_create_rooms;
+
+/// Every migration of the schema, in the order they apply.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_users::Migration),
+            Box::new(m20261126_000002_create_sessions::Migration),
+            Box::new(m20261126_000003_create_rooms::Migration),
+        ]
+    }
+}
+
+pub use sea_orm_migration::MigratorTrait;
