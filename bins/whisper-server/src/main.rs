@@ -1,0 +1,150 @@
+//! `whisper-server`: flags and environment to [`Config`], then serve until
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use whisper_rooms::{LayerConfig, MemoryLayer};
+use whisper_server::{Config, Server};
+
+/// Whisper: multi-room real-time chat.
+///
+/// Serves the chat page, the account pages and the WebSocket at
+/// /chat/stream/. Every flag can also be set through the environment
+/// variable named in its help.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "WHISPER_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// Database URL (SQLite file by default).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://whisper.db?mode=rwc"
+    )]
+    database_url: String,
+    /// Origins allowed to open the WebSocket (comma-separated
+    /// scheme://host[:port]); unset means the request's own host.
+    #[arg(long, env = "WHISPER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origin: Vec<String>,
+    /// Whether anyone may sign up.
+    #[arg(long, env = "WHISPER_OPEN_SIGNUP", default_value_t = true, action = clap::ArgAction::Set)]
+    open_signup: bool,
+    /// Mark cookies Secure (serve over HTTPS).
+    #[arg(long, env = "WHISPER_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// Longest chat message, in bytes.
+    #[arg(long, env = "WHISPER_MAX_MESSAGE_BYTES", default_value_t = 16384,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_message_bytes: u32,
+    /// Most rooms one connection may be in at once.
+    #[arg(long, env = "WHISPER_MAX_ROOMS_PER_CONNECTION", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_rooms_per_connection: u32,
+    /// Seconds a room's presence lives without updates.
+    #[arg(long, env = "WHISPER_PRESENCE_TTL_S", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    presence_ttl_s: u64,
+    /// Do not apply pending database migrations at start.
+    #[arg(long, env = "WHISPER_NO_MIGRATE")]
+    no_migrate: bool,
+}
+
+impl Args {
+    fn into_config(self) -> (Config, LayerConfig) {
+        let presence_ttl = Duration::from_secs(self.presence_ttl_s);
+        let config = Config {
+            bind: self.bind,
+            database_url: self.database_url,
+            allowed_origins: self.allowed_origin,
+            open_signup: self.open_signup,
+            secure_cookies: self.secure_cookies,
+            max_message_bytes: self.max_message_bytes as usize,
+            max_rooms_per_connection: self.max_rooms_per_connection as usize,
+            presence_ttl,
+            migrate: !self.no_migrate,
+        };
+        let layer = LayerConfig {
+            presence_ttl,
+            ..LayerConfig::default()
+        };
+        (config, layer)
+    }
+}
+
+/// Parses the command line; on a mistake prints clap's first line (the
+/// error itself, not the usage) and exits with 2.
+fn parse_args() -> Result<Args, ExitCode> {
+    Args::try_parse().map_err(|error| {
+        if error.use_stderr() {
+            let rendered = error.to_string();
+            eprintln!(
+                "{}",
+                rendered.lines().next().unwrap_or("error: bad arguments")
+            );
+            ExitCode::from(2)
+        } else {
+            // --help and --version.
+            print!("{error}");
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (config, layer_config) = args.into_config();
+    let server = match Server::bind(config, MemoryLayer::new(layer_config)).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Whisper is listening on http://{}/", server.local_addr());
+    match server.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,428 @@
+//! The one-process channel layer.
+//!
+//! [`LocalChannels`] is the fan-out core: every inbox on this node and the
+//! groups it belongs to. [`MemoryLayer`] is that core plus an in-memory
+//! presence table. A distributed backend can reuse `LocalChannels` for its
+//! per-node fan-out and only add the transport between nodes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use whisper_protocol::{PresenceEntry, RoomId};
+
+use crate::inbox::{self, Delivery, InboxSender};
+use crate::presence::PresenceTable;
+use crate::{ChannelLayer, ChannelName, GroupName, Inbox, LayerConfig, LayerError, Payload};
+
+/// One-process backend: groups are maps from name to member inboxes, and
+/// presence is a table in memory.
+///
+/// Every operation is a short critical section on a `std` lock that is never
+/// held across an `.await`, so the `async` methods complete without
+/// suspending and never fail. Use it for a single node and in tests; several
+/// nodes need a shared backend.
+#[derive(Debug)]
+pub struct MemoryLayer {
+    channels: LocalChannels,
+    presence: Mutex<PresenceTable>,
+}
+
+impl MemoryLayer {
+    /// A layer with no channels and no presence.
+    pub fn new(config: LayerConfig) -> Self {
+        MemoryLayer {
+            channels: LocalChannels::new(config.inbox_capacity),
+            presence: Mutex::new(PresenceTable::new(config.presence_ttl, Instant::now())),
+        }
+    }
+
+    /// Number of groups with at least one member. A group is forgotten as
+    /// soon as its last member leaves, so this tracks live rooms, not every
+    /// room ever used; useful for metrics and to check that memory does not
+    /// grow.
+    pub fn group_count(&self) -> usize {
+        self.channels.group_count()
+    }
+
+    fn presence(&self) -> MutexGuard<'_, PresenceTable> {
+        self.presence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryLayer {
+    /// A layer with [`LayerConfig::default`].
+    fn default() -> Self {
+        MemoryLayer::new(LayerConfig::default())
+    }
+}
+
+impl ChannelLayer for MemoryLayer {
+    fn new_channel(&self) -> Inbox {
+        self.channels.new_channel()
+    }
+
+    async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {
+        self.channels.group_add(group, channel);
+        Ok(())
+    }
+
+    async fn group_discard(
+        &self,
+        group: &GroupName,
+        channel: ChannelName,
+    ) -> Result<(), LayerError> {
+        self.channels.group_discard(group, channel);
+        Ok(())
+    }
+
+    async fn group_send(&self, group: &GroupName, payload: Payload) -> Result<(), LayerError> {
+        self.channels.group_send(group, &payload);
+        Ok(())
+    }
+
+    async fn send(&self, channel: ChannelName, payload: Payload) -> Result<(), LayerError> {
+        self.channels.send(channel, payload);
+        Ok(())
+    }
+
+    async fn close_channel(&self, channel: ChannelName) {
+        self.channels.close_channel(channel);
+    }
+
+    fn slow_consumer_closes(&self) -> u64 {
+        self.channels.slow_consumer_closes()
+    }
+
+    async fn is_available(&self) -> bool {
+        true
+    }
+
+    async fn presence_touch(
+        &self,
+        room: RoomId,
+        user_id: i64,
+        username: &str,
+        name: &str,
+    ) -> Result<(), LayerError> {
+        self.presence()
+            .touch(room, user_id, username, name, Instant::now());
+        Ok(())
+    }
+
+    async fn presence_leave(&self, room: RoomId, user_id: i64) -> Result<(), LayerError> {
+        self.presence().leave(room, user_id, Instant::now());
+        Ok(())
+    }
+
+    async fn presence_list(&self, room: RoomId) -> Result<Vec<PresenceEntry>, LayerError> {
+        Ok(self.presence().list(room, Instant::now()))
+    }
+}
+
+/// Every inbox on this node and the groups it belongs to.
+///
+/// Broadcasts take the read lock, so they run in parallel with each other;
+/// only membership changes take the write lock. Delivery is `try_send` on a
+/// bounded queue, so a broadcast holds the lock for a bounded time however
+/// slow the receivers are.
+#[derive(Debug)]
+pub(crate) struct LocalChannels {
+    inbox_capacity: usize,
+    next_channel: AtomicU64,
+    membership: RwLock<Membership>,
+    slow_closes: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Membership {
+    channels: HashMap<ChannelName, Member>,
+    /// Each group holds its own clone of its members' senders, so a
+    /// broadcast walks one map without a lookup per member. Invariant: no
+    /// group is empty (the last member leaving removes the group).
+    groups: HashMap<GroupName, HashMap<ChannelName, InboxSender>>,
+}
+
+#[derive(Debug)]
+struct Member {
+    sender: InboxSender,
+    /// The groups this channel is in, so closing it touches only those.
+    groups: HashSet<GroupName>,
+}
+
+impl LocalChannels {
+    pub(crate) fn new(inbox_capacity: usize) -> Self {
+        LocalChannels {
+            inbox_capacity,
+            next_channel: AtomicU64::new(1),
+            membership: RwLock::new(Membership::default()),
+            slow_closes: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn new_channel(&self) -> Inbox {
+        let name = ChannelName::new(self.next_channel.fetch_add(1, Ordering::Relaxed));
+        let (sender, inbox) = inbox::inbox(name, self.inbox_capacity);
+        let member = Member {
+            sender,
+            groups: HashSet::new(),
+        };
+        self.write().channels.insert(name, member);
+        inbox
+    }
+
+    /// Adds the channel to the group. A channel that is closed (or was closed
+    /// for falling behind) is not resurrected: adding it does nothing.
+    pub(crate) fn group_add(&self, group: &GroupName, channel: ChannelName) {
+        let mut membership = self.write();
+        let Membership { channels, groups } = &mut *membership;
+        let Some(member) = channels.get_mut(&channel) else {
+            return;
+        };
+        member.groups.insert(group.clone());
+        groups
+            .entry(group.clone())
+            .or_default()
+            .insert(channel, member.sender.clone());
+    }
+
+    pub(crate) fn group_discard(&self, group: &GroupName, channel: ChannelName) {
+        let mut membership = self.write();
+        if let Some(member) = membership.channels.get_mut(&channel) {
+            member.groups.remove(group);
+        }
+        membership.leave_group(group, channel);
+    }
+
+    /// The broadcast: one pass over the group under the read lock, a
+    /// reference-count bump per member, no waiting.
+    pub(crate) fn group_send(&self, group: &GroupName, payload: &Payload) {
+        // Both stay unallocated unless a delivery fails.
+        let mut overflowed = Vec::new();
+        let mut gone = Vec::new();
+        {
+            let membership = self.read();
+            let Some(members) = membership.groups.get(group) else {
+                return;
+            };
+            for (&channel, sender) in members {
+                // Cloning a Payload shares its bytes: every member queues the
+                // same allocation.
+                match sender.deliver(payload.clone()) {
+                    Delivery::Delivered => {}
+                    Delivery::Full => overflowed.push(channel),
+                    Delivery::Gone => gone.push(channel),
+                }
+            }
+        }
+        // Closing needs the write lock, so it waits until the read lock is
+        // released.
+        self.drop_failed(&overflowed, &gone);
+    }
+
+    /// Delivers to one channel; an unknown or closed channel drops the
+    /// payload.
+    pub(crate) fn send(&self, channel: ChannelName, payload: Payload) {
+        let delivery = match self.read().channels.get(&channel) {
+            Some(member) => member.sender.deliver(payload),
+            None => return,
+        };
+        match delivery {
+            Delivery::Delivered => {}
+            Delivery::Full => self.drop_failed(&[channel], &[]),
+            Delivery::Gone => self.drop_failed(&[], &[channel]),
+        }
+    }
+
+    pub(crate) fn close_channel(&self, channel: ChannelName) {
+        self.write().remove(channel);
+    }
+
+    pub(crate) fn slow_consumer_closes(&self) -> u64 {
+        self.slow_closes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn group_count(&self) -> usize {
+        self.read().groups.len()
+    }
+
+    /// Closes the channels that fell behind (counting each once, even if
+    /// several broadcasts saw it full) and forgets those whose inbox was
+    /// dropped.
+    fn drop_failed(&self, overflowed: &[ChannelName], gone: &[ChannelName]) {
+        if overflowed.is_empty() && gone.is_empty() {
+            return;
+        }
+        let mut membership = self.write();
+        for &channel in overflowed {
+            // Absent: already closed by another broadcast or by its
+            // connection; nothing to do, nothing to count.
+            if let Some(member) = membership.remove(channel) {
+                // Flag first, then `member` (the last sender) is dropped at
+                // the end of this block, waking the receiver to see the flag.
+                member.sender.mark_overflowed();
+                self.slow_closes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for &channel in gone {
+            membership.remove(channel);
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Membership> {
+        self.membership
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Membership> {
+        self.membership
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn channel_count(&self) -> usize {
+        self.read().channels.len()
+    }
+}
+
+impl Membership {
+    /// Forgets the channel and takes it out of all its groups, dropping every
+    /// sender but the returned one.
+    fn remove(&mut self, channel: ChannelName) -> Option<Member> {
+        let member = self.channels.remove(&channel)?;
+        for group in &member.groups {
+            self.leave_group(group, channel);
+        }
+        Some(member)
+    }
+
+    /// Takes the channel out of one group, and forgets the group once empty
+    /// so that rooms nobody is in cost no memory.
+    fn leave_group(&mut self, group: &GroupName, channel: ChannelName) {
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(&channel);
+            if members.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InboxClosed;
+
+    mod channel_layer {
+        use crate::{LayerConfig, MemoryLayer};
+
+        crate::channel_layer_test_suite!(
+            |config: LayerConfig| async move { MemoryLayer::new(config) }
+        );
+    }
+
+    #[tokio::test]
+    async fn receivers_get_the_senders_own_bytes() {
+        let layer = MemoryLayer::default();
+        let group = GroupName::new("room-1");
+        let mut inboxes = [layer.new_channel(), layer.new_channel()];
+        for inbox in &inboxes {
+            layer
+                .group_add(&group, inbox.name())
+                .await
+                .expect("memory layer");
+        }
+        let payload = Payload::from(String::from("broadcast"));
+        let sent_at = payload.as_bytes().as_ptr();
+        layer
+            .group_send(&group, payload)
+            .await
+            .expect("memory layer");
+        for inbox in &mut inboxes {
+            let received = inbox.try_recv().expect("delivered").expect("open");
+            assert_eq!(received.as_bytes().as_ptr(), sent_at);
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_groups_and_closed_channels_are_forgotten() {
+        let layer = MemoryLayer::default();
+        let (one, two) = (GroupName::new("one"), GroupName::new("two"));
+        let ann = layer.new_channel();
+        let bob = layer.new_channel();
+        for group in [&one, &two] {
+            layer
+                .group_add(group, ann.name())
+                .await
+                .expect("memory layer");
+        }
+        layer
+            .group_add(&one, bob.name())
+            .await
+            .expect("memory layer");
+        assert_eq!(layer.group_count(), 2);
+
+        layer
+            .group_discard(&one, bob.name())
+            .await
+            .expect("memory layer");
+        assert_eq!(layer.group_count(), 2);
+        layer.close_channel(ann.name()).await;
+        assert_eq!(layer.group_count(), 0);
+        layer.close_channel(bob.name()).await;
+        assert_eq!(layer.channels.channel_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_leaves_no_trace() {
+        let layer = MemoryLayer::new(LayerConfig {
+            inbox_capacity: 1,
+            ..LayerConfig::default()
+        });
+        let group = GroupName::new("room-1");
+        let mut slow = layer.new_channel();
+        layer
+            .group_add(&group, slow.name())
+            .await
+            .expect("memory layer");
+        for _ in 0..3 {
+            layer
+                .group_send(&group, Payload::from("x"))
+                .await
+                .expect("memory layer");
+        }
+        assert_eq!(slow.recv().await, Err(InboxClosed::SlowConsumer));
+        assert_eq!(layer.slow_consumer_closes(), 1);
+        assert_eq!(layer.group_count(), 0);
+        assert_eq!(layer.channels.channel_count(), 0);
+
+        // Re-adding the closed channel does not resurrect it.
+        layer
+            .group_add(&group, slow.name())
+            .await
+            .expect("memory layer");
+        assert_eq!(layer.group_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_inboxes_are_forgotten_on_the_next_delivery() {
+        let layer = MemoryLayer::default();
+        let group = GroupName::new("room-1");
+        let inbox = layer.new_channel();
+        layer
+            .group_add(&group, inbox.name())
+            .await
+            .expect("memory layer");
+        drop(inbox);
+        layer
+            .group_send(&group, Payload::from("x"))
+            .await
+            .expect("memory layer");
+        assert_eq!(layer.group_count(), 0);
+        assert_eq!(layer.channels.channel_count(), 0);
+        assert_eq!(layer.slow_consumer_closes(), 0);
+    }
+}

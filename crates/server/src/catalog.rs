@@ -1,0 +1,168 @@
+//! The room catalog: which rooms exist, their titles, and who may enter.
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+use thiserror::Error;
+use whisper_protocol::RoomId;
+use whisper_rooms::GroupName;
+
+mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rooms")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub title: String,
+        pub staff_only: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A chat room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// The room's id, as clients send it.
+    pub id: RoomId,
+    /// The title shown in room lists and in the join reply.
+    pub title: String,
+    /// Only staff may join, send to, or list the users of this room.
+    pub staff_only: bool,
+}
+
+impl Room {
+    /// The channel-layer group of the room's members: `room-<id>`, as the
+    /// original named it.
+    pub fn group_name(&self) -> GroupName {
+        GroupName::for_room(self.id)
+    }
+
+    /// Whether a user with this staff flag may enter.
+    pub fn admits(&self, is_staff: bool) -> bool {
+        is_staff || !self.staff_only
+    }
+}
+
+impl From<entity::Model> for Room {
+    fn from(model: entity::Model) -> Self {
+        Room {
+            id: RoomId(model.id),
+            title: model.title,
+            staff_only: model.staff_only,
+        }
+    }
+}
+
+/// What can go wrong with the room catalog.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    /// Titles are 1 to 255 characters and not only spaces.
+    #[error("room titles are 1 to 255 characters")]
+    InvalidTitle,
+    /// No room has this id.
+    #[error("no room with id {0}")]
+    NoSuchRoom(RoomId),
+    /// The database failed.
+    #[error("storage: {0}")]
+    Storage(#[from] sea_orm::DbErr),
+}
+
+/// The `rooms` table.
+#[derive(Debug, Clone)]
+pub struct RoomCatalog {
+    db: DatabaseConnection,
+}
+
+impl RoomCatalog {
+    /// A catalog over a connection whose schema has been migrated.
+    pub fn new(db: DatabaseConnection) -> Self {
+        RoomCatalog { db }
+    }
+
+    /// Creates a room.
+    pub async fn create(&self, title: &str, staff_only: bool) -> Result<Room, CatalogError> {
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 255 {
+            return Err(CatalogError::InvalidTitle);
+        }
+        let row = entity::ActiveModel {
+            title: Set(title.to_owned()),
+            staff_only: Set(staff_only),
+            ..Default::default()
+        };
+        Ok(row.insert(&self.db).await?.into())
+    }
+
+    /// Every room, ordered by title (then id, so equal titles keep an order).
+    pub async fn list(&self) -> Result<Vec<Room>, CatalogError> {
+        Ok(entity::Entity::find()
+            .order_by_asc(entity::Column::Title)
+            .order_by_asc(entity::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Room::from)
+            .collect())
+    }
+
+    /// The room with this id, if any.
+    pub async fn get(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
+        Ok(entity::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .map(Room::from))
+    }
+
+    /// Deletes a room.
+    pub async fn delete(&self, id: RoomId) -> Result<(), CatalogError> {
+        let result = entity::Entity::delete_by_id(id.0).exec(&self.db).await?;
+        if result.rows_affected == 0 {
+            return Err(CatalogError::NoSuchRoom(id));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whisper_migrations::MigratorTrait;
+
+    #[tokio::test]
+    async fn rooms_are_created_listed_by_title_and_deleted() {
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        whisper_migrations::Migrator::up(&db, None)
+            .await
+            .expect("migrate");
+        let catalog = RoomCatalog::new(db);
+        let zoo = catalog.create("Zoo", false).await.expect("create");
+        let staff = catalog.create("  Admins ", true).await.expect("create");
+        assert_eq!(staff.title, "Admins");
+        assert_eq!(staff.group_name().as_str(), format!("room-{}", staff.id));
+        let titles: Vec<_> = catalog
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|r| r.title)
+            .collect();
+        assert_eq!(titles, ["Admins", "Zoo"]);
+        assert!(!staff.admits(false) && staff.admits(true) && zoo.admits(false));
+        assert!(matches!(
+            catalog.create("   ", false).await,
+            Err(CatalogError::InvalidTitle)
+        ));
+        catalog.delete(zoo.id).await.expect("delete");
+        assert_eq!(catalog.get(zoo.id).await.expect("get"), None);
+        assert!(matches!(
+            catalog.delete(zoo.id).await,
+            Err(CatalogError::NoSuchRoom(_))
+        ));
+    }
+}

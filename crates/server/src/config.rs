@@ -1,0 +1,55 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a server needs to know at start; one struct, filled by the
+/// binary from flags and environment (or by tests directly).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one (see [`crate::Server::local_addr`]).
+    pub bind: SocketAddr,
+    /// sea-orm database URL, e.g. `sqlite://whisper.db?mode=rwc`.
+    pub database_url: String,
+    /// Origins allowed to open the WebSocket, as `scheme://host[:port]`.
+    /// Empty means only the request's own host, which is right whenever the
+    /// page and the socket are served by the same server.
+    pub allowed_origins: Vec<String>,
+    /// Whether anyone may create an account at `/accounts/signup/`.
+    pub open_signup: bool,
+    /// Mark cookies `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// Longest accepted chat message, in bytes of UTF-8.
+    pub max_message_bytes: usize,
+    /// Most rooms one WebSocket may be in at once.
+    pub max_rooms_per_connection: usize,
+    /// How long a room's presence lives without updates.
+    pub presence_ttl: Duration,
+    /// Apply pending migrations at start.
+    pub migrate: bool,
+}
+
+impl Default for Config {
+    /// The embedded defaults of DESIGN §4: SQLite file, loopback port 8000.
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            database_url: "sqlite://whisper.db?mode=rwc".into(),
+            allowed_origins: Vec::new(),
+            open_signup: true,
+            secure_cookies: false,
+            max_message_bytes: 16 * 1024,
+            max_rooms_per_connection: 100,
+            presence_ttl: Duration::from_secs(3600),
+            migrate: true,
+        }
+    }
+}
+
+impl Config {
+    /// The largest WebSocket frame read at all. A chat message may be up to
+    /// `max_message_bytes`, and JSON escaping can grow it (up to six bytes
+    /// for one control character), so the hard cap leaves room for that;
+    /// anything larger closes the connection with 1009 before it is buffered.
+    pub fn frame_limit(&self) -> usize {
+        (self.max_message_bytes * 8).max(64 * 1024)
+    }
+}

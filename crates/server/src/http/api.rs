@@ -1,0 +1,95 @@
+//! JSON endpoints for the page's script and for monitoring.
+
+use http::StatusCode;
+use serde::Serialize;
+use whisper_rooms::ChannelLayer;
+
+use super::{HttpError, Request, Response, current_user, json};
+use crate::state::AppState;
+
+/// The body of `GET /api/me`; fields in the order of DESIGN §3.
+#[derive(Serialize)]
+struct Me<'a> {
+    id: i64,
+    username: &'a str,
+    name: &'a str,
+    is_staff: bool,
+}
+
+/// One entry of `GET /api/rooms`.
+#[derive(Serialize)]
+struct RoomEntry<'a> {
+    id: i64,
+    title: &'a str,
+    staff_only: bool,
+    group_name: &'a str,
+}
+
+/// The body of `GET /healthz`.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    database: &'static str,
+    channel_layer: &'static str,
+}
+
+/// `GET /api/me`: who is logged in.
+pub(crate) async fn me<L>(state: &AppState<L>, request: &Request) -> Result<Response, HttpError> {
+    let user = current_user(state, &request.head.headers)
+        .await?
+        .ok_or(HttpError::Unauthorized)?;
+    Ok(json(
+        StatusCode::OK,
+        &Me {
+            id: user.id.0,
+            username: &user.username,
+            name: &user.name,
+            is_staff: user.is_staff,
+        },
+    ))
+}
+
+/// `GET /api/rooms`: every room by title, staff-only ones included (and
+/// marked), as the original listed them; joining is where access is checked.
+pub(crate) async fn rooms<L>(
+    state: &AppState<L>,
+    request: &Request,
+) -> Result<Response, HttpError> {
+    current_user(state, &request.head.headers)
+        .await?
+        .ok_or(HttpError::Unauthorized)?;
+    let rooms = state.rooms.list().await?;
+    let groups: Vec<_> = rooms.iter().map(|room| room.group_name()).collect();
+    let entries: Vec<_> = rooms
+        .iter()
+        .zip(&groups)
+        .map(|(room, group)| RoomEntry {
+            id: room.id.0,
+            title: &room.title,
+            staff_only: room.staff_only,
+            group_name: group.as_str(),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &entries))
+}
+
+/// `GET /healthz`: 200 when the database and the channel layer answer.
+pub(crate) async fn healthz<L: ChannelLayer>(state: &AppState<L>) -> Result<Response, HttpError> {
+    let database = state.db.ping().await.is_ok();
+    let layer = state.layer.is_available().await;
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let healthy = database && layer;
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json(
+        status,
+        &Health {
+            status: word(healthy),
+            database: word(database),
+            channel_layer: word(layer),
+        },
+    ))
+}

@@ -1,0 +1,69 @@
+use http::StatusCode;
+use whisper_auth::AuthError;
+
+use super::{Response, json, respond};
+use crate::CatalogError;
+
+/// Everything a handler can fail with, mapped to a response in
+/// [`HttpError::into_response`] and nowhere else.
+#[derive(Debug)]
+pub(crate) enum HttpError {
+    NotFound,
+    MethodNotAllowed,
+    /// Not logged in, on an API route.
+    Unauthorized,
+    Forbidden(&'static str),
+    BadRequest(&'static str),
+    PayloadTooLarge,
+    /// The database or channel layer failed; the detail is logged, not shown.
+    Internal(String),
+}
+
+impl HttpError {
+    pub fn into_response(self) -> Response {
+        let text = "text/plain; charset=utf-8";
+        match self {
+            HttpError::NotFound => respond(StatusCode::NOT_FOUND, text, "Not found\n"),
+            HttpError::MethodNotAllowed => {
+                respond(StatusCode::METHOD_NOT_ALLOWED, text, "Method not allowed\n")
+            }
+            HttpError::Unauthorized => json(
+                StatusCode::UNAUTHORIZED,
+                &std::collections::BTreeMap::from([("error", "not logged in")]),
+            ),
+            HttpError::Forbidden(why) => {
+                respond(StatusCode::FORBIDDEN, text, format!("Forbidden: {why}\n"))
+            }
+            HttpError::BadRequest(why) => respond(
+                StatusCode::BAD_REQUEST,
+                text,
+                format!("Bad request: {why}\n"),
+            ),
+            HttpError::PayloadTooLarge => respond(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                text,
+                "Request body too large\n",
+            ),
+            HttpError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    text,
+                    "Internal server error\n",
+                )
+            }
+        }
+    }
+}
+
+impl From<AuthError> for HttpError {
+    fn from(error: AuthError) -> Self {
+        HttpError::Internal(error.to_string())
+    }
+}
+
+impl From<CatalogError> for HttpError {
+    fn from(error: CatalogError) -> Self {
+        HttpError::Internal(error.to_string())
+    }
+}

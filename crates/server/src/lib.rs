@@ -1,0 +1,37 @@
+//! Whisper's server: HTTP pages and API, the WebSocket chat consumer, and the
+//! room catalog, over any [`whisper_rooms::ChannelLayer`].
+//!
+//! The code map (see ARCHITECTURE.md for the whole workspace):
+//! - [`server`]: the accept loop, one task per HTTP connection, graceful
+//!   shutdown (stop accepting, close WebSockets with 1001, drain);
+//! - `http`: the router and its handlers, one error type mapped to
+//!   responses in one place, CSRF and cookies;
+//! - `websocket`: the upgrade handshake (session and Origin checks);
+//! - `consumer`: one WebSocket's life: commands in, room events out;
+//! - [`catalog`]: the rooms table.
+//!
+//! Starting a server on a free port, as the tests do:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), whisper_server::ServerError> {
+//! use whisper_rooms::MemoryLayer;
+//! use whisper_server::{Config, Server};
+//!
+//! let config = Config { bind: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+//! let server = Server::bind(config, MemoryLayer::default()).await?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.run(async { tokio::signal::ctrl_c().await.ok(); }).await
+//! # }
+//! ```
+
+pub mod catalog;
+mod config;
+mod consumer;
+mod http;
+mod server;
+mod state;
+mod websocket;
+
+pub use catalog::{CatalogError, Room, RoomCatalog};
+pub use config::Config;
+pub use server::{Server, ServerError};

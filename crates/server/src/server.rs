@@ -1,0 +1,168 @@
+//! The accept loop and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sea_orm::{ConnectOptions, Database};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use whisper_auth::{LoginThrottle, SessionStore, UserStore};
+use whisper_migrations::{Migrator, MigratorTrait};
+use whisper_rooms::ChannelLayer;
+
+use crate::state::AppState;
+use crate::{Config, RoomCatalog, http};
+
+/// How long shutdown waits for open connections to finish after telling them
+/// to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a client may take to send a request's headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The database could not be reached or migrated.
+    #[error("database {url}: {source}")]
+    Database {
+        /// The URL as configured.
+        url: String,
+        /// What sea-orm reported.
+        #[source]
+        source: sea_orm::DbErr,
+    },
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS reported.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready server. [`Server::bind`] does everything that can fail at
+/// start (database, migrations, listening socket), so by the time
+/// [`Server::local_addr`] is known, the server can take connections.
+pub struct Server<L> {
+    listener: TcpListener,
+    state: Arc<AppState<L>>,
+}
+
+impl<L: ChannelLayer> Server<L> {
+    /// Connects the database, applies pending migrations (unless
+    /// `config.migrate` is off) and opens the listening socket.
+    pub async fn bind(config: Config, layer: L) -> Result<Self, ServerError> {
+        let db_error = |source| ServerError::Database {
+            url: config.database_url.clone(),
+            source,
+        };
+        let mut options = ConnectOptions::new(config.database_url.clone());
+        options.sqlx_logging(false);
+        let db = Database::connect(options).await.map_err(db_error)?;
+        if config.migrate {
+            Migrator::up(&db, None).await.map_err(db_error)?;
+        }
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let state = Arc::new(AppState {
+            users: UserStore::new(db.clone()),
+            sessions: SessionStore::new(db.clone()),
+            rooms: RoomCatalog::new(db.clone()),
+            throttle: LoginThrottle::default(),
+            db,
+            layer,
+            config,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        Ok(Server { listener, state })
+    }
+
+    /// The address actually listened on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.listener.local_addr().unwrap_or(self.state.config.bind)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, asks every
+    /// WebSocket to close with 1001 and every HTTP connection to finish its
+    /// request, and waits for them (at most [`DRAIN_TIMEOUT`]).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { listener, state } = self;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        // Chat frames are small and latency-bound.
+                        let _ = stream.set_nodelay(true);
+                        state.tasks.spawn(serve_connection(state.clone(), stream, remote));
+                    }
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning, and keep serving.
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: closing connections");
+        state.shutdown.cancel();
+        state.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection<L: ChannelLayer>(
+    state: Arc<AppState<L>>,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+) {
+    let service_state = state.clone();
+    let service = service_fn(move |request| {
+        let state = service_state.clone();
+        async move { Ok::<_, std::convert::Infallible>(http::handle(state, request, remote).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let shutdown = state.shutdown.clone();
+    let result = tokio::select! {
+        result = &mut connection => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, %remote, "HTTP connection ended with an error");
+    }
+}

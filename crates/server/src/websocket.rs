@@ -1,0 +1,170 @@
+//! The WebSocket handshake at `/chat/stream/`.
+//!
+//! Everything is checked before upgrading, so a refused client gets a plain
+//! HTTP 403 and never an open socket: the session cookie must name an
+//! active user, and the `Origin` header must be allowed. Browsers send
+//! cookies with cross-site WebSocket handshakes too, so without the Origin
+//! check any site could open a chat socket as its visitor (cross-site
+//! WebSocket hijacking).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use whisper_rooms::ChannelLayer;
+
+use crate::consumer;
+use crate::http::{HttpError, Response, current_user, respond};
+use crate::state::AppState;
+
+/// Checks the handshake and, when it passes, answers 101 and hands the
+/// upgraded socket to a new consumer task.
+pub(crate) async fn upgrade<L: ChannelLayer>(
+    state: &Arc<AppState<L>>,
+    mut request: http::Request<Incoming>,
+) -> Result<Response, HttpError> {
+    let headers = request.headers();
+    let is_websocket = header_has_token(headers, header::UPGRADE, "websocket")
+        && header_has_token(headers, header::CONNECTION, "upgrade");
+    if !is_websocket {
+        return Err(HttpError::BadRequest("expected a WebSocket upgrade"));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(HttpError::BadRequest("unsupported WebSocket version"));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(HttpError::BadRequest("missing Sec-WebSocket-Key"))?;
+    let accept = derive_accept_key(key.as_bytes());
+    if !origin_allowed(headers, &state.config.allowed_origins) {
+        tracing::info!(origin = ?headers.get(header::ORIGIN), "WebSocket refused: origin");
+        return Err(HttpError::Forbidden("origin not allowed"));
+    }
+    let user = current_user(state, headers)
+        .await?
+        .ok_or(HttpError::Forbidden("login required"))?;
+
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let frame_limit = state.config.frame_limit();
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(frame_limit))
+        .max_frame_size(Some(frame_limit));
+    let state = state.clone();
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                consumer::run(state, user, socket).await;
+            }
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+        }
+    });
+
+    let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, "text/plain", Vec::new());
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    Ok(response)
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether the handshake's `Origin` may open a socket: one of the configured
+/// origins, or, with none configured, the same host the request was sent to.
+/// A handshake without `Origin` is refused: every browser sends one.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if !allowed.is_empty() {
+        let origin = origin.trim_end_matches('/');
+        return allowed
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+    }
+    let Ok(uri) = origin.parse::<Uri>() else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri
+            .authority()
+            .zip(host)
+            .is_some_and(|(authority, host)| authority.as_str().eq_ignore_ascii_case(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).expect("host"));
+        if let Some(origin) = origin {
+            headers.insert(
+                header::ORIGIN,
+                HeaderValue::from_str(origin).expect("origin"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn same_host_is_allowed_by_default() {
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:8000"), "127.0.0.1:8000"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://evil.example"), "127.0.0.1:8000"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://127.0.0.1:8001"), "127.0.0.1:8000"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("null"), "127.0.0.1:8000"),
+            &[]
+        ));
+        assert!(!origin_allowed(&headers(None, "127.0.0.1:8000"), &[]));
+    }
+
+    #[test]
+    fn configured_origins_replace_the_default() {
+        let allowed = ["https://chat.example.com".to_owned()];
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example.com"), "10.0.0.1:8000"),
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://10.0.0.1:8000"), "10.0.0.1:8000"),
+            &allowed
+        ));
+    }
+}

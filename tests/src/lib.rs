@@ -1,0 +1,305 @@
+//! Test support: a real Whisper server on a free loopback port, with its own
+//! SQLite file, and clients that speak to it the way a browser does (log in
+//! through the form, then open the WebSocket with the session cookie and an
+//! Origin header).
+//!
+//! Every wait is bounded: a frame that does not arrive within
+//! [`RECV_TIMEOUT`] fails the test instead of hanging it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use whisper_auth::{NewUser, UserStore};
+use whisper_server::{Config, RoomCatalog, Server};
+
+/// Longest wait for one expected frame.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server and the database behind it.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The database URL it uses, for direct checks.
+    pub database_url: String,
+    users: UserStore,
+    rooms: RoomCatalog,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// A server with the default configuration on a free port.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// A server whose configuration `adjust` may change first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("whisper.db").display()
+        );
+        let mut config = Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.clone(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let layer = whisper_rooms::MemoryLayer::new(whisper_rooms::LayerConfig {
+            presence_ttl: config.presence_ttl,
+            ..Default::default()
+        });
+        let server = Server::bind(config, layer).await.expect("server starts");
+        let addr = server.local_addr();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            server.run(stop).await.expect("server runs");
+        });
+        let db = sea_orm::Database::connect(&database_url)
+            .await
+            .expect("test database connection");
+        TestServer {
+            addr,
+            database_url,
+            users: UserStore::new(db.clone()),
+            rooms: RoomCatalog::new(db),
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The Origin a browser on this server's pages sends.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates an account directly in the database.
+    pub async fn create_user(&self, username: &str, password: &str, is_staff: bool) {
+        let mut new = NewUser::new(username, password);
+        new.is_staff = is_staff;
+        self.users.create(new).await.expect("user created");
+    }
+
+    /// Creates a room and returns its id.
+    pub async fn create_room(&self, title: &str, staff_only: bool) -> i64 {
+        self.rooms
+            .create(title, staff_only)
+            .await
+            .expect("room created")
+            .id
+            .0
+    }
+
+    /// Creates an account and logs it in through the login form.
+    pub async fn user(&self, username: &str, is_staff: bool) -> Session {
+        self.create_user(username, "correct horse", is_staff).await;
+        self.login(username, "correct horse")
+            .await
+            .expect("login succeeds")
+    }
+
+    /// Logs in through the form as a browser would; `None` when the server
+    /// set no session cookie.
+    pub async fn login(&self, username: &str, password: &str) -> Option<Session> {
+        let client = http_client();
+        let csrf = csrf_token(&client, &self.url("/accounts/login/")).await;
+        let response = client
+            .post(self.url("/accounts/login/"))
+            .header("cookie", format!("csrftoken={csrf}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "username={username}&password={password}&csrfmiddlewaretoken={csrf}&next=/"
+            ))
+            .send()
+            .await
+            .expect("login request");
+        let session = set_cookie_value(&response, "sessionid")?;
+        Some(Session { sessionid: session })
+    }
+
+    /// Opens the chat WebSocket with this session and the server's own Origin.
+    pub async fn connect(&self, session: &Session) -> WsClient {
+        self.try_connect(Some(&session.cookie()), Some(&self.origin()))
+            .await
+            .expect("WebSocket opens")
+    }
+
+    /// Attempts the WebSocket handshake with the given Cookie and Origin
+    /// headers; the error carries the refusal (for example HTTP 403).
+    pub async fn try_connect(
+        &self,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<WsClient, tungstenite::Error> {
+        let mut request = format!("ws://{}/chat/stream/", self.addr)
+            .into_client_request()
+            .expect("request");
+        let headers = request.headers_mut();
+        if let Some(cookie) = cookie {
+            headers.insert(
+                "cookie",
+                HeaderValue::from_str(cookie).expect("cookie header"),
+            );
+        }
+        if let Some(origin) = origin {
+            headers.insert(
+                "origin",
+                HeaderValue::from_str(origin).expect("origin header"),
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(WsClient { ws })
+    }
+
+    /// Asks the server to shut down (as SIGTERM would) and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task ends cleanly");
+    }
+}
+
+/// An HTTP client that does not follow redirects, so tests see them.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(RECV_TIMEOUT)
+        .build()
+        .expect("HTTP client")
+}
+
+/// Fetches a form page and returns the CSRF token its cookie carries.
+pub async fn csrf_token(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.expect("form page");
+    set_cookie_value(&response, "csrftoken").expect("form page sets csrftoken")
+}
+
+/// The value a response's Set-Cookie gives to `name`.
+pub fn set_cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| {
+            let (pair, _) = value.split_once(';').unwrap_or((value, ""));
+            let (key, val) = pair.split_once('=')?;
+            (key.trim() == name && !val.is_empty()).then(|| val.to_owned())
+        })
+}
+
+/// A logged-in browser's session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The `sessionid` cookie's value.
+    pub sessionid: String,
+}
+
+impl Session {
+    /// The Cookie header a browser would send.
+    pub fn cookie(&self) -> String {
+        format!("sessionid={}", self.sessionid)
+    }
+}
+
+/// One chat WebSocket.
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    /// Sends a JSON command.
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("frame sent");
+    }
+
+    /// Sends any frame.
+    pub async fn send_message(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        self.ws.send(message).await
+    }
+
+    /// The next text frame, exactly as sent. Panics on a close, an error or
+    /// a timeout.
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await {
+            Some(Message::Text(text)) => text.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame other than ping/pong, or `None` when the connection
+    /// ended (closed or reset). Panics after [`RECV_TIMEOUT`].
+    pub async fn recv(&mut self) -> Option<Message> {
+        loop {
+            let next = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame within the timeout");
+            match next {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(message)) => return Some(message),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// The next text frame, parsed.
+    pub async fn recv_json(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).expect("JSON frame")
+    }
+
+    /// Asserts that nothing arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(frame) = tokio::time::timeout(wait, self.ws.next()).await {
+            panic!("expected silence, got {frame:?}");
+        }
+    }
+
+    /// Reads until the connection closes and returns the close frame, if any.
+    pub async fn close_frame(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.recv().await {
+                Some(Message::Close(frame)) => return frame,
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    }
+
+    /// Closes politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    /// Drops the TCP connection without a close frame, as a crashed
+    /// browser or a lost network would.
+    pub fn vanish(self) {
+        drop(self.ws);
+    }
+}
