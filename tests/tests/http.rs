@@ -1,0 +1,292 @@
+//! The HTTP surface: pages, login, signup, logout, CSRF, the API, and the
+//! WebSocket handshake's refusals.
+
+use reqwest::StatusCode;
+use whisper_tests::{TestServer, csrf_token, http_client, set_cookie_value};
+
+#[tokio::test]
+async fn anonymous_visitors_are_sent_to_login_and_the_api_says_401() {
+    let server = TestServer::start().await;
+    let client = http_client();
+    let response = client.get(server.url("/")).send().await.expect("GET /");
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], "/accounts/login/?next=/");
+    for path in ["/api/me", "/api/rooms"] {
+        let response = client.get(server.url(path)).send().await.expect("GET api");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn login_form_sets_csrf_and_a_good_login_gets_an_httponly_session() {
+    let server = TestServer::start().await;
+    server.create_user("ann", "correct horse", false).await;
+    let client = http_client();
+    let form = client.get(server.url("/accounts/login/?next=/x")).send().await.expect("form");
+    assert_eq!(form.status(), StatusCode::OK);
+    let csrf = set_cookie_value(&form, "csrftoken").expect("csrftoken cookie");
+    let csp = form.headers()["content-security-policy"].to_str().expect("csp").to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert_eq!(form.headers()["x-frame-options"], "DENY");
+    let page = form.text().await.expect("page");
+    assert!(page.contains(&format!(r#"value="{csrf}""#)), "hidden csrfmiddlewaretoken field");
+    assert!(page.contains("csrfmiddlewaretoken"));
+
+    let response = client
+        .post(server.url("/accounts/login/"))
+        .header("cookie", format!("csrftoken={csrf}"))
+        .form(&[("username", "ann"), ("password", "correct horse"), ("csrfmiddlewaretoken", &csrf), ("next", "/x")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], "/x");
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sessionid="))
+        .expect("session cookie")
+        .to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+
+    let session = set_cookie_value(&response, "sessionid").expect("session");
+    let me: serde_json::Value = client
+        .get(server.url("/api/me"))
+        .header("cookie", format!("sessionid={session}"))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me, serde_json::json!({"id": 1, "username": "ann", "name": "", "is_staff": false}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_gives_the_form_again_and_no_session() {
+    let server = TestServer::start().await;
+    server.create_user("ann", "correct horse", false).await;
+    assert!(server.login("ann", "wrong horse").await.is_none());
+    assert!(server.login("nobody", "correct horse").await.is_none());
+
+    let client = http_client();
+    let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let response = client
+        .post(server.url("/accounts/login/"))
+        .header("cookie", format!("csrftoken={csrf}"))
+        .form(&[("username", "ann"), ("password", "nope nope"), ("csrfmiddlewaretoken", &csrf)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookie_value(&response, "sessionid").is_none());
+    assert!(response.text().await.expect("page").contains("correct username and password"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_username() {
+    let server = TestServer::start().await;
+    server.create_user("ann", "correct horse", false).await;
+    for _ in 0..5 {
+        assert!(server.login("ann", "wrong horse").await.is_none());
+    }
+    assert!(server.login("ann", "correct horse").await.is_none(), "throttled even with the right password");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn posts_without_a_matching_csrf_token_are_refused() {
+    let server = TestServer::start().await;
+    server.create_user("ann", "correct horse", false).await;
+    let client = http_client();
+    let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let attempts = [
+        (None, None),
+        (Some(csrf.clone()), None),
+        (None, Some(csrf.clone())),
+        (Some(csrf.clone()), Some("forged-token-forged-token-forged-token".to_owned())),
+    ];
+    for (cookie, field) in attempts {
+        let mut request = client.post(server.url("/accounts/login/"));
+        if let Some(cookie) = &cookie {
+            request = request.header("cookie", format!("csrftoken={cookie}"));
+        }
+        let mut form = vec![("username", "ann".to_owned()), ("password", "correct horse".to_owned())];
+        if let Some(field) = field.clone() {
+            form.push(("csrfmiddlewaretoken", field));
+        }
+        let response = request.form(&form).send().await.expect("post");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "cookie {cookie:?} field {field:?}");
+        assert!(set_cookie_value(&response, "sessionid").is_none());
+    }
+
+    let session = server.login("ann", "correct horse").await.expect("login");
+    let response = client
+        .post(server.url("/accounts/logout/"))
+        .header("cookie", session.cookie())
+        .send()
+        .await
+        .expect("logout without token");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // The session survived the forged logout; a real one (token in the
+    // X-CSRFToken header) ends it.
+    let me = client.get(server.url("/api/me")).header("cookie", session.cookie()).send().await.expect("me");
+    assert_eq!(me.status(), StatusCode::OK);
+    let response = client
+        .post(server.url("/accounts/logout/"))
+        .header("cookie", format!("{}; csrftoken={csrf}", session.cookie()))
+        .header("x-csrftoken", &csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let me = client.get(server.url("/api/me")).header("cookie", session.cookie()).send().await.expect("me");
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn signup_creates_an_account_and_logs_it_in() {
+    let server = TestServer::start().await;
+    let client = http_client();
+    let csrf = csrf_token(&client, &server.url("/accounts/signup/")).await;
+    let signup = |username: &'static str, password2: &'static str| {
+        client
+            .post(server.url("/accounts/signup/"))
+            .header("cookie", format!("csrftoken={csrf}"))
+            .form(&[
+                ("username", username),
+                ("name", "Ann"),
+                ("password1", "correct horse"),
+                ("password2", password2),
+                ("csrfmiddlewaretoken", &csrf),
+            ])
+            .send()
+    };
+    let mismatch = signup("ann", "other horse").await.expect("signup");
+    assert_eq!(mismatch.status(), StatusCode::OK);
+    assert!(mismatch.text().await.expect("page").contains("do not match"));
+
+    let response = signup("ann", "correct horse").await.expect("signup");
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let session = set_cookie_value(&response, "sessionid").expect("logged in");
+    let me: serde_json::Value = client
+        .get(server.url("/api/me"))
+        .header("cookie", format!("sessionid={session}"))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["username"], "ann");
+    assert_eq!(me["name"], "Ann");
+
+    let taken = signup("ann", "correct horse").await.expect("signup");
+    assert!(taken.text().await.expect("page").contains("taken"));
+    let hostile = signup("<script>", "correct horse").await.expect("signup");
+    let page = hostile.text().await.expect("page");
+    assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"), "user text is escaped");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn closed_signup_says_so_and_creates_nothing() {
+    let server = TestServer::start_with(|config| config.open_signup = false).await;
+    let client = http_client();
+    let form = client.get(server.url("/accounts/signup/")).send().await.expect("form");
+    let csrf = set_cookie_value(&form, "csrftoken").expect("csrf");
+    assert!(form.text().await.expect("page").contains("Signup is closed"));
+    let response = client
+        .post(server.url("/accounts/signup/"))
+        .header("cookie", format!("csrftoken={csrf}"))
+        .form(&[("username", "ann"), ("password1", "correct horse"), ("password2", "correct horse"), ("csrfmiddlewaretoken", &csrf)])
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(server.login("ann", "correct horse").await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rooms_api_lists_rooms_by_title_with_group_names() {
+    let server = TestServer::start().await;
+    let zoo = server.create_room("Zoo", false).await;
+    let staff = server.create_room("Admins", true).await;
+    let ann = server.user("ann", false).await;
+    let body = http_client()
+        .get(server.url("/api/rooms"))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("rooms")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        body,
+        format!(
+            r#"[{{"id":{staff},"title":"Admins","staff_only":true,"group_name":"room-{staff}"}},{{"id":{zoo},"title":"Zoo","staff_only":false,"group_name":"room-{zoo}"}}]"#
+        )
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn chat_page_static_assets_and_health() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let client = http_client();
+    let page = client.get(server.url("/")).header("cookie", ann.cookie()).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("html").contains("/static/chat.js"));
+    let script = client.get(server.url("/static/chat.js")).send().await.expect("script");
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
+    let etag = script.headers()["etag"].clone();
+    let again = client.get(server.url("/static/chat.js")).header("if-none-match", etag).send().await.expect("script");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    for missing in ["/static/nope.js", "/static/../Cargo.toml", "/nowhere"] {
+        let response = client.get(server.url(missing)).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{missing}");
+    }
+    let health = client.get(server.url("/healthz")).send().await.expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().await.expect("body"), r#"{"status":"ok","database":"ok","channel_layer":"ok"}"#);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_needs_a_session_and_an_allowed_origin() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let origin = server.origin();
+    let refusals = [
+        (None, Some(origin.as_str())),
+        (Some("sessionid=forged-forged-forged-forged-forged"), Some(origin.as_str())),
+        (Some(ann.cookie().as_str()), Some("http://evil.example")),
+        (Some(ann.cookie().as_str()), None),
+    ]
+    .map(|(cookie, origin)| (cookie.map(str::to_owned), origin.map(str::to_owned)));
+    for (cookie, origin) in refusals {
+        let error = server
+            .try_connect(cookie.as_deref(), origin.as_deref())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("handshake with cookie {cookie:?} origin {origin:?} must fail"));
+        match error {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), StatusCode::FORBIDDEN.as_u16());
+            }
+            other => panic!("expected HTTP 403, got {other}"),
+        }
+    }
+    assert!(server.try_connect(Some(&ann.cookie()), Some(&origin)).await.is_ok());
+    server.stop().await;
+}
