@@ -255,7 +255,7 @@ async fn twenty_connections_times_ten_messages_arrive_in_per_sender_order() {
         }
     }
     for client in &mut clients {
-        let mut next_expected = vec![0usize; CONNECTIONS];
+        let mut next_expected = [0usize; CONNECTIONS];
         for _ in 0..CONNECTIONS * MESSAGES {
             let event = client.recv_json().await;
             assert_eq!(event["msg_type"], 0);

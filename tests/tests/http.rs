@@ -23,20 +23,35 @@ async fn login_form_sets_csrf_and_a_good_login_gets_an_httponly_session() {
     let server = TestServer::start().await;
     server.create_user("ann", "correct horse", false).await;
     let client = http_client();
-    let form = client.get(server.url("/accounts/login/?next=/x")).send().await.expect("form");
+    let form = client
+        .get(server.url("/accounts/login/?next=/x"))
+        .send()
+        .await
+        .expect("form");
     assert_eq!(form.status(), StatusCode::OK);
     let csrf = set_cookie_value(&form, "csrftoken").expect("csrftoken cookie");
-    let csp = form.headers()["content-security-policy"].to_str().expect("csp").to_owned();
+    let csp = form.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
     assert_eq!(form.headers()["x-frame-options"], "DENY");
     let page = form.text().await.expect("page");
-    assert!(page.contains(&format!(r#"value="{csrf}""#)), "hidden csrfmiddlewaretoken field");
+    assert!(
+        page.contains(&format!(r#"value="{csrf}""#)),
+        "hidden csrfmiddlewaretoken field"
+    );
     assert!(page.contains("csrfmiddlewaretoken"));
 
     let response = client
         .post(server.url("/accounts/login/"))
         .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[("username", "ann"), ("password", "correct horse"), ("csrfmiddlewaretoken", &csrf), ("next", "/x")])
+        .form(&[
+            ("username", "ann"),
+            ("password", "correct horse"),
+            ("csrfmiddlewaretoken", &csrf),
+            ("next", "/x"),
+        ])
         .send()
         .await
         .expect("login");
@@ -50,7 +65,10 @@ async fn login_form_sets_csrf_and_a_good_login_gets_an_httponly_session() {
         .find(|v| v.starts_with("sessionid="))
         .expect("session cookie")
         .to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
 
     let session = set_cookie_value(&response, "sessionid").expect("session");
     let me: serde_json::Value = client
@@ -62,7 +80,10 @@ async fn login_form_sets_csrf_and_a_good_login_gets_an_httponly_session() {
         .json()
         .await
         .expect("json");
-    assert_eq!(me, serde_json::json!({"id": 1, "username": "ann", "name": "", "is_staff": false}));
+    assert_eq!(
+        me,
+        serde_json::json!({"id": 1, "username": "ann", "name": "", "is_staff": false})
+    );
     server.stop().await;
 }
 
@@ -78,13 +99,23 @@ async fn a_wrong_password_gives_the_form_again_and_no_session() {
     let response = client
         .post(server.url("/accounts/login/"))
         .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[("username", "ann"), ("password", "nope nope"), ("csrfmiddlewaretoken", &csrf)])
+        .form(&[
+            ("username", "ann"),
+            ("password", "nope nope"),
+            ("csrfmiddlewaretoken", &csrf),
+        ])
         .send()
         .await
         .expect("login");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(set_cookie_value(&response, "sessionid").is_none());
-    assert!(response.text().await.expect("page").contains("correct username and password"));
+    assert!(
+        response
+            .text()
+            .await
+            .expect("page")
+            .contains("correct username and password")
+    );
     server.stop().await;
 }
 
@@ -95,7 +126,10 @@ async fn repeated_failures_throttle_the_username() {
     for _ in 0..5 {
         assert!(server.login("ann", "wrong horse").await.is_none());
     }
-    assert!(server.login("ann", "correct horse").await.is_none(), "throttled even with the right password");
+    assert!(
+        server.login("ann", "correct horse").await.is_none(),
+        "throttled even with the right password"
+    );
     server.stop().await;
 }
 
@@ -109,19 +143,29 @@ async fn posts_without_a_matching_csrf_token_are_refused() {
         (None, None),
         (Some(csrf.clone()), None),
         (None, Some(csrf.clone())),
-        (Some(csrf.clone()), Some("forged-token-forged-token-forged-token".to_owned())),
+        (
+            Some(csrf.clone()),
+            Some("forged-token-forged-token-forged-token".to_owned()),
+        ),
     ];
     for (cookie, field) in attempts {
         let mut request = client.post(server.url("/accounts/login/"));
         if let Some(cookie) = &cookie {
             request = request.header("cookie", format!("csrftoken={cookie}"));
         }
-        let mut form = vec![("username", "ann".to_owned()), ("password", "correct horse".to_owned())];
+        let mut form = vec![
+            ("username", "ann".to_owned()),
+            ("password", "correct horse".to_owned()),
+        ];
         if let Some(field) = field.clone() {
             form.push(("csrfmiddlewaretoken", field));
         }
         let response = request.form(&form).send().await.expect("post");
-        assert_eq!(response.status(), StatusCode::FORBIDDEN, "cookie {cookie:?} field {field:?}");
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "cookie {cookie:?} field {field:?}"
+        );
         assert!(set_cookie_value(&response, "sessionid").is_none());
     }
 
@@ -135,7 +179,12 @@ async fn posts_without_a_matching_csrf_token_are_refused() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     // The session survived the forged logout; a real one (token in the
     // X-CSRFToken header) ends it.
-    let me = client.get(server.url("/api/me")).header("cookie", session.cookie()).send().await.expect("me");
+    let me = client
+        .get(server.url("/api/me"))
+        .header("cookie", session.cookie())
+        .send()
+        .await
+        .expect("me");
     assert_eq!(me.status(), StatusCode::OK);
     let response = client
         .post(server.url("/accounts/logout/"))
@@ -145,7 +194,12 @@ async fn posts_without_a_matching_csrf_token_are_refused() {
         .await
         .expect("logout");
     assert_eq!(response.status(), StatusCode::FOUND);
-    let me = client.get(server.url("/api/me")).header("cookie", session.cookie()).send().await.expect("me");
+    let me = client
+        .get(server.url("/api/me"))
+        .header("cookie", session.cookie())
+        .send()
+        .await
+        .expect("me");
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
@@ -170,7 +224,13 @@ async fn signup_creates_an_account_and_logs_it_in() {
     };
     let mismatch = signup("ann", "other horse").await.expect("signup");
     assert_eq!(mismatch.status(), StatusCode::OK);
-    assert!(mismatch.text().await.expect("page").contains("do not match"));
+    assert!(
+        mismatch
+            .text()
+            .await
+            .expect("page")
+            .contains("do not match")
+    );
 
     let response = signup("ann", "correct horse").await.expect("signup");
     assert_eq!(response.status(), StatusCode::FOUND);
@@ -191,7 +251,10 @@ async fn signup_creates_an_account_and_logs_it_in() {
     assert!(taken.text().await.expect("page").contains("taken"));
     let hostile = signup("<script>", "correct horse").await.expect("signup");
     let page = hostile.text().await.expect("page");
-    assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"), "user text is escaped");
+    assert!(
+        !page.contains("<script>") && page.contains("&lt;script&gt;"),
+        "user text is escaped"
+    );
     server.stop().await;
 }
 
@@ -199,13 +262,27 @@ async fn signup_creates_an_account_and_logs_it_in() {
 async fn closed_signup_says_so_and_creates_nothing() {
     let server = TestServer::start_with(|config| config.open_signup = false).await;
     let client = http_client();
-    let form = client.get(server.url("/accounts/signup/")).send().await.expect("form");
+    let form = client
+        .get(server.url("/accounts/signup/"))
+        .send()
+        .await
+        .expect("form");
     let csrf = set_cookie_value(&form, "csrftoken").expect("csrf");
-    assert!(form.text().await.expect("page").contains("Signup is closed"));
+    assert!(
+        form.text()
+            .await
+            .expect("page")
+            .contains("Signup is closed")
+    );
     let response = client
         .post(server.url("/accounts/signup/"))
         .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[("username", "ann"), ("password1", "correct horse"), ("password2", "correct horse"), ("csrfmiddlewaretoken", &csrf)])
+        .form(&[
+            ("username", "ann"),
+            ("password1", "correct horse"),
+            ("password2", "correct horse"),
+            ("csrfmiddlewaretoken", &csrf),
+        ])
         .send()
         .await
         .expect("signup");
@@ -243,22 +320,48 @@ async fn chat_page_static_assets_and_health() {
     let server = TestServer::start().await;
     let ann = server.user("ann", false).await;
     let client = http_client();
-    let page = client.get(server.url("/")).header("cookie", ann.cookie()).send().await.expect("page");
+    let page = client
+        .get(server.url("/"))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("page");
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.expect("html").contains("/static/chat.js"));
-    let script = client.get(server.url("/static/chat.js")).send().await.expect("script");
+    let script = client
+        .get(server.url("/static/chat.js"))
+        .send()
+        .await
+        .expect("script");
     assert_eq!(script.status(), StatusCode::OK);
-    assert!(script.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/javascript")
+    );
     let etag = script.headers()["etag"].clone();
-    let again = client.get(server.url("/static/chat.js")).header("if-none-match", etag).send().await.expect("script");
+    let again = client
+        .get(server.url("/static/chat.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("script");
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     for missing in ["/static/nope.js", "/static/../Cargo.toml", "/nowhere"] {
         let response = client.get(server.url(missing)).send().await.expect("get");
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{missing}");
     }
-    let health = client.get(server.url("/healthz")).send().await.expect("health");
+    let health = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.text().await.expect("body"), r#"{"status":"ok","database":"ok","channel_layer":"ok"}"#);
+    assert_eq!(
+        health.text().await.expect("body"),
+        r#"{"status":"ok","database":"ok","channel_layer":"ok"}"#
+    );
     server.stop().await;
 }
 
@@ -269,7 +372,10 @@ async fn websocket_needs_a_session_and_an_allowed_origin() {
     let origin = server.origin();
     let refusals = [
         (None, Some(origin.as_str())),
-        (Some("sessionid=forged-forged-forged-forged-forged"), Some(origin.as_str())),
+        (
+            Some("sessionid=forged-forged-forged-forged-forged"),
+            Some(origin.as_str()),
+        ),
         (Some(ann.cookie().as_str()), Some("http://evil.example")),
         (Some(ann.cookie().as_str()), None),
     ]
@@ -279,7 +385,9 @@ async fn websocket_needs_a_session_and_an_allowed_origin() {
             .try_connect(cookie.as_deref(), origin.as_deref())
             .await
             .err()
-            .unwrap_or_else(|| panic!("handshake with cookie {cookie:?} origin {origin:?} must fail"));
+            .unwrap_or_else(|| {
+                panic!("handshake with cookie {cookie:?} origin {origin:?} must fail")
+            });
         match error {
             tokio_tungstenite::tungstenite::Error::Http(response) => {
                 assert_eq!(response.status(), StatusCode::FORBIDDEN.as_u16());
@@ -287,6 +395,11 @@ async fn websocket_needs_a_session_and_an_allowed_origin() {
             other => panic!("expected HTTP 403, got {other}"),
         }
     }
-    assert!(server.try_connect(Some(&ann.cookie()), Some(&origin)).await.is_ok());
+    assert!(
+        server
+            .try_connect(Some(&ann.cookie()), Some(&origin))
+            .await
+            .is_ok()
+    );
     server.stop().await;
 }

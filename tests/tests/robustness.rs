@@ -21,26 +21,43 @@ async fn malformed_frames_get_errors_and_the_connection_keeps_working() {
         (r#"{"command":"join"}"#, "BAD_REQUEST"),
         (r#"{"command":"join","room":"abc"}"#, "BAD_REQUEST"),
         (r#"{"command":"join","room":-3}"#, "ROOM_INVALID"),
-        (r#"{"command":"join","room":123456789012345678901234567890}"#, "BAD_REQUEST"),
+        (
+            r#"{"command":"join","room":123456789012345678901234567890}"#,
+            "BAD_REQUEST",
+        ),
         (r#"{"command":"send","room":1}"#, "BAD_REQUEST"),
-        (r#"{"command":"send","room":1,"message":{"nested":true}}"#, "BAD_REQUEST"),
+        (
+            r#"{"command":"send","room":1,"message":{"nested":true}}"#,
+            "BAD_REQUEST",
+        ),
         (r#"{"command":"dance","room":1}"#, "UNKNOWN_COMMAND"),
     ];
     for (frame, code) in cases {
         a.send_text(frame).await;
-        assert_eq!(a.recv_text().await, format!(r#"{{"error":"{code}"}}"#), "{frame}");
+        assert_eq!(
+            a.recv_text().await,
+            format!(r#"{{"error":"{code}"}}"#),
+            "{frame}"
+        );
     }
     let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
     a.send_text(&deep).await;
     assert_eq!(a.recv_text().await, r#"{"error":"BAD_REQUEST"}"#);
-    a.send_message(Message::binary(vec![0xff, 0x00, 0x7b])).await.expect("binary frame sent");
+    a.send_message(Message::binary(vec![0xff, 0x00, 0x7b]))
+        .await
+        .expect("binary frame sent");
     assert_eq!(a.recv_text().await, r#"{"error":"BAD_REQUEST"}"#);
 
     a.send_json(json!({"command": "join", "room": room})).await;
-    assert_eq!(a.recv_text().await, format!(r#"{{"join":"{room}","title":"Lobby"}}"#));
-    a.send_json(json!({"command": "send", "room": room, "message": "x".repeat(16 * 1024 + 1)})).await;
+    assert_eq!(
+        a.recv_text().await,
+        format!(r#"{{"join":"{room}","title":"Lobby"}}"#)
+    );
+    a.send_json(json!({"command": "send", "room": room, "message": "x".repeat(16 * 1024 + 1)}))
+        .await;
     assert_eq!(a.recv_text().await, r#"{"error":"MESSAGE_TOO_LARGE"}"#);
-    a.send_json(json!({"command": "send", "room": room, "message": "still here"})).await;
+    a.send_json(json!({"command": "send", "room": room, "message": "still here"}))
+        .await;
     assert_eq!(a.recv_json().await["message"], "still here");
     server.stop().await;
 }
@@ -56,7 +73,8 @@ async fn a_one_mebibyte_frame_closes_its_connection_and_nothing_else() {
     b.recv_text().await;
 
     let mut a = server.connect(&ann).await;
-    let huge = json!({"command": "send", "room": room, "message": "y".repeat(1024 * 1024)}).to_string();
+    let huge =
+        json!({"command": "send", "room": room, "message": "y".repeat(1024 * 1024)}).to_string();
     // The server may close before the whole frame is written; either way
     // this connection ends, with MESSAGE_TOO_LARGE and 1009 when the client
     // gets to read them.
@@ -75,10 +93,14 @@ async fn a_one_mebibyte_frame_closes_its_connection_and_nothing_else() {
 
     // The server and other connections carry on.
     let mut again = server.connect(&ann).await;
-    again.send_json(json!({"command": "join", "room": room})).await;
+    again
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
     assert!(again.recv_json().await.get("join").is_some());
     assert_eq!(b.recv_json().await["msg_type"], 4);
-    again.send_json(json!({"command": "send", "room": room, "message": "after"})).await;
+    again
+        .send_json(json!({"command": "send", "room": room, "message": "after"}))
+        .await;
     assert_eq!(b.recv_json().await["message"], "after");
     server.stop().await;
 }
