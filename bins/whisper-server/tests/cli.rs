@@ -26,8 +26,14 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     response
@@ -36,7 +42,10 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn starts_on_a_fresh_sqlite_file_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let database = format!("sqlite://{}?mode=rwc", dir.path().join("fresh.db").display());
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("fresh.db").display()
+    );
     let mut child = Command::new(BIN)
         .args(["--bind", "127.0.0.1:0", "--database-url", &database])
         .env("RUST_LOG", "warn")
@@ -46,7 +55,9 @@ fn starts_on_a_fresh_sqlite_file_and_exits_cleanly_on_sigterm() {
         .expect("server starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("first line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
     let addr = line
         .trim()
         .strip_prefix("Whisper is listening on http://")
@@ -56,7 +67,10 @@ fn starts_on_a_fresh_sqlite_file_and_exits_cleanly_on_sigterm() {
 
     let health = http_get(&addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.ends_with(r#"{"status":"ok","database":"ok","channel_layer":"ok"}"#), "{health}");
+    assert!(
+        health.ends_with(r#"{"status":"ok","database":"ok","channel_layer":"ok"}"#),
+        "{health}"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -1,0 +1,262 @@
+//! The commands themselves, one function each, over the library crates.
+//!
+//! Each returns the text for stdout rather than printing it, so output
+//! happens once the work is done, and a failure prints only its error line.
+//! Validation lives in the libraries (`whisper-auth`, the room catalog):
+//! they check every field before writing, which is what makes "bad input
+//! writes nothing" hold here.
+
+use std::fmt::Write as _;
+
+use sea_orm::{Database, DatabaseConnection};
+use whisper_auth::{AuthError, NewUser, SessionStore, UserStore};
+use whisper_migrations::{Migrator, MigratorTrait};
+use whisper_server::{CatalogError, Room, RoomCatalog};
+
+use crate::cli::{
+    ChangePassword, Cli, Command, CreateRoom, CreateSuperuser, CreateUser, DeleteRoom, SetStaff,
+};
+use crate::error::ManageError;
+use crate::prompt::Prompter;
+
+/// Opens the database and runs one command; the `Ok` text goes to stdout.
+pub async fn run(cli: Cli) -> Result<String, ManageError> {
+    let db = connect(&cli.database_url).await?;
+    if !matches!(cli.command, Command::Migrate) {
+        // So a fresh database file, or one left behind by an upgrade, just
+        // works; `migrate` is for doing this explicitly and seeing it.
+        Migrator::up(&db, None)
+            .await
+            .map_err(ManageError::Migrate)?;
+    }
+    match cli.command {
+        Command::Migrate => migrate(&db).await,
+        Command::CreateSuperuser(args) => create_superuser(db, args).await,
+        Command::CreateUser(args) => create_user(db, args).await,
+        Command::CreateRoom(args) => create_room(db, args).await,
+        Command::Rooms => rooms(db).await,
+        Command::DeleteRoom(args) => delete_room(db, args).await,
+        Command::SetStaff(args) => set_staff(db, args).await,
+        Command::ChangePassword(args) => change_password(db, args).await,
+    }
+}
+
+/// Opens the database. Drivers quote the URL in some errors; a password
+/// in it is masked, because error lines end up in logs and CI output.
+async fn connect(url: &str) -> Result<DatabaseConnection, ManageError> {
+    Database::connect(url).await.map_err(|err| {
+        let message = err.to_string();
+        ManageError::Connect(match url_password(url) {
+            Some(password) => message.replace(password, "***"),
+            None => message,
+        })
+    })
+}
+
+/// The password in `scheme://user:password@host/...`, if there is one.
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+/// Applies pending migrations and names each one, so an operator sees
+/// whether the run changed the schema.
+async fn migrate(db: &DatabaseConnection) -> Result<String, ManageError> {
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .map_err(ManageError::Migrate)?;
+    Migrator::up(db, None).await.map_err(ManageError::Migrate)?;
+    if pending.is_empty() {
+        return Ok("no pending migrations; the database is up to date\n".to_owned());
+    }
+    let mut out = String::new();
+    for migration in &pending {
+        let _ = writeln!(out, "applied {}", migration.name());
+    }
+    let _ = writeln!(out, "migrations applied: {}", pending.len());
+    Ok(out)
+}
+
+/// Creates a staff superuser, asking for what the options left out. The
+/// username is checked for being taken before the password is asked, so
+/// nobody types a password twice for nothing.
+async fn create_superuser(
+    db: DatabaseConnection,
+    args: CreateSuperuser,
+) -> Result<String, ManageError> {
+    let users = UserStore::new(db);
+    let prompter = Prompter::for_stdin();
+    let username = match args.username {
+        Some(username) => username,
+        None if args.noinput => return Err(missing_with_noinput()),
+        None => prompter.line("Username: ", "username")?,
+    };
+    if users.find_by_username(&username).await?.is_some() {
+        return Err(AuthError::UsernameTaken.into());
+    }
+    let email = match args.email {
+        Some(email) => email,
+        None if args.noinput => String::new(),
+        None => prompter.line("Email address (optional): ", "email address")?,
+    };
+    let password = match args.password {
+        Some(password) => password,
+        None if args.noinput => return Err(missing_with_noinput()),
+        None => prompter.new_password(&username)?,
+    };
+    let mut new = NewUser::new(username, password);
+    new.email = email;
+    new.is_staff = true;
+    new.is_superuser = true;
+    let user = users.create(new).await?;
+    Ok(format!("created superuser \"{}\"\n", user.username))
+}
+
+/// clap already refuses `--noinput` without both options; this keeps the
+/// command honest should that declaration ever change.
+fn missing_with_noinput() -> ManageError {
+    ManageError::Usage("--noinput needs --username and --password".to_owned())
+}
+
+/// Creates an account from options only: it is the scripting counterpart
+/// of `createsuperuser`.
+async fn create_user(db: DatabaseConnection, args: CreateUser) -> Result<String, ManageError> {
+    let mut new = NewUser::new(args.username, args.password);
+    new.name = args.name;
+    new.email = args.email;
+    new.is_staff = args.staff;
+    let user = UserStore::new(db).create(new).await?;
+    let role = if user.is_staff { "staff user" } else { "user" };
+    Ok(format!("created {role} \"{}\"\n", user.username))
+}
+
+/// Creates a room. The bare id comes last so scripts can take it with
+/// `tail -n 1`.
+async fn create_room(db: DatabaseConnection, args: CreateRoom) -> Result<String, ManageError> {
+    let room = RoomCatalog::new(db)
+        .create(&args.title, args.staff_only)
+        .await?;
+    Ok(format!("created {}\n{}\n", describe(&room), room.id))
+}
+
+/// Lists rooms by title, in aligned columns, without a header so each line
+/// is one room.
+async fn rooms(db: DatabaseConnection) -> Result<String, ManageError> {
+    let rooms = RoomCatalog::new(db).list().await?;
+    let titles: Vec<String> = rooms.iter().map(|room| printable(&room.title)).collect();
+    let id_width = rooms
+        .iter()
+        .map(|room| room.id.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let title_width = titles.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (room, title) in rooms.iter().zip(&titles) {
+        let access = if room.staff_only { "staff-only" } else { "" };
+        let line = format!("{:>id_width$}  {title:<title_width$}  {access}", room.id);
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    Ok(out)
+}
+
+/// Deletes a room, naming it in the confirmation so a wrong id is noticed.
+async fn delete_room(db: DatabaseConnection, args: DeleteRoom) -> Result<String, ManageError> {
+    let catalog = RoomCatalog::new(db);
+    let room = catalog
+        .get(args.id)
+        .await?
+        .ok_or(CatalogError::NoSuchRoom(args.id))?;
+    catalog.delete(room.id).await?;
+    Ok(format!("deleted {}\n", describe(&room)))
+}
+
+/// Grants or removes staff status, which decides entry to staff-only rooms.
+async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<String, ManageError> {
+    let user = UserStore::new(db)
+        .set_staff(&args.username, !args.off)
+        .await?;
+    let now = if user.is_staff {
+        "is now staff"
+    } else {
+        "is no longer staff"
+    };
+    Ok(format!("\"{}\" {now}\n", user.username))
+}
+
+/// Changes a password and ends the user's sessions: whoever knew the old
+/// password (the reason to change it, often) must not stay logged in.
+///
+/// The two steps are not one transaction. If ending the sessions fails, the
+/// new password is in place and the command exits 1; running it again
+/// finishes the job.
+async fn change_password(
+    db: DatabaseConnection,
+    args: ChangePassword,
+) -> Result<String, ManageError> {
+    let users = UserStore::new(db.clone());
+    let user = users
+        .find_by_username(&args.username)
+        .await?
+        .ok_or(AuthError::NoSuchUser)?;
+    let password = match args.password {
+        Some(password) => password,
+        None => Prompter::for_stdin().new_password(&user.username)?,
+    };
+    users.set_password(&user.username, &password).await?;
+    SessionStore::new(db).delete_all_for(user.id).await?;
+    Ok(format!(
+        "changed the password of \"{}\" and ended their sessions\n",
+        user.username
+    ))
+}
+
+/// `room 3 "Lobby"`, with " (staff-only)" when it is.
+fn describe(room: &Room) -> String {
+    let access = if room.staff_only { " (staff-only)" } else { "" };
+    format!("room {} \"{}\"{access}", room.id, printable(&room.title))
+}
+
+/// A title as one line of text: control characters (a newline typed into a
+/// title, say) are escaped so they cannot break the line-per-room output.
+fn printable(title: &str) -> String {
+    title
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_password_of_a_url_is_found() {
+        assert_eq!(
+            url_password("postgres://u:s3cr@t@db:5432/w"),
+            Some("s3cr@t")
+        );
+        assert_eq!(
+            url_password("postgres://u:pw@db/w?sslmode=require"),
+            Some("pw")
+        );
+        assert_eq!(url_password("postgres://u@db/w"), None);
+        assert_eq!(url_password("postgres://u:@db/w"), None);
+        assert_eq!(url_password("sqlite://whisper.db?mode=rwc"), None);
+        assert_eq!(url_password("sqlite:///a/b@c:d/x.db"), None);
+    }
+
+    #[test]
+    fn titles_print_on_one_line() {
+        assert_eq!(printable("Lobby \"A\""), "Lobby \"A\"");
+        assert_eq!(printable("two\nlines\t"), "two\\nlines\\t");
+    }
+}

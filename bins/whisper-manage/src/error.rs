@@ -1,0 +1,119 @@
+//! Every way a command can fail, and the one place that turns a failure
+//! into an `error:` line and an exit code.
+//!
+//! Exit codes: 0 success; 1 the database or the machine failed (retrying
+//! later, or fixing the server, may help); 2 the input was wrong (fix the
+//! command line or the answers; nothing was written).
+
+use std::io;
+use std::process::ExitCode;
+
+use sea_orm::DbErr;
+use thiserror::Error;
+use whisper_auth::AuthError;
+use whisper_server::CatalogError;
+
+/// Exit code for bad input: the same code clap uses for usage errors, so
+/// scripts see one code for "you typed something wrong".
+const BAD_INPUT: u8 = 2;
+/// Exit code for failures that are not the operator's input.
+const FAILED: u8 = 1;
+
+/// What went wrong in a `whisper-manage` run.
+#[derive(Debug, Error)]
+pub enum ManageError {
+    /// The command line did not parse; the text is clap's message, without
+    /// its `error: ` prefix, flattened to one line.
+    #[error("{0}")]
+    Usage(String),
+    /// A user-account operation failed: invalid or taken username, short
+    /// password, unknown user, or storage.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A room operation failed: invalid title, unknown room, or storage.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The password and its confirmation differ.
+    #[error("the passwords do not match")]
+    PasswordMismatch,
+    /// Standard input ended before an answer was read, for example when a
+    /// script pipes fewer lines than the prompts need.
+    #[error("input ended before the {0} was given")]
+    EndOfInput(&'static str),
+    /// Reading an answer from the terminal or standard input failed.
+    #[error("cannot read the {what}: {source}")]
+    Input {
+        /// What was being asked for.
+        what: &'static str,
+        /// Why reading failed.
+        source: io::Error,
+    },
+    /// The database URL could not be opened; the driver's message, with
+    /// any password from the URL masked.
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    /// Applying or listing migrations failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(DbErr),
+    /// Writing the result to stdout failed (for example a closed pipe).
+    #[error("cannot write the output: {0}")]
+    Output(io::Error),
+}
+
+impl ManageError {
+    /// The exit code: [`BAD_INPUT`] when the operator can fix the command,
+    /// [`FAILED`] otherwise.
+    fn exit_code(&self) -> u8 {
+        match self {
+            ManageError::Usage(_)
+            | ManageError::PasswordMismatch
+            | ManageError::EndOfInput(_)
+            | ManageError::Auth(
+                AuthError::InvalidUsername
+                | AuthError::InvalidPassword
+                | AuthError::InvalidField(_)
+                | AuthError::UsernameTaken
+                | AuthError::NoSuchUser,
+            )
+            | ManageError::Catalog(CatalogError::InvalidTitle | CatalogError::NoSuchRoom(_)) => {
+                BAD_INPUT
+            }
+            ManageError::Auth(AuthError::Storage(_) | AuthError::Internal(_))
+            | ManageError::Catalog(CatalogError::Storage(_))
+            | ManageError::Input { .. }
+            | ManageError::Connect(_)
+            | ManageError::Migrate(_)
+            | ManageError::Output(_) => FAILED,
+        }
+    }
+
+    /// Prints the error as exactly one `error: ` line on stderr and returns
+    /// the exit code. Database messages can span lines; they are joined so
+    /// scripts can rely on one line per failure.
+    pub fn report(&self) -> ExitCode {
+        let message = self.to_string();
+        let one_line: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("error: {}", one_line.join(" "));
+        ExitCode::from(self.exit_code())
+    }
+}
+
+impl From<clap::Error> for ManageError {
+    /// Keeps clap's first paragraph (the message and, for missing
+    /// arguments, their names) and drops the usage and tips that follow.
+    fn from(err: clap::Error) -> Self {
+        let rendered = err.render().to_string();
+        let first_paragraph: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .take_while(|line| !line.is_empty())
+            .collect();
+        let message = first_paragraph.join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        ManageError::Usage(message.to_owned())
+    }
+}

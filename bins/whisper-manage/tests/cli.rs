@@ -1,0 +1,424 @@
+//! Black-box tests of the built `whisper-manage` binary against real SQLite
+//! files: what an operator types, what they see, and what the database
+//! holds afterwards.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+use whisper_auth::{User, UserStore};
+
+/// A fresh database file in its own folder, removed when dropped.
+struct Database {
+    dir: TempDir,
+    url: String,
+}
+
+/// How a run of the binary ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Database {
+    fn new() -> Self {
+        let dir = TempDir::new().expect("a temporary folder");
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        Database { dir, url }
+    }
+
+    /// Runs `whisper-manage --database-url <this> <args>` with no stdin.
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    /// Runs the binary with `input` piped to stdin (not a terminal, so the
+    /// interactive commands read one answer per line).
+    fn run_with_stdin(&self, args: &[&str], input: Option<&str>) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_whisper-manage"));
+        command.arg("--database-url").arg(&self.url).args(args);
+        manage(command, input)
+    }
+
+    /// Whether any run has opened (and so created) the database file.
+    fn file_exists(&self) -> bool {
+        self.dir.path().join("t.db").exists()
+    }
+
+    fn user(&self, username: &str) -> Option<User> {
+        self.with_users(async |users| users.find_by_username(username).await.expect("find a user"))
+    }
+
+    fn user_count(&self) -> usize {
+        self.with_users(async |users| users.list().await.expect("list users").len())
+    }
+
+    fn authenticates(&self, username: &str, password: &str) -> bool {
+        self.with_users(async |users| {
+            users
+                .authenticate(username, password)
+                .await
+                .expect("authenticate")
+                .is_some()
+        })
+    }
+
+    /// Reads the database through the library, as the server would.
+    fn with_users<T>(&self, read: impl AsyncFnOnce(UserStore) -> T) -> T {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async {
+            let db = sea_orm::Database::connect(&self.url)
+                .await
+                .expect("open the test database");
+            read(UserStore::new(db)).await
+        })
+    }
+
+    /// The lines of `rooms`.
+    fn rooms(&self) -> Vec<String> {
+        let run = self.run(&["rooms"]);
+        run.assert_success();
+        run.stdout.lines().map(str::to_owned).collect()
+    }
+}
+
+/// Runs a prepared command, feeding `input` to stdin if given.
+fn manage(mut command: Command, input: Option<&str>) -> Run {
+    command
+        .env_remove("DATABASE_URL")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start whisper-manage");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .expect("write the answers");
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("wait for whisper-manage");
+    Run {
+        code: status.code().expect("exited, not killed by a signal"),
+        stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
+    }
+}
+
+impl Run {
+    fn assert_success(&self) {
+        assert_eq!(self.code, 0, "{self:#?}");
+    }
+
+    /// The contract for failures: exit `code`, exactly one `error:` line on
+    /// stderr, nothing on stdout. Returns the line.
+    fn assert_error(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "{self:#?}");
+        assert!(self.stdout.is_empty(), "{self:#?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{self:#?}");
+        assert!(lines[0].starts_with("error: "), "{self:#?}");
+        lines[0]
+    }
+}
+
+#[test]
+fn migrate_applies_the_schema_once_to_a_fresh_file() {
+    let db = Database::new();
+    let first = db.run(&["migrate"]);
+    first.assert_success();
+    assert!(first.stdout.contains("create_users"), "{first:#?}");
+    assert!(first.stdout.contains("migrations applied"), "{first:#?}");
+    assert!(db.file_exists());
+
+    let again = db.run(&["migrate"]);
+    again.assert_success();
+    assert!(again.stdout.contains("up to date"), "{again:#?}");
+}
+
+#[test]
+fn createuser_refuses_a_taken_username() {
+    let db = Database::new();
+    let created = db.run(&[
+        "createuser",
+        "--username",
+        "ann",
+        "--password",
+        "correct horse",
+        "--name",
+        "Ann",
+        "--email",
+        "ann@example.com",
+    ]);
+    created.assert_success();
+    assert!(created.stderr.is_empty(), "{created:#?}");
+    let ann = db.user("ann").expect("ann exists");
+    assert_eq!((ann.name.as_str(), ann.is_staff), ("Ann", false));
+
+    let again = db.run(&["createuser", "--username", "ann", "--password", "other one"]);
+    assert!(again.assert_error(2).contains("taken"));
+    assert!(db.authenticates("ann", "correct horse"));
+    assert_eq!(db.user_count(), 1);
+}
+
+#[test]
+fn invalid_users_are_refused_and_nothing_is_written() {
+    let db = Database::new();
+    for args in [
+        &["--username", "a b", "--password", "long enough"][..],
+        &["--username", "<x>", "--password", "long enough"],
+        &["--username", "ann", "--password", "short"],
+        &[
+            "--username",
+            "ann",
+            "--password",
+            "long enough",
+            "--email",
+            "no address",
+        ],
+    ] {
+        let command: Vec<&str> = ["createuser"].iter().chain(args).copied().collect();
+        db.run(&command).assert_error(2);
+    }
+    let superuser = db.run(&[
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "root",
+        "--password",
+        "short",
+    ]);
+    assert!(superuser.assert_error(2).contains("password"));
+    assert_eq!(db.user_count(), 0);
+    assert!(db.rooms().is_empty());
+}
+
+#[test]
+fn createsuperuser_noinput_creates_staff_superuser() {
+    let db = Database::new();
+    let run = db.run(&[
+        "createsuperuser",
+        "--username",
+        "root",
+        "--password",
+        "correct horse",
+        "--email",
+        "root@example.com",
+        "--noinput",
+    ]);
+    run.assert_success();
+    assert!(!run.stdout.contains("correct horse"), "{run:#?}");
+    let root = db.user("root").expect("root exists");
+    assert!(root.is_staff && root.is_superuser);
+    assert_eq!(root.email, "root@example.com");
+    assert!(db.authenticates("root", "correct horse"));
+}
+
+#[test]
+fn createsuperuser_noinput_needs_username_and_password() {
+    let db = Database::new();
+    let line = db
+        .run(&["createsuperuser", "--noinput", "--username", "root"])
+        .assert_error(2)
+        .to_owned();
+    assert!(line.contains("--password"), "{line}");
+    let line = db
+        .run(&["createsuperuser", "--noinput", "--password", "long enough"])
+        .assert_error(2)
+        .to_owned();
+    assert!(line.contains("--username"), "{line}");
+    // Refused while parsing, before the database is even opened.
+    assert!(!db.file_exists());
+}
+
+#[test]
+fn createsuperuser_reads_answers_from_piped_stdin() {
+    let db = Database::new();
+    let run = db.run_with_stdin(
+        &["createsuperuser"],
+        Some("root\nroot@example.com\ncorrect horse\ncorrect horse\n"),
+    );
+    run.assert_success();
+    // No terminal, so no prompts: stderr stays empty for scripts.
+    assert!(run.stderr.is_empty(), "{run:#?}");
+    let root = db.user("root").expect("root exists");
+    assert!(root.is_staff && root.is_superuser);
+    assert_eq!(root.email, "root@example.com");
+    assert!(db.authenticates("root", "correct horse"));
+}
+
+#[test]
+fn createsuperuser_refuses_mismatched_or_missing_answers() {
+    let db = Database::new();
+    let mismatch = db.run_with_stdin(
+        &["createsuperuser"],
+        Some("root\n\ncorrect horse\ncorrect horsE\n"),
+    );
+    assert!(mismatch.assert_error(2).contains("match"));
+    let short = db.run_with_stdin(&["createsuperuser", "--username", "root"], Some("\n"));
+    assert!(short.assert_error(2).contains("password"));
+    // Stdin at its end at once (no terminal, no answers).
+    db.run(&["createsuperuser"]).assert_error(2);
+    assert_eq!(db.user_count(), 0);
+}
+
+#[test]
+fn rooms_are_created_listed_and_deleted() {
+    let db = Database::new();
+    let created = db.run(&["createroom", "--title", "Staff room", "--staff-only"]);
+    created.assert_success();
+    let id = created
+        .stdout
+        .lines()
+        .last()
+        .expect("an id line")
+        .to_owned();
+    assert!(id.parse::<i64>().is_ok(), "{created:#?}");
+    let lobby = db.run(&["createroom", "--title", "Lobby"]);
+    lobby.assert_success();
+    let lobby_id = lobby.stdout.lines().last().expect("an id line").to_owned();
+    assert_ne!(id, lobby_id);
+
+    let rooms = db.rooms();
+    assert_eq!(rooms.len(), 2, "{rooms:?}");
+    let lobby_line: Vec<&str> = rooms[0].split_whitespace().collect();
+    assert_eq!(lobby_line, [lobby_id.as_str(), "Lobby"]);
+    let staff_line: Vec<&str> = rooms[1].split_whitespace().collect();
+    assert_eq!(staff_line, [id.as_str(), "Staff", "room", "staff-only"]);
+
+    db.run(&["deleteroom", &id]).assert_success();
+    assert_eq!(db.rooms().len(), 1);
+    let again = db.run(&["deleteroom", &id]);
+    assert!(again.assert_error(2).contains(&id));
+    assert_eq!(db.rooms().len(), 1);
+}
+
+#[test]
+fn bad_room_input_gets_one_line_and_writes_nothing() {
+    let db = Database::new();
+    db.run(&["createroom", "--title", "   "]).assert_error(2);
+    let line = db.run(&["deleteroom", "lobby"]).assert_error(2).to_owned();
+    assert!(line.contains("lobby"), "{line}");
+    db.run(&["deleteroom", "-1"]).assert_error(2);
+    db.run(&["deleteroom"]).assert_error(2);
+    assert!(db.rooms().is_empty());
+}
+
+#[test]
+fn setstaff_grants_and_removes_staff() {
+    let db = Database::new();
+    db.run(&[
+        "createuser",
+        "--username",
+        "bob",
+        "--password",
+        "long enough",
+    ])
+    .assert_success();
+    db.run(&["setstaff", "--username", "bob"]).assert_success();
+    assert!(db.user("bob").expect("bob").is_staff);
+    db.run(&["setstaff", "--username", "bob", "--off"])
+        .assert_success();
+    assert!(!db.user("bob").expect("bob").is_staff);
+    db.run(&["setstaff", "--username", "nobody"])
+        .assert_error(2);
+}
+
+#[test]
+fn changepassword_replaces_the_password() {
+    let db = Database::new();
+    db.run(&[
+        "createuser",
+        "--username",
+        "ann",
+        "--password",
+        "old password",
+    ])
+    .assert_success();
+    db.run(&[
+        "changepassword",
+        "--username",
+        "ann",
+        "--password",
+        "new password",
+    ])
+    .assert_success();
+    assert!(db.authenticates("ann", "new password"));
+    assert!(!db.authenticates("ann", "old password"));
+
+    let piped = db.run_with_stdin(
+        &["changepassword", "--username", "ann"],
+        Some("third password\nthird password\n"),
+    );
+    piped.assert_success();
+    assert!(db.authenticates("ann", "third password"));
+
+    db.run(&["changepassword", "--username", "ann", "--password", "short"])
+        .assert_error(2);
+    db.run(&[
+        "changepassword",
+        "--username",
+        "nobody",
+        "--password",
+        "long enough",
+    ])
+    .assert_error(2);
+    assert!(db.authenticates("ann", "third password"));
+}
+
+#[test]
+fn command_line_mistakes_get_one_line_and_exit_2() {
+    let db = Database::new();
+    db.run(&["frobnicate"]).assert_error(2);
+    db.run(&["rooms", "--bogus"]).assert_error(2);
+    let line = db
+        .run(&["createuser", "--username", "ann"])
+        .assert_error(2)
+        .to_owned();
+    assert!(line.contains("--password"), "{line}");
+    assert!(!db.file_exists());
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let mut help = Command::new(env!("CARGO_BIN_EXE_whisper-manage"));
+    help.arg("--help");
+    let help = manage(help, None);
+    help.assert_success();
+    for command in [
+        "migrate",
+        "createsuperuser",
+        "createroom",
+        "deleteroom",
+        "setstaff",
+    ] {
+        assert!(help.stdout.contains(command), "{help:#?}");
+    }
+    let mut version = Command::new(env!("CARGO_BIN_EXE_whisper-manage"));
+    version.arg("--version");
+    manage(version, None).assert_success();
+}
+
+#[test]
+fn an_unopenable_database_is_an_operational_error() {
+    let db = Database::new();
+    let url = format!(
+        "sqlite://{}/missing-folder/x.db?mode=rwc",
+        db.dir.path().display()
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_whisper-manage"));
+    command.args(["--database-url", &url, "rooms"]);
+    manage(command, None).assert_error(1);
+}
