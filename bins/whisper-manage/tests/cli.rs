@@ -29,6 +29,13 @@ impl Database {
         Database { dir, url }
     }
 
+    /// A fresh database on the PostgreSQL that scripts/test runs.
+    fn postgres() -> Self {
+        let dir = TempDir::new().expect("a temporary folder");
+        let url = whisper_testkit::postgres_database();
+        Database { dir, url }
+    }
+
     /// Runs `whisper-manage --database-url <this> <args>` with no stdin.
     fn run(&self, args: &[&str]) -> Run {
         self.run_with_stdin(args, None)
@@ -421,4 +428,65 @@ fn an_unopenable_database_is_an_operational_error() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_whisper-manage"));
     command.args(["--database-url", &url, "rooms"]);
     manage(command, None).assert_error(1);
+}
+
+#[test]
+fn every_command_works_on_postgres_too() {
+    let db = Database::postgres();
+    db.run(&["migrate"]).assert_success();
+    db.run(&[
+        "createuser",
+        "--username",
+        "ann",
+        "--password",
+        "correct horse",
+    ])
+    .assert_success();
+    db.run(&[
+        "createuser",
+        "--username",
+        "ann",
+        "--password",
+        "correct horse",
+    ])
+    .assert_error(2);
+    db.run(&[
+        "createsuperuser",
+        "--username",
+        "root",
+        "--password",
+        "correct horse",
+        "--noinput",
+    ])
+    .assert_success();
+    assert_eq!(db.user_count(), 2);
+
+    db.run(&["setstaff", "--username", "ann"]).assert_success();
+    assert!(db.user("ann").expect("ann exists").is_staff);
+    db.run(&[
+        "changepassword",
+        "--username",
+        "ann",
+        "--password",
+        "battery staple",
+    ])
+    .assert_success();
+    assert!(db.authenticates("ann", "battery staple"));
+
+    let created = db.run(&["createroom", "--title", "Lobby", "--staff-only"]);
+    created.assert_success();
+    let id = created
+        .stdout
+        .lines()
+        .last()
+        .expect("the id line")
+        .to_owned();
+    assert!(
+        db.rooms()
+            .iter()
+            .any(|line| line.contains("Lobby") && line.contains("staff-only"))
+    );
+    db.run(&["deleteroom", &id]).assert_success();
+    db.run(&["deleteroom", &id]).assert_error(2);
+    assert!(db.rooms().is_empty());
 }
