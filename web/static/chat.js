@@ -7,6 +7,9 @@ const ROOM_USERS = 6;
 const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const USERS_REFRESH_DELAY_MS = 250;
+// A command whose outcome has not arrived by then means the connection is stuck.
+const REPLY_TIMEOUT_MS = 15000;
+const RECONNECTED_TEXT = 'Reconnected — messages sent while you were offline are not shown.';
 
 const ERROR_TEXT = {
   ROOM_INVALID: 'That room does not exist.',
@@ -26,8 +29,11 @@ const state = {
   panes: new Map(),      // room id (string) -> pane record, one per joined room
   socket: null,
   backoffMs: BACKOFF_START_MS,
-  // v1 errors do not name a room, so they are attributed to the last command sent.
-  lastCommand: null,
+  // Outgoing commands, one at a time: see "Command queue" below.
+  queue: [],             // commands waiting their turn: {command, room, message?, rejoin?}
+  inFlight: null,        // the one command sent and awaiting its outcome, or null
+  inFlightTimer: 0,
+  rejoinErrors: [],      // rooms refused on the last reconnect, shown together
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -55,6 +61,7 @@ let statusTimer = 0;
 function setStatus(text, kind) {
   const status = $('#status');
   status.textContent = text;
+  status.title = text; // the pill may cut long text short
   status.dataset.state = kind;
   clearTimeout(statusTimer);
   if (kind === 'error') {
@@ -112,11 +119,20 @@ function markRoom(id, mark) {
   button.setAttribute('aria-pressed', String(mark === 'joined'));
 }
 
+function roomTitle(id) {
+  const room = state.rooms.get(id);
+  if (room) return room.title;
+  const pane = state.panes.get(id);
+  return pane ? pane.title.textContent : `Room ${id}`;
+}
+
 function toggleRoom(id) {
+  // A join already on its way: its reply or error settles the button.
+  if (joinPending(id)) return;
   const pane = state.panes.get(id);
   if (pane) {
     leaveRoom(id);
-  } else if (sendCommand({ command: 'join', room: Number(id) })) {
+  } else if (enqueue({ command: 'join', room: id })) {
     markRoom(id, 'pending');
   } else {
     setStatus('Not connected. Try again in a moment.', 'error');
@@ -176,8 +192,8 @@ function closePane(id) {
 
 function leaveRoom(id) {
   const pane = state.panes.get(id);
-  if (!pane) return;
-  if (sendCommand({ command: 'leave', room: Number(id) })) {
+  if (!pane || pane.leaving) return;
+  if (enqueue({ command: 'leave', room: id })) {
     pane.leaving = true;
     pane.section.classList.add('leaving');
   } else {
@@ -188,8 +204,8 @@ function leaveRoom(id) {
 
 function sendMessage(pane) {
   const text = pane.input.value;
-  if (!text.trim()) return;
-  if (sendCommand({ command: 'send', room: Number(pane.id), message: text })) {
+  if (!text.trim() || pane.leaving) return;
+  if (enqueue({ command: 'send', room: pane.id, message: text })) {
     pane.input.value = '';
   } else {
     showPaneError(pane, 'Not connected. Your message was not sent.');
@@ -242,20 +258,110 @@ function renderUsers(pane, users) {
 function refreshUsersSoon(pane) {
   clearTimeout(pane.usersTimer);
   pane.usersTimer = setTimeout(() => {
-    if (state.panes.get(pane.id) === pane && !pane.leaving) {
-      sendCommand({ command: 'room_users', room: Number(pane.id) });
-    }
+    if (state.panes.get(pane.id) === pane && !pane.leaving) requestUsers(pane.id);
   }, USERS_REFRESH_DELAY_MS);
+}
+
+function requestUsers(id) {
+  const queued = state.queue.some((entry) => entry.command === 'room_users' && entry.room === id);
+  if (!queued) enqueue({ command: 'room_users', room: id });
+}
+
+// ---- Command queue ------------------------------------------------------------
+//
+// A v1 error, {"error":CODE}, names neither the command nor the room it answers.
+// The server handles a connection's frames in order, so the client keeps at most
+// one command awaiting its outcome (state.inFlight) and holds the others in
+// state.queue until that outcome arrives; any error then belongs to the command
+// in flight. The outcome of each command:
+//   join        {"join":ID,"title":T}              or an error
+//   leave       {"leave":ID}                       or an error
+//   room_users  {"type":6,"room":ID,...}           or an error
+//   send        its own echo: {"msg_type":0} in that room from this user with
+//               the same text (a successful send has no reply, but the sender
+//               always gets the broadcast), or an error; the same text sent to
+//               the same room at the same moment by this user's other tab could
+//               stand in for it, harmless unless this send then fails
+// Waiting for the echo, rather than for a quiet spell after a send, costs
+// nothing when all goes well and never lets a late error be blamed on the next
+// command. Should an outcome never come (a stuck connection), the connection
+// is dropped after REPLY_TIMEOUT_MS and the usual reconnect starts afresh:
+// queue emptied, open rooms re-joined.
+//
+// Queue entries keep room ids as strings, like state.panes; the wire gets numbers.
+
+// Queue a command; false when not connected (nothing is queued then).
+function enqueue(entry) {
+  const socket = state.socket;
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+  state.queue.push(entry);
+  pump();
+  return true;
+}
+
+function joinPending(id) {
+  const isJoin = (entry) => entry && entry.command === 'join' && entry.room === id;
+  return isJoin(state.inFlight) || state.queue.some(isJoin);
+}
+
+// Send the next queued command if none is awaiting its outcome.
+function pump() {
+  const socket = state.socket;
+  if (state.inFlight || !socket || socket.readyState !== WebSocket.OPEN) return;
+  while (state.queue.length) {
+    const entry = state.queue.shift();
+    // Commands about a pane closed while they waited (e.g. a refused rejoin) are moot.
+    if (entry.command !== 'join' && !state.panes.has(entry.room)) continue;
+    const wire = { command: entry.command, room: Number(entry.room) };
+    if (entry.command === 'send') wire.message = entry.message;
+    state.inFlight = entry;
+    state.inFlightTimer = setTimeout(() => {
+      if (state.inFlight === entry && state.socket === socket) dropConnection(socket);
+    }, REPLY_TIMEOUT_MS);
+    socket.send(JSON.stringify(wire));
+    return;
+  }
+}
+
+// The command in flight, if `matches` says this frame is its outcome; that
+// command is then finished (the next one goes out at the end of handleFrame).
+function settle(matches) {
+  const entry = state.inFlight;
+  if (!entry || !matches(entry)) return null;
+  clearTimeout(state.inFlightTimer);
+  state.inFlight = null;
+  return entry;
+}
+
+// Forget every command of a connection that is gone. A message that never left
+// the queue goes back into its input; one in flight may or may not have arrived.
+function resetQueue() {
+  clearTimeout(state.inFlightTimer);
+  const entries = state.inFlight ? [state.inFlight, ...state.queue] : state.queue;
+  const unsent = state.inFlight ? state.queue : entries;
+  state.inFlight = null;
+  state.queue = [];
+  for (const entry of entries) {
+    if (entry.command === 'join' && !state.panes.has(entry.room)) markRoom(entry.room, 'none');
+  }
+  for (const entry of unsent) {
+    const pane = state.panes.get(entry.room);
+    if (entry.command === 'send' && pane && !pane.input.value) {
+      pane.input.value = entry.message;
+      showPaneError(pane, 'Not connected. Your message was not sent.');
+    }
+  }
 }
 
 // ---- Socket -----------------------------------------------------------------
 
-function sendCommand(command) {
-  const socket = state.socket;
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-  socket.send(JSON.stringify(command));
-  state.lastCommand = command;
-  return true;
+// Give up on a connection (closed, or stuck) and start reconnecting.
+function dropConnection(socket) {
+  if (state.socket !== socket) return;
+  state.socket = null;
+  socket.close();
+  resetQueue();
+  scheduleReconnect();
 }
 
 function connect() {
@@ -267,13 +373,16 @@ function connect() {
   socket.addEventListener('open', () => {
     state.backoffMs = BACKOFF_START_MS;
     setStatus('Connected', 'open');
-    // Re-join whatever was open before the connection dropped.
-    for (const pane of state.panes.values()) {
+    // Re-join whatever was open before the connection dropped, one at a time
+    // through the queue so a refusal is pinned on the right room.
+    state.rejoinErrors = [];
+    for (const pane of [...state.panes.values()]) {
       if (pane.leaving) closePane(pane.id);
-      else sendCommand({ command: 'join', room: Number(pane.id) });
+      else enqueue({ command: 'join', room: pane.id, rejoin: true });
     }
   });
   socket.addEventListener('message', (event) => {
+    if (state.socket !== socket) return;
     let frame;
     try {
       frame = JSON.parse(event.data);
@@ -282,11 +391,7 @@ function connect() {
     }
     if (frame && typeof frame === 'object') handleFrame(frame);
   });
-  socket.addEventListener('close', () => {
-    if (state.socket !== socket) return;
-    state.socket = null;
-    scheduleReconnect();
-  });
+  socket.addEventListener('close', () => dropConnection(socket));
 }
 
 async function scheduleReconnect() {
@@ -304,19 +409,36 @@ async function scheduleReconnect() {
 }
 
 function handleFrame(frame) {
-  if ('error' in frame) return handleError(String(frame.error));
+  handleFrameOf(frame);
+  pump();
+}
+
+function handleFrameOf(frame) {
+  if ('error' in frame) return handleError(String(frame.error), settle(() => true));
   if ('join' in frame) {
     const id = String(frame.join);
+    const entry = settle((e) => e.command === 'join' && e.room === id);
     const pane = openPane(id, String(frame.title ?? id));
-    return sendCommand({ command: 'room_users', room: Number(pane.id) });
+    if (entry && entry.rejoin) addNotice(pane, 'reconnect', RECONNECTED_TEXT);
+    return requestUsers(id);
   }
-  if ('leave' in frame) return closePane(String(frame.leave));
+  if ('leave' in frame) {
+    const id = String(frame.leave);
+    settle((e) => e.command === 'leave' && e.room === id);
+    return closePane(id);
+  }
 
-  const pane = state.panes.get(String(frame.room));
+  const id = String(frame.room);
+  const username = String(frame.username ?? '');
+  if (frame.type === ROOM_USERS) {
+    settle((e) => e.command === 'room_users' && e.room === id);
+  } else if (frame.msg_type === MSG.MESSAGE && username === state.me?.username) {
+    settle((e) => e.command === 'send' && e.room === id && e.message === frame.message);
+  }
+  const pane = state.panes.get(id);
   if (!pane) return;
   if (frame.type === ROOM_USERS) return renderUsers(pane, frame.data && frame.data.users);
 
-  const username = String(frame.username ?? '');
   switch (frame.msg_type) {
     case MSG.MESSAGE:
       return addMessage(pane, username, String(frame.message ?? ''));
@@ -336,24 +458,47 @@ function handleFrame(frame) {
   }
 }
 
-function handleError(code) {
+// What to say when a join is refused; names the room, which has no pane to show it in.
+function joinErrorText(code, id, rejoin) {
+  const title = `“${roomTitle(id)}”`;
+  if (code === 'ROOM_ACCESS_DENIED') return `${title} is for staff only.`;
+  if (code === 'ROOM_INVALID') return rejoin ? `${title} no longer exists.` : 'That room no longer exists.';
   const text = ERROR_TEXT[code] || `Error: ${code}`;
-  const command = state.lastCommand;
-  const id = command && command.room !== undefined ? String(command.room) : null;
-  if (command && command.command === 'join' && id && !state.panes.has(id)) {
-    markRoom(id, 'none');
+  return rejoin ? `Could not rejoin ${title}. ${text}` : `Could not join ${title}. ${text}`;
+}
+
+// `entry` is the command the error answers (null if none was in flight).
+function handleError(code, entry) {
+  const text = ERROR_TEXT[code] || `Error: ${code}`;
+  if (!entry) {
+    setStatus(text, 'error');
+    return;
   }
-  const pane = id && state.panes.get(id);
+  const id = entry.room;
+  if (entry.command === 'join') {
+    const message = joinErrorText(code, id, entry.rejoin);
+    if (entry.rejoin) {
+      // The server no longer has us in this room: a pane left open would be a lie.
+      closePane(id);
+      state.rejoinErrors.push(message);
+      setStatus(state.rejoinErrors.join(' '), 'error');
+    } else {
+      markRoom(id, state.panes.has(id) ? 'joined' : 'none');
+      setStatus(message, 'error');
+    }
+    return;
+  }
+  const pane = state.panes.get(id);
   if (!pane) {
     setStatus(text, 'error');
     return;
   }
-  if (command.command === 'leave') {
+  if (entry.command === 'leave') {
     pane.leaving = false;
     pane.section.classList.remove('leaving');
   }
   // Give the text back so a rejected message can be edited or retried.
-  if (command.command === 'send' && !pane.input.value) pane.input.value = command.message;
+  if (entry.command === 'send' && !pane.input.value) pane.input.value = entry.message;
   showPaneError(pane, text);
 }
 
