@@ -27,16 +27,24 @@ use whisper_server::{Config, RoomCatalog, Server};
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server and the database behind it.
+///
+/// It dereferences to its [`Site`], so `server.login(..)` and
+/// `server.connect(..)` work directly.
 pub struct TestServer {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// The database URL it uses, for direct checks.
-    pub database_url: String,
-    users: UserStore,
-    rooms: RoomCatalog,
+    site: Site,
+    /// The server's database, for setting up users and rooms.
+    pub db: TestDatabase,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     _dir: TempDir,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
+    }
 }
 
 impl TestServer {
@@ -69,31 +77,63 @@ impl TestServer {
         let task = tokio::spawn(async move {
             server.run(stop).await.expect("server runs");
         });
-        let db = sea_orm::Database::connect(&database_url)
-            .await
-            .expect("test database connection");
         TestServer {
-            addr,
-            database_url,
-            users: UserStore::new(db.clone()),
-            rooms: RoomCatalog::new(db),
+            site: Site { addr },
+            db: TestDatabase::connect(&database_url).await,
             shutdown,
             task,
             _dir: dir,
         }
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The Origin a browser on this server's pages sends.
-    pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
     /// Creates an account directly in the database.
+    pub async fn create_user(&self, username: &str, password: &str, is_staff: bool) {
+        self.db.create_user(username, password, is_staff).await;
+    }
+
+    /// Creates a room and returns its id.
+    pub async fn create_room(&self, title: &str, staff_only: bool) -> i64 {
+        self.db.create_room(title, staff_only).await
+    }
+
+    /// Creates an account and logs it in through the login form.
+    pub async fn user(&self, username: &str, is_staff: bool) -> Session {
+        self.create_user(username, "correct horse", is_staff).await;
+        self.login(username, "correct horse")
+            .await
+            .expect("login succeeds")
+    }
+
+    /// Asks the server to shut down (as SIGTERM would) and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task ends cleanly");
+    }
+}
+
+/// Direct access to a server's database, to set up users and rooms the
+/// way `whisper-manage` would.
+pub struct TestDatabase {
+    users: UserStore,
+    rooms: RoomCatalog,
+}
+
+impl TestDatabase {
+    /// Connects to a migrated database.
+    pub async fn connect(url: &str) -> TestDatabase {
+        let db = sea_orm::Database::connect(url)
+            .await
+            .expect("test database connection");
+        TestDatabase {
+            users: UserStore::new(db.clone()),
+            rooms: RoomCatalog::new(db),
+        }
+    }
+
+    /// Creates an account.
     pub async fn create_user(&self, username: &str, password: &str, is_staff: bool) {
         let mut new = NewUser::new(username, password);
         new.is_staff = is_staff;
@@ -109,13 +149,25 @@ impl TestServer {
             .id
             .0
     }
+}
 
-    /// Creates an account and logs it in through the login form.
-    pub async fn user(&self, username: &str, is_staff: bool) -> Session {
-        self.create_user(username, "correct horse", is_staff).await;
-        self.login(username, "correct horse")
-            .await
-            .expect("login succeeds")
+/// A server as a browser sees it: an address to log in at and open
+/// WebSockets to. Works the same for an in-process server and a process.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Site {
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The Origin a browser on this server's pages sends.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Logs in through the form as a browser would; `None` when the server
@@ -126,10 +178,12 @@ impl TestServer {
         let response = client
             .post(self.url("/accounts/login/"))
             .header("cookie", format!("csrftoken={csrf}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "username={username}&password={password}&csrfmiddlewaretoken={csrf}&next=/"
-            ))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("csrfmiddlewaretoken", &csrf),
+                ("next", "/"),
+            ])
             .send()
             .await
             .expect("login request");
@@ -171,13 +225,64 @@ impl TestServer {
         Ok(WsClient { ws })
     }
 
-    /// Asks the server to shut down (as SIGTERM would) and waits for it.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task ends cleanly");
+    /// `GET path`: the status and the body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = http_client().get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+}
+
+/// A `whisper-server` binary running as a child process, as in production.
+/// Killed when dropped.
+pub struct ServerProcess {
+    site: Site,
+    child: std::process::Child,
+}
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl ServerProcess {
+    /// Starts `binary` on a free loopback port with extra `args`, and waits
+    /// for the line announcing its URL.
+    pub fn start(binary: &str, args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(binary)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("whisper-server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the URL line");
+        let addr = line
+            .trim()
+            .strip_prefix("Whisper is listening on http://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        ServerProcess {
+            site: Site { addr },
+            child,
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use whisper_rooms::{LayerConfig, MemoryLayer};
+use whisper_rooms::{ChannelLayer, LayerConfig, MemoryLayer, RedisConfig, RedisLayer};
 use whisper_server::{Config, Server};
 
 /// Whisper: multi-room real-time chat.
@@ -27,6 +27,10 @@ struct Args {
         default_value = "sqlite://whisper.db?mode=rwc"
     )]
     database_url: String,
+    /// Redis URL for a channel layer shared by several nodes; unset means
+    /// the in-memory layer (one node).
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
     /// Origins allowed to open the WebSocket (comma-separated
     /// scheme://host[:port]); unset means the request's own host.
     #[arg(long, env = "WHISPER_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -55,7 +59,7 @@ struct Args {
 }
 
 impl Args {
-    fn into_config(self) -> (Config, LayerConfig) {
+    fn into_config(self) -> (Config, LayerConfig, Option<String>) {
         let presence_ttl = Duration::from_secs(self.presence_ttl_s);
         let config = Config {
             bind: self.bind,
@@ -72,7 +76,7 @@ impl Args {
             presence_ttl,
             ..LayerConfig::default()
         };
-        (config, layer)
+        (config, layer, self.redis_url)
     }
 }
 
@@ -107,22 +111,39 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (config, layer_config) = args.into_config();
-    let server = match Server::bind(config, MemoryLayer::new(layer_config)).await {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
+    let (config, layer_config, redis_url) = args.into_config();
+    let served = match redis_url {
+        None => serve(config, MemoryLayer::new(layer_config)).await,
+        Some(url) => {
+            let redis = RedisConfig {
+                layer: layer_config,
+                ..RedisConfig::new(url)
+            };
+            match RedisLayer::connect(redis).await {
+                Ok(layer) => serve(config, layer).await,
+                Err(error) => Err(format!("cannot use Redis: {error}")),
+            }
         }
     };
-    println!("Whisper is listening on http://{}/", server.local_addr());
-    match server.run(shutdown_signal()).await {
+    match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
+        Err(message) => {
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds, announces the URL on stdout, and serves until a signal.
+async fn serve<L: ChannelLayer>(config: Config, layer: L) -> Result<(), String> {
+    let server = Server::bind(config, layer)
+        .await
+        .map_err(|error| error.to_string())?;
+    println!("Whisper is listening on http://{}/", server.local_addr());
+    server
+        .run(shutdown_signal())
+        .await
+        .map_err(|error| error.to_string())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

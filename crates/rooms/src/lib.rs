@@ -6,7 +6,9 @@
 //! [`ChannelLayer::group_add`], and a broadcast is one
 //! [`ChannelLayer::group_send`]. The same trait covers one process
 //! ([`MemoryLayer`]) and several nodes sharing a broker, so the server never
-//! knows which it runs on.
+//! knows which it runs on. With the `redis` feature, [`RedisLayer`] shares
+//! groups and presence between nodes through Redis (one pub/sub channel per
+//! group, one PUBLISH per broadcast, fan-out on each node).
 //!
 //! Two rules shape everything here:
 //!
@@ -55,9 +57,13 @@ mod memory;
 mod names;
 mod payload;
 mod presence;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{DEFAULT_KEY_PREFIX, RedisConfig, RedisLayer};
 pub use inbox::{Inbox, InboxClosed};
 pub use memory::MemoryLayer;
 pub use names::{ChannelName, GroupName};

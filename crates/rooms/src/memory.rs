@@ -3,7 +3,9 @@
 //! [`LocalChannels`] is the fan-out core: every inbox on this node and the
 //! groups it belongs to. [`MemoryLayer`] is that core plus an in-memory
 //! presence table. A distributed backend can reuse `LocalChannels` for its
-//! per-node fan-out and only add the transport between nodes.
+//! per-node fan-out and only add the transport between nodes: the
+//! operations that remove members return the groups that lost their last
+//! local member, so the transport knows when to stop listening to a group.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +123,13 @@ impl ChannelLayer for MemoryLayer {
     }
 }
 
+/// Groups that lost their last member on this node during an operation.
+///
+/// `MemoryLayer` ignores them (its groups vanish with their last member); a
+/// distributed backend stops listening to them. Empty, and so never
+/// allocated, in the common case.
+pub(crate) type EmptiedGroups = Vec<GroupName>;
+
 /// Every inbox on this node and the groups it belongs to.
 ///
 /// Broadcasts take the read lock, so they run in parallel with each other;
@@ -187,24 +196,27 @@ impl LocalChannels {
             .insert(channel, member.sender.clone());
     }
 
-    pub(crate) fn group_discard(&self, group: &GroupName, channel: ChannelName) {
+    /// Takes the channel out of the group; returns whether that emptied the
+    /// group.
+    pub(crate) fn group_discard(&self, group: &GroupName, channel: ChannelName) -> bool {
         let mut membership = self.write();
         if let Some(member) = membership.channels.get_mut(&channel) {
             member.groups.remove(group);
         }
-        membership.leave_group(group, channel);
+        membership.leave_group(group, channel)
     }
 
     /// The broadcast: one pass over the group under the read lock, a
-    /// reference-count bump per member, no waiting.
-    pub(crate) fn group_send(&self, group: &GroupName, payload: &Payload) {
+    /// reference-count bump per member, no waiting. Returns the groups that
+    /// lost their last member because a receiver was closed or gone.
+    pub(crate) fn group_send(&self, group: &GroupName, payload: &Payload) -> EmptiedGroups {
         // Both stay unallocated unless a delivery fails.
         let mut overflowed = Vec::new();
         let mut gone = Vec::new();
         {
             let membership = self.read();
             let Some(members) = membership.groups.get(group) else {
-                return;
+                return EmptiedGroups::new();
             };
             for (&channel, sender) in members {
                 // Cloning a Payload shares its bytes: every member queues the
@@ -218,25 +230,46 @@ impl LocalChannels {
         }
         // Closing needs the write lock, so it waits until the read lock is
         // released.
-        self.drop_failed(&overflowed, &gone);
+        self.drop_failed(&overflowed, &gone)
     }
 
     /// Delivers to one channel; an unknown or closed channel drops the
-    /// payload.
-    pub(crate) fn send(&self, channel: ChannelName, payload: Payload) {
+    /// payload. Returns the groups emptied if the channel had to be closed.
+    pub(crate) fn send(&self, channel: ChannelName, payload: Payload) -> EmptiedGroups {
         let delivery = match self.read().channels.get(&channel) {
             Some(member) => member.sender.deliver(payload),
-            None => return,
+            None => return EmptiedGroups::new(),
         };
         match delivery {
-            Delivery::Delivered => {}
+            Delivery::Delivered => EmptiedGroups::new(),
             Delivery::Full => self.drop_failed(&[channel], &[]),
             Delivery::Gone => self.drop_failed(&[], &[channel]),
         }
     }
 
-    pub(crate) fn close_channel(&self, channel: ChannelName) {
-        self.write().remove(channel);
+    /// Forgets the channel; returns the groups it was the last member of.
+    pub(crate) fn close_channel(&self, channel: ChannelName) -> EmptiedGroups {
+        let mut emptied = EmptiedGroups::new();
+        self.write().remove(channel, &mut emptied);
+        emptied
+    }
+
+    /// Whether the channel exists (was made here and is not closed).
+    #[cfg(feature = "redis")]
+    pub(crate) fn contains(&self, channel: ChannelName) -> bool {
+        self.read().channels.contains_key(&channel)
+    }
+
+    /// Whether the group has at least one member on this node.
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_members(&self, group: &GroupName) -> bool {
+        self.read().groups.contains_key(group)
+    }
+
+    /// Every group with at least one member on this node.
+    #[cfg(feature = "redis")]
+    pub(crate) fn group_names(&self) -> Vec<GroupName> {
+        self.read().groups.keys().cloned().collect()
     }
 
     pub(crate) fn slow_consumer_closes(&self) -> u64 {
@@ -249,16 +282,17 @@ impl LocalChannels {
 
     /// Closes the channels that fell behind (counting each once, even if
     /// several broadcasts saw it full) and forgets those whose inbox was
-    /// dropped.
-    fn drop_failed(&self, overflowed: &[ChannelName], gone: &[ChannelName]) {
+    /// dropped. Returns the groups this emptied.
+    fn drop_failed(&self, overflowed: &[ChannelName], gone: &[ChannelName]) -> EmptiedGroups {
+        let mut emptied = EmptiedGroups::new();
         if overflowed.is_empty() && gone.is_empty() {
-            return;
+            return emptied;
         }
         let mut membership = self.write();
         for &channel in overflowed {
             // Absent: already closed by another broadcast or by its
             // connection; nothing to do, nothing to count.
-            if let Some(member) = membership.remove(channel) {
+            if let Some(member) = membership.remove(channel, &mut emptied) {
                 // Flag first, then `member` (the last sender) is dropped at
                 // the end of this block, waking the receiver to see the flag.
                 member.sender.mark_overflowed();
@@ -266,8 +300,9 @@ impl LocalChannels {
             }
         }
         for &channel in gone {
-            membership.remove(channel);
+            membership.remove(channel, &mut emptied);
         }
+        emptied
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Membership> {
@@ -290,24 +325,29 @@ impl LocalChannels {
 
 impl Membership {
     /// Forgets the channel and takes it out of all its groups, dropping every
-    /// sender but the returned one.
-    fn remove(&mut self, channel: ChannelName) -> Option<Member> {
+    /// sender but the returned one; adds the groups it emptied to `emptied`.
+    fn remove(&mut self, channel: ChannelName, emptied: &mut EmptiedGroups) -> Option<Member> {
         let member = self.channels.remove(&channel)?;
         for group in &member.groups {
-            self.leave_group(group, channel);
+            if self.leave_group(group, channel) {
+                emptied.push(group.clone());
+            }
         }
         Some(member)
     }
 
     /// Takes the channel out of one group, and forgets the group once empty
-    /// so that rooms nobody is in cost no memory.
-    fn leave_group(&mut self, group: &GroupName, channel: ChannelName) {
-        if let Some(members) = self.groups.get_mut(group) {
-            members.remove(&channel);
-            if members.is_empty() {
-                self.groups.remove(group);
-            }
+    /// so that rooms nobody is in cost no memory. Returns whether this
+    /// removed the group's last member.
+    fn leave_group(&mut self, group: &GroupName, channel: ChannelName) -> bool {
+        let Some(members) = self.groups.get_mut(group) else {
+            return false;
+        };
+        if members.remove(&channel).is_none() || !members.is_empty() {
+            return false;
         }
+        self.groups.remove(group);
+        true
     }
 }
 
@@ -405,6 +445,39 @@ mod tests {
             .await
             .expect("memory layer");
         assert_eq!(layer.group_count(), 0);
+    }
+
+    #[test]
+    fn local_channels_report_the_groups_that_lose_their_last_member() {
+        let channels = LocalChannels::new(1);
+        let (one, two) = (GroupName::new("one"), GroupName::new("two"));
+        let ann = channels.new_channel();
+        let bob = channels.new_channel();
+        channels.group_add(&one, ann.name());
+        channels.group_add(&two, ann.name());
+        channels.group_add(&one, bob.name());
+
+        assert!(!channels.group_discard(&one, bob.name()), "ann is still in");
+        assert!(!channels.group_discard(&one, bob.name()), "not a member");
+        let mut emptied = channels.close_channel(ann.name());
+        emptied.sort();
+        assert_eq!(emptied, [one.clone(), two.clone()]);
+        assert!(channels.close_channel(ann.name()).is_empty());
+
+        // Closed for falling behind on a direct send.
+        channels.group_add(&one, bob.name());
+        assert!(channels.send(bob.name(), Payload::from("a")).is_empty());
+        assert_eq!(
+            channels.send(bob.name(), Payload::from("b")),
+            std::slice::from_ref(&one)
+        );
+
+        // Forgotten on a broadcast once its inbox is dropped.
+        let cy = channels.new_channel();
+        channels.group_add(&two, cy.name());
+        drop(cy);
+        assert_eq!(channels.group_send(&two, &Payload::from("c")), [two]);
+        assert_eq!(channels.group_count(), 0);
     }
 
     #[tokio::test]

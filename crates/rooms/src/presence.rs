@@ -124,7 +124,7 @@ impl PresenceTable {
 
 /// Wall-clock time in Unix seconds with a fraction, as `last_update` is
 /// reported to clients.
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|since_epoch| since_epoch.as_secs_f64())

@@ -54,11 +54,13 @@ pub fn short_ttl_config() -> LayerConfig {
 /// running against a new layer.
 ///
 /// The argument is an expression evaluating to a closure (or function) that
-/// takes a [`LayerConfig`](crate::LayerConfig) and returns a future of a new,
-/// empty layer; it is called once per test, with the configuration that
-/// test's scenario expects. Invoke it inside a module of its own, since the
-/// tests are named after the scenarios. The calling crate needs `tokio`
-/// with the `macros` and `rt` features.
+/// takes a [`LayerConfig`] and returns a future of a new, empty layer; it is
+/// called once per test, with the configuration that test's scenario
+/// expects. Invoke it inside a module of its own, since the
+/// tests are named after the scenarios. Each test runs on a two-worker
+/// multi-threaded runtime, as the server does, so races between a layer's
+/// tasks show up here rather than in production; the calling crate needs
+/// `tokio` with the `macros` and `rt-multi-thread` features.
 ///
 /// ```
 /// mod channel_layer {
@@ -76,6 +78,7 @@ macro_rules! channel_layer_test_suite {
             is_available: default_config,
             group_send_reaches_every_member_and_only_members: default_config,
             group_send_shares_one_payload_between_receivers: default_config,
+            group_add_takes_effect_exactly_when_it_returns: default_config,
             group_discard_stops_delivery: default_config,
             close_channel_leaves_every_group: default_config,
             group_send_keeps_the_senders_order: default_config,
@@ -88,7 +91,7 @@ macro_rules! channel_layer_test_suite {
     };
     (@scenarios $make:expr; $($scenario:ident: $config:ident),* $(,)?) => {
         $(
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() {
                 let make = $make;
                 let layer = make($crate::testing::$config()).await;
@@ -157,6 +160,35 @@ pub async fn group_send_shares_one_payload_between_receivers<L: ChannelLayer>(la
             first,
             "every receiver should get the same bytes, not a copy"
         );
+    }
+}
+
+/// A new member gets every broadcast sent after its `group_add` returned,
+/// and none sent before it started, even while the group's earlier
+/// broadcasts may still be on their way to the existing members.
+///
+/// This is what the chat protocol relies on: a joiner does not receive the
+/// ENTER broadcast announcing it (sent just before its `group_add`), and does
+/// not miss the first message sent after its join reply. Several rounds, so
+/// a backend that only gets it right by luck of timing fails.
+pub async fn group_add_takes_effect_exactly_when_it_returns<L: ChannelLayer>(layer: L) {
+    let room = GroupName::new("room-1");
+    let mut ann = layer.new_channel();
+    add(&layer, &room, &ann).await;
+    for round in 0..20 {
+        let mut joiner = layer.new_channel();
+        group_send(&layer, &room, &format!("before {round}")).await;
+        add(&layer, &room, &joiner).await;
+        group_send(&layer, &room, &format!("after {round}")).await;
+
+        assert_eq!(
+            recv(&mut joiner).await.as_str(),
+            format!("after {round}"),
+            "the joiner should get exactly what was sent after its join"
+        );
+        assert_eq!(recv(&mut ann).await.as_str(), format!("before {round}"));
+        assert_eq!(recv(&mut ann).await.as_str(), format!("after {round}"));
+        layer.close_channel(joiner.name()).await;
     }
 }
 

@@ -199,7 +199,7 @@ impl<L: ChannelLayer> Consumer<L> {
     }
 
     /// ENTER to the room (before this connection is a member, so it does not
-    /// get its own), presence, membership, then the reply.
+    /// get its own), membership, presence, then the reply.
     async fn join(&mut self, id: RoomId) -> Result<String, ErrorCode> {
         let room = self.accessible_room(id).await?;
         if self.joined.contains_key(&id) {
@@ -209,18 +209,17 @@ impl<L: ChannelLayer> Consumer<L> {
             return Err(ErrorCode::TooManyRooms);
         }
         let group = room.group_name();
-        let layer = &self.state.layer;
         self.broadcast(&group, encode::enter(id, &self.user.username))
             .await?;
-        let unavailable = |_| ErrorCode::Unavailable;
-        layer
-            .presence_touch(id, self.user.id.0, &self.user.username, &self.user.name)
-            .await
-            .map_err(unavailable)?;
-        layer
-            .group_add(&group, self.inbox.name())
-            .await
-            .map_err(unavailable)?;
+        if let Err(error) = self.state.layer.group_add(&group, self.inbox.name()).await {
+            tracing::warn!(%error, "group_add failed");
+            // The others saw ENTER; tell them the join did not happen.
+            let _ = self
+                .broadcast(&group, encode::leave(id, &self.user.username))
+                .await;
+            return Err(ErrorCode::Unavailable);
+        }
+        self.touch_presence(id).await;
         self.joined.insert(id, JoinedRoom { group });
         Ok(encode::join_reply(id, &room.title))
     }
@@ -265,12 +264,23 @@ impl<L: ChannelLayer> Consumer<L> {
         // Encoded once here; every member gets the same bytes.
         self.broadcast(group, encode::message(id, &self.user.username, message))
             .await?;
+        self.touch_presence(id).await;
+        Ok(())
+    }
+
+    /// Refreshes this user's presence. Best effort: it runs after a
+    /// broadcast that already happened, so a failure here must not turn a
+    /// delivered message into an `UNAVAILABLE` reply.
+    async fn touch_presence(&self, id: RoomId) {
         let user = &self.user;
-        self.state
+        let touched = self
+            .state
             .layer
             .presence_touch(id, user.id.0, &user.username, &user.name)
-            .await
-            .map_err(|_| ErrorCode::Unavailable)
+            .await;
+        if let Err(error) = touched {
+            tracing::warn!(%error, "presence_touch failed");
+        }
     }
 
     async fn room_users(&self, id: RoomId) -> Result<String, ErrorCode> {

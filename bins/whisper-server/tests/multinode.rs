@@ -1,0 +1,267 @@
+//! Several `whisper-server` processes sharing rooms through one Redis and
+//! one PostgreSQL, as behind a load balancer; and what happens when Redis
+//! goes away and comes back.
+//!
+//! Each test runs its own redis-server (so it can stop it, and so no other
+//! test's rooms share its channels) and its own PostgreSQL database.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use whisper_testkit::RedisServer;
+use whisper_tests::{ServerProcess, Session, Site, TestDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
+
+/// Two nodes on one database and one Redis.
+struct Cluster {
+    a: ServerProcess,
+    b: ServerProcess,
+    db: TestDatabase,
+    redis: RedisServer,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let redis = RedisServer::start();
+        let database = whisper_testkit::postgres_database();
+        // The first node migrates; the second starts on the migrated schema.
+        let a = ServerProcess::start(
+            BIN,
+            &["--database-url", &database, "--redis-url", &redis.url()],
+        );
+        let b = ServerProcess::start(
+            BIN,
+            &[
+                "--database-url",
+                &database,
+                "--redis-url",
+                &redis.url(),
+                "--no-migrate",
+            ],
+        );
+        let db = TestDatabase::connect(&database).await;
+        Cluster { a, b, db, redis }
+    }
+
+    /// Creates a user and logs in on `site`.
+    async fn user(&self, site: &Site, name: &str, is_staff: bool) -> Session {
+        self.db.create_user(name, "correct horse", is_staff).await;
+        site.login(name, "correct horse").await.expect("login")
+    }
+}
+
+/// Polls `/healthz` until it answers `status`, for at most ten seconds.
+async fn wait_for_health(site: &Site, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (got, body) = site.get("/healthz").await;
+        if got == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthz stayed {got} {body}, expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
+    let cluster = Cluster::start().await;
+    let room = cluster.db.create_room("Lobby", false).await;
+    let staff_room = cluster.db.create_room("Staff", true).await;
+    let ann = cluster.user(&cluster.a, "ann", false).await;
+    // Sessions live in the database: bob logs in on A and connects to B.
+    let bob = cluster.user(&cluster.a, "bob", false).await;
+
+    let mut on_a = cluster.a.connect(&ann).await;
+    let mut on_b = cluster.b.connect(&bob).await;
+    on_a.send_json(json!({"command": "join", "room": room}))
+        .await;
+    assert_eq!(
+        on_a.recv_text().await,
+        format!(r#"{{"join":"{room}","title":"Lobby"}}"#)
+    );
+    on_b.send_json(json!({"command": "join", "room": room}))
+        .await;
+    assert_eq!(
+        on_b.recv_text().await,
+        format!(r#"{{"join":"{room}","title":"Lobby"}}"#)
+    );
+    assert_eq!(
+        on_a.recv_text().await,
+        format!(r#"{{"msg_type":4,"room":{room},"username":"bob"}}"#)
+    );
+
+    on_a.send_json(json!({"command": "send", "room": room, "message": "from A"}))
+        .await;
+    let from_a = format!(r#"{{"msg_type":0,"room":{room},"username":"ann","message":"from A"}}"#);
+    assert_eq!(on_a.recv_text().await, from_a);
+    assert_eq!(on_b.recv_text().await, from_a);
+    on_b.send_json(json!({"command": "send", "room": room, "message": "from B"}))
+        .await;
+    let from_b = format!(r#"{{"msg_type":0,"room":{room},"username":"bob","message":"from B"}}"#);
+    assert_eq!(on_b.recv_text().await, from_b);
+    assert_eq!(on_a.recv_text().await, from_b);
+
+    for client in [&mut on_a, &mut on_b] {
+        client
+            .send_json(json!({"command": "room_users", "room": room}))
+            .await;
+        let users = client.recv_json().await;
+        assert_eq!(users["data"]["users"]["1"]["username"], "ann");
+        assert_eq!(users["data"]["users"]["2"]["username"], "bob");
+    }
+
+    for client in [&mut on_a, &mut on_b] {
+        client
+            .send_json(json!({"command": "join", "room": staff_room}))
+            .await;
+        assert_eq!(
+            client.recv_text().await,
+            r#"{"error":"ROOM_ACCESS_DENIED"}"#
+        );
+    }
+
+    on_a.vanish();
+    assert_eq!(
+        on_b.recv_text().await,
+        format!(r#"{{"msg_type":5,"room":{room},"username":"ann"}}"#)
+    );
+    on_b.send_json(json!({"command": "room_users", "room": room}))
+        .await;
+    assert_eq!(on_b.recv_json().await["data"]["users"]["1"]["left"], true);
+    drop(cluster.redis);
+}
+
+#[tokio::test]
+async fn when_redis_restarts_the_same_sockets_deliver_again() {
+    let mut cluster = Cluster::start().await;
+    let room = cluster.db.create_room("Lobby", false).await;
+    let ann = cluster.user(&cluster.a, "ann", false).await;
+    let bob = cluster.user(&cluster.b, "bob", false).await;
+    let mut on_a = cluster.a.connect(&ann).await;
+    let mut on_b = cluster.b.connect(&bob).await;
+    on_b.send_json(json!({"command": "join", "room": room}))
+        .await;
+    on_b.recv_text().await;
+    on_a.send_json(json!({"command": "join", "room": room}))
+        .await;
+    on_a.recv_text().await;
+    on_b.recv_text().await;
+
+    cluster.redis.stop();
+    on_a.send_json(json!({"command": "send", "room": room, "message": "lost?"}))
+        .await;
+    assert_eq!(on_a.recv_text().await, r#"{"error":"UNAVAILABLE"}"#);
+    wait_for_health(&cluster.a, 503).await;
+    wait_for_health(&cluster.b, 503).await;
+
+    cluster.redis.restart();
+    wait_for_health(&cluster.a, 200).await;
+    wait_for_health(&cluster.b, 200).await;
+    on_a.send_json(json!({"command": "send", "room": room, "message": "back"}))
+        .await;
+    let back = format!(r#"{{"msg_type":0,"room":{room},"username":"ann","message":"back"}}"#);
+    assert_eq!(on_a.recv_text().await, back);
+    assert_eq!(
+        on_b.recv_text().await,
+        back,
+        "the message that failed was never delivered"
+    );
+}
+
+/// `cmdstat_publish` calls so far, from INFO commandstats.
+fn publish_calls(redis: &RedisServer) -> u64 {
+    let output = Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_broadcast_to_members_on_two_nodes_costs_one_publish() {
+    const MEMBERS_PER_NODE: usize = 4;
+    let cluster = Cluster::start().await;
+    let room = cluster.db.create_room("Lobby", false).await;
+    let mut clients = Vec::new();
+    for i in 0..2 * MEMBERS_PER_NODE {
+        let node = if i % 2 == 0 { &cluster.a } else { &cluster.b };
+        let session = cluster.user(node, &format!("user{i}"), false).await;
+        let mut client = node.connect(&session).await;
+        client
+            .send_json(json!({"command": "join", "room": room}))
+            .await;
+        while client.recv_json().await.get("join").is_none() {}
+        clients.push(client);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        for _ in i + 1..2 * MEMBERS_PER_NODE {
+            assert_eq!(client.recv_json().await["msg_type"], 4);
+        }
+    }
+
+    let before = publish_calls(&cluster.redis);
+    clients[0]
+        .send_json(json!({"command": "send", "room": room, "message": "once"}))
+        .await;
+    for client in &mut clients {
+        assert_eq!(client.recv_json().await["message"], "once");
+    }
+    assert_eq!(
+        publish_calls(&cluster.redis) - before,
+        1,
+        "one PUBLISH for 8 members on 2 nodes"
+    );
+}
+
+/// Not a speed test (the machines are shared): it checks that a burst
+/// crosses nodes complete and in order, and logs the rate it saw.
+#[tokio::test]
+async fn a_burst_crosses_nodes_complete_and_in_order() {
+    const MESSAGES: usize = 2000;
+    let cluster = Cluster::start().await;
+    let room = cluster.db.create_room("Lobby", false).await;
+    let ann = cluster.user(&cluster.a, "ann", false).await;
+    let bob = cluster.user(&cluster.b, "bob", false).await;
+    let mut sender = cluster.a.connect(&ann).await;
+    let mut receiver = cluster.b.connect(&bob).await;
+    receiver
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    receiver.recv_text().await;
+    sender
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    sender.recv_text().await;
+    receiver.recv_text().await;
+
+    let started = Instant::now();
+    let sending = tokio::spawn(async move {
+        for n in 0..MESSAGES {
+            sender
+                .send_json(json!({"command": "send", "room": room, "message": n.to_string()}))
+                .await;
+        }
+        sender
+    });
+    for n in 0..MESSAGES {
+        let event = receiver.recv_json().await;
+        assert_eq!(event["message"], n.to_string());
+    }
+    let elapsed = started.elapsed();
+    let _sender = sending.await.expect("sender task");
+    eprintln!(
+        "cross-node: {MESSAGES} messages A -> Redis -> B in {elapsed:?} ({:.0} deliveries/s, debug build)",
+        MESSAGES as f64 / elapsed.as_secs_f64()
+    );
+}
