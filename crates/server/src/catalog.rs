@@ -117,6 +117,17 @@ impl RoomCatalog {
             .map(Room::from))
     }
 
+    /// Makes a room staff-only or open to everyone.
+    pub async fn set_staff_only(&self, id: RoomId, staff_only: bool) -> Result<Room, CatalogError> {
+        let row = entity::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .ok_or(CatalogError::NoSuchRoom(id))?;
+        let mut row: entity::ActiveModel = row.into();
+        row.staff_only = Set(staff_only);
+        Ok(row.update(&self.db).await?.into())
+    }
+
     /// Deletes a room.
     pub async fn delete(&self, id: RoomId) -> Result<(), CatalogError> {
         let result = entity::Entity::delete_by_id(id.0).exec(&self.db).await?;
@@ -158,6 +169,13 @@ mod tests {
             catalog.create("   ", false).await,
             Err(CatalogError::InvalidTitle)
         ));
+        assert!(
+            catalog
+                .set_staff_only(zoo.id, true)
+                .await
+                .expect("update")
+                .staff_only
+        );
         catalog.delete(zoo.id).await.expect("delete");
         assert_eq!(catalog.get(zoo.id).await.expect("get"), None);
         assert!(matches!(

@@ -58,12 +58,21 @@ impl HttpError {
 
 impl From<AuthError> for HttpError {
     fn from(error: AuthError) -> Self {
-        HttpError::Internal(error.to_string())
+        match error {
+            AuthError::NoSuchUser => HttpError::NotFound,
+            other => HttpError::Internal(other.to_string()),
+        }
     }
 }
 
 impl From<CatalogError> for HttpError {
     fn from(error: CatalogError) -> Self {
-        HttpError::Internal(error.to_string())
+        match error {
+            CatalogError::InvalidTitle => {
+                HttpError::BadRequest("room titles are 1 to 255 characters")
+            }
+            CatalogError::NoSuchRoom(_) => HttpError::NotFound,
+            CatalogError::Storage(_) => HttpError::Internal(error.to_string()),
+        }
     }
 }

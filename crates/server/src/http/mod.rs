@@ -5,6 +5,7 @@
 //! (up to [`MAX_BODY_BYTES`]) and its CSRF token checked here, before any
 //! handler runs, so no handler can forget it.
 
+mod admin;
 mod api;
 mod assets;
 mod cookies;
@@ -35,9 +36,11 @@ pub(crate) type Response = http::Response<Body>;
 /// Largest request body read (forms are a few hundred bytes).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What a handler gets: the request head, its parsed form, the peer.
+/// What a handler gets: the request head, its body (read for unsafe
+/// methods only), the body parsed as a form when it is one, the peer.
 pub(crate) struct Request {
     pub head: http::request::Parts,
+    pub body: Bytes,
     pub form: HashMap<String, String>,
     pub remote: SocketAddr,
 }
@@ -46,6 +49,12 @@ impl Request {
     /// A form field, or "" when absent.
     pub fn field(&self, name: &str) -> &str {
         self.form.get(name).map_or("", String::as_str)
+    }
+
+    /// The body as JSON of type `T` (the admin API's requests).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|_| HttpError::BadRequest("expected a JSON body"))
     }
 
     /// A query-string parameter.
@@ -103,40 +112,72 @@ async fn route<L: ChannelLayer>(
         (&Method::GET, "/api/rooms") => api::rooms(state, &request).await,
         (&Method::GET, "/healthz") => api::healthz(state).await,
         (&Method::GET, p) if p.starts_with("/static/") => assets::serve_static(&request),
+        (&Method::GET, "/admin/") => admin::page(state, &request).await,
+        (&Method::GET, "/api/admin/users") => admin::users(state, &request).await,
+        (&Method::POST, "/api/admin/rooms") => admin::create_room(state, &request).await,
+        (method, p) if p.starts_with("/api/admin/rooms/") => {
+            let id = admin::path_id(p, "/api/admin/rooms/")?;
+            match *method {
+                Method::PATCH => admin::update_room(state, &request, id).await,
+                Method::DELETE => admin::delete_room(state, &request, id).await,
+                _ => Err(HttpError::MethodNotAllowed),
+            }
+        }
+        (&Method::PATCH, p) if p.starts_with("/api/admin/users/") => {
+            let id = admin::path_id(p, "/api/admin/users/")?;
+            admin::update_user(state, &request, id).await
+        }
         (
             _,
             "/" | "/accounts/login/" | "/accounts/signup/" | "/accounts/logout/" | "/api/me"
-            | "/api/rooms" | "/healthz",
+            | "/api/rooms" | "/healthz" | "/admin/" | "/api/admin/users" | "/api/admin/rooms",
         ) => Err(HttpError::MethodNotAllowed),
         _ => Err(HttpError::NotFound),
     }
 }
 
-/// Reads the body of unsafe methods, parses it as a form and checks CSRF.
+/// Reads the body of unsafe methods, parses it when it is a form, and
+/// checks CSRF: the token comes from the form field or the `X-CSRFToken`
+/// header (which the page's script sets on JSON requests).
 async fn read_request(
     request: http::Request<Incoming>,
     remote: SocketAddr,
 ) -> Result<Request, HttpError> {
     let (head, body) = request.into_parts();
     let safe = matches!(head.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let mut form = HashMap::new();
-    if !safe {
-        let bytes = Limited::new(body, MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|_| HttpError::PayloadTooLarge)?
-            .to_bytes();
-        form = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+    let mut request = Request {
+        head,
+        body: Bytes::new(),
+        form: HashMap::new(),
+        remote,
+    };
+    if safe {
+        return Ok(request);
+    }
+    request.body = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|_| HttpError::PayloadTooLarge)?
+        .to_bytes();
+    let is_form = request
+        .head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        request.form = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&request.body)
             .map_err(|_| HttpError::BadRequest("the form could not be read"))?
             .into_iter()
             .collect();
-        let submitted = form
-            .get("csrfmiddlewaretoken")
-            .map(String::as_str)
-            .or_else(|| head.headers.get("x-csrftoken")?.to_str().ok());
-        cookies::check_csrf(&head.headers, submitted)?;
     }
-    Ok(Request { head, form, remote })
+    let submitted = request
+        .form
+        .get("csrfmiddlewaretoken")
+        .map(String::as_str)
+        .or_else(|| request.head.headers.get("x-csrftoken")?.to_str().ok());
+    cookies::check_csrf(&request.head.headers, submitted)?;
+    Ok(request)
 }
 
 /// The logged-in user of a request, from its `sessionid` cookie.

@@ -34,19 +34,30 @@ fn form_page(
     Ok(response)
 }
 
+/// A page for a logged-in user (it carries the CSRF token for its forms
+/// and script).
+pub(crate) fn render_page<L>(
+    state: &AppState<L>,
+    request: &Request,
+    template: &str,
+    values: &[(&str, &str)],
+) -> Result<Response, HttpError> {
+    form_page(
+        state.config.secure_cookies,
+        request,
+        StatusCode::OK,
+        template,
+        values,
+    )
+}
+
 /// `GET /`: the chat page, or a redirect to the login form.
 pub(crate) async fn index<L>(
     state: &AppState<L>,
     request: &Request,
 ) -> Result<Response, HttpError> {
     match current_user(state, &request.head.headers).await? {
-        Some(user) => form_page(
-            state.config.secure_cookies,
-            request,
-            StatusCode::OK,
-            "chat.html",
-            &[("username", &user.username)],
-        ),
+        Some(user) => render_page(state, request, "chat.html", &[("username", &user.username)]),
         None => Ok(redirect("/accounts/login/?next=/")),
     }
 }

@@ -1,0 +1,266 @@
+//! The staff-only admin page and its JSON API: staff can manage rooms and
+//! staff flags; everyone else gets 401 or 403; every change is CSRF-checked.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use whisper_tests::{Session, TestServer, csrf_token, http_client};
+
+/// A JSON request as the admin page's script sends it: the session and CSRF
+/// cookies, and the token in `X-CSRFToken` (unless `csrf` is `None`).
+async fn call(
+    server: &TestServer,
+    session: &Session,
+    csrf: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let client = http_client();
+    let token = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let mut request = client
+        .request(method, server.url(path))
+        .header("cookie", format!("{}; csrftoken={token}", session.cookie()));
+    if let Some(csrf) = csrf {
+        let header = if csrf.is_empty() {
+            token.as_str()
+        } else {
+            csrf
+        };
+        request = request.header("x-csrftoken", header);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// With the right CSRF token.
+const OK_CSRF: Option<&str> = Some("");
+
+#[tokio::test]
+async fn staff_manage_rooms_and_staff_flags() {
+    let server = TestServer::start().await;
+    let admin = server.user("admin", true).await;
+    server.user("ann", false).await;
+
+    let page = http_client()
+        .get(server.url("/admin/"))
+        .header("cookie", admin.cookie())
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("/static/admin.js")
+    );
+
+    let (status, room) = call(
+        &server,
+        &admin,
+        OK_CSRF,
+        Method::POST,
+        "/api/admin/rooms",
+        Some(json!({"title": "New room", "staff_only": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(room["title"], "New room");
+    assert_eq!(room["staff_only"], true);
+    let id = room["id"].as_i64().expect("id");
+
+    let (status, room) = call(
+        &server,
+        &admin,
+        OK_CSRF,
+        Method::PATCH,
+        &format!("/api/admin/rooms/{id}"),
+        Some(json!({"staff_only": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(room["staff_only"], false);
+
+    let (status, users) = call(&server, &admin, None, Method::GET, "/api/admin/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ann = users
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|u| u["username"] == "ann")
+        .expect("ann listed")
+        .clone();
+    assert_eq!(ann["is_staff"], false);
+    let ann_id = ann["id"].as_i64().expect("id");
+    let (status, ann) = call(
+        &server,
+        &admin,
+        OK_CSRF,
+        Method::PATCH,
+        &format!("/api/admin/users/{ann_id}"),
+        Some(json!({"is_staff": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ann["is_staff"], true);
+
+    let (status, _) = call(
+        &server,
+        &admin,
+        OK_CSRF,
+        Method::DELETE,
+        &format!("/api/admin/rooms/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &server,
+        &admin,
+        OK_CSRF,
+        Method::DELETE,
+        &format!("/api/admin/rooms/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_admin_requests_are_refused_clearly() {
+    let server = TestServer::start().await;
+    let admin = server.user("admin", true).await;
+    let cases = [
+        (
+            Method::POST,
+            "/api/admin/rooms",
+            Some(json!({"title": "   "})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/admin/rooms",
+            Some(json!({"name": "x"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/admin/rooms",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::PATCH,
+            "/api/admin/rooms/999",
+            Some(json!({"staff_only": true})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PATCH,
+            "/api/admin/rooms/abc",
+            Some(json!({"staff_only": true})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PATCH,
+            "/api/admin/users/999",
+            Some(json!({"is_staff": true})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            "/api/admin/rooms/1",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, _) = call(&server, &admin, OK_CSRF, method.clone(), path, body.clone()).await;
+        assert_eq!(status, expected, "{method} {path} {body:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn non_staff_and_forged_requests_change_nothing() {
+    let server = TestServer::start().await;
+    let admin = server.user("admin", true).await;
+    let ann = server.user("ann", false).await;
+    let room = server.create_room("Lobby", false).await;
+
+    let page = http_client()
+        .get(server.url("/admin/"))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    let anonymous = http_client()
+        .get(server.url("/admin/"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(anonymous.status(), StatusCode::FOUND);
+
+    let attempts = [
+        (Method::GET, "/api/admin/users".to_owned(), None),
+        (
+            Method::POST,
+            "/api/admin/rooms".to_owned(),
+            Some(json!({"title": "Mine"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/admin/rooms/{room}"),
+            Some(json!({"staff_only": true})),
+        ),
+        (Method::DELETE, format!("/api/admin/rooms/{room}"), None),
+        (
+            Method::PATCH,
+            "/api/admin/users/2".to_owned(),
+            Some(json!({"is_staff": true})),
+        ),
+    ];
+    for (method, path, body) in &attempts {
+        let (status, _) = call(&server, &ann, OK_CSRF, method.clone(), path, body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "non-staff {method} {path}");
+    }
+    for (method, path, body) in attempts.iter().skip(1) {
+        for csrf in [None, Some("forged-token-forged-token-forged-token")] {
+            let (status, _) = call(&server, &admin, csrf, method.clone(), path, body.clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "staff without CSRF {method} {path}"
+            );
+        }
+    }
+    let (_, users) = call(&server, &admin, None, Method::GET, "/api/admin/users", None).await;
+    assert!(
+        users
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|u| u["username"] != "ann" || u["is_staff"] == false)
+    );
+    let rooms: Value = http_client()
+        .get(server.url("/api/rooms"))
+        .header("cookie", admin.cookie())
+        .send()
+        .await
+        .expect("rooms")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        rooms,
+        json!([{"id": room, "title": "Lobby", "staff_only": false, "group_name": format!("room-{room}")}])
+    );
+    server.stop().await;
+}
