@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{ErrorCode, MessageKind, PresenceEntry, RoomId};
+use crate::{Command, ErrorCode, MessageKind, PresenceEntry, RoomId};
 
 #[derive(Serialize)]
 struct Event<'a> {
@@ -136,6 +136,33 @@ pub fn room_users(room: RoomId, entries: &[PresenceEntry]) -> String {
     })
 }
 
+#[derive(Serialize)]
+struct CommandFrame<'a> {
+    command: &'static str,
+    room: RoomId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// A client command as a client sends it: `{"command":"send","room":1,"message":"hi"}`.
+///
+/// For clients written in Rust (load generators, bots, tests); the server
+/// only decodes commands. [`crate::decode_command`] reads back exactly what
+/// this writes.
+pub fn command(command: &Command) -> String {
+    let (name, room, message) = match command {
+        Command::Join { room } => ("join", *room, None),
+        Command::Leave { room } => ("leave", *room, None),
+        Command::Send { room, message } => ("send", *room, Some(message.as_str())),
+        Command::RoomUsers { room } => ("room_users", *room, None),
+    };
+    to_json(&CommandFrame {
+        command: name,
+        room,
+        message,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +192,20 @@ mod tests {
         assert_eq!(leave_reply(RoomId(9)), r#"{"leave":"9"}"#);
         assert_eq!(error(ErrorCode::RoomInvalid), r#"{"error":"ROOM_INVALID"}"#);
         assert_eq!(error(ErrorCode::Unavailable), r#"{"error":"UNAVAILABLE"}"#);
+    }
+
+    #[test]
+    fn commands_encode_as_clients_send_them() {
+        let send = Command::Send {
+            room: RoomId(3),
+            message: "hi".into(),
+        };
+        assert_eq!(command(&send), r#"{"command":"send","room":3,"message":"hi"}"#);
+        assert_eq!(
+            command(&Command::Join { room: RoomId(1) }),
+            r#"{"command":"join","room":1}"#
+        );
+        assert_eq!(crate::decode_command(&command(&send)), Ok(send));
     }
 
     #[test]

@@ -27,11 +27,18 @@
 pub mod catalog;
 mod config;
 mod consumer;
-mod http;
+pub(crate) mod http;
 mod server;
 mod state;
 mod websocket;
 
 pub use catalog::{CatalogError, Room, RoomCatalog};
+
+/// The parsers that read untrusted HTTP input, public so the fuzz targets
+/// and property tests can drive them directly.
+#[doc(hidden)]
+pub mod parsing {
+    pub use crate::http::{cookie, parse_form};
+}
 pub use config::Config;
 pub use server::{Server, ServerError};

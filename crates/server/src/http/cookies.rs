@@ -20,8 +20,9 @@ pub(crate) const SESSION_COOKIE: &str = "sessionid";
 /// The CSRF cookie's name, as Django's.
 pub(crate) const CSRF_COOKIE: &str = "csrftoken";
 
-/// The value of a request cookie.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The value of a request cookie, from every `Cookie` header of the
+/// request; malformed pairs are skipped.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

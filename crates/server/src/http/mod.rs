@@ -25,7 +25,8 @@ use whisper_rooms::ChannelLayer;
 
 use crate::state::AppState;
 use crate::websocket;
-pub(crate) use cookies::{SESSION_COOKIE, cookie};
+pub use cookies::cookie;
+pub(crate) use cookies::SESSION_COOKIE;
 pub(crate) use error::HttpError;
 
 /// Every response body is a complete buffer: pages and JSON are small.
@@ -166,10 +167,8 @@ async fn read_request(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
     if is_form {
-        request.form = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&request.body)
-            .map_err(|_| HttpError::BadRequest("the form could not be read"))?
-            .into_iter()
-            .collect();
+        request.form = parse_form(&request.body)
+            .ok_or(HttpError::BadRequest("the form could not be read"))?;
     }
     let submitted = request
         .form
@@ -178,6 +177,14 @@ async fn read_request(
         .or_else(|| request.head.headers.get("x-csrftoken")?.to_str().ok());
     cookies::check_csrf(&request.head.headers, submitted)?;
     Ok(request)
+}
+
+/// Parses an `application/x-www-form-urlencoded` body; a repeated field
+/// keeps its last value. `None` when the body is not a form.
+pub fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()
+        .map(|pairs| pairs.into_iter().collect())
 }
 
 /// The logged-in user of a request, from its `sessionid` cookie.
