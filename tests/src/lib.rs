@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use whisper_auth::{NewUser, UserStore};
 use whisper_server::{Config, RoomCatalog, Server};
 
+pub mod browser;
+
 /// Longest wait for one expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,6 +57,21 @@ impl TestServer {
 
     /// A server whose configuration `adjust` may change first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_with_layer(adjust, |config| {
+            whisper_rooms::MemoryLayer::new(whisper_rooms::LayerConfig {
+                presence_ttl: config.presence_ttl,
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    /// A server over the channel layer `make_layer` builds from the final
+    /// configuration (for example a wrapper that injects faults).
+    pub async fn start_with_layer<L: whisper_rooms::ChannelLayer>(
+        adjust: impl FnOnce(&mut Config),
+        make_layer: impl FnOnce(&Config) -> L,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let database_url = format!(
             "sqlite://{}?mode=rwc",
@@ -66,10 +83,8 @@ impl TestServer {
             ..Config::default()
         };
         adjust(&mut config);
-        let layer = whisper_rooms::MemoryLayer::new(whisper_rooms::LayerConfig {
-            presence_ttl: config.presence_ttl,
-            ..Default::default()
-        });
+        let database_url = config.database_url.clone();
+        let layer = make_layer(&config);
         let server = Server::bind(config, layer).await.expect("server starts");
         let addr = server.local_addr();
         let shutdown = CancellationToken::new();
@@ -117,7 +132,8 @@ impl TestServer {
 /// Direct access to a server's database, to set up users and rooms the
 /// way `whisper-manage` would.
 pub struct TestDatabase {
-    users: UserStore,
+    /// The users table, for changes an operator would make.
+    pub users: UserStore,
     rooms: RoomCatalog,
 }
 
@@ -250,15 +266,26 @@ impl std::ops::Deref for ServerProcess {
 
 impl ServerProcess {
     /// Starts `binary` on a free loopback port with extra `args`, and waits
-    /// for the line announcing its URL.
+    /// for the line announcing its URL. Its log (warnings) goes to the
+    /// test's stderr.
     pub fn start(binary: &str, args: &[&str]) -> ServerProcess {
+        ServerProcess::spawn(binary, args, "warn", std::process::Stdio::inherit())
+    }
+
+    /// Like [`ServerProcess::start`], logging everything (`RUST_LOG=trace`)
+    /// into `log`.
+    pub fn start_logging_to(binary: &str, args: &[&str], log: std::fs::File) -> ServerProcess {
+        ServerProcess::spawn(binary, args, "trace", log.into())
+    }
+
+    fn spawn(binary: &str, args: &[&str], filter: &str, log: std::process::Stdio) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(binary)
             .args(["--bind", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("whisper-server starts");
         let stdout = child.stdout.take().expect("stdout");
@@ -275,6 +302,28 @@ impl ServerProcess {
         ServerProcess {
             site: Site { addr },
             child,
+        }
+    }
+}
+
+impl ServerProcess {
+    /// Sends SIGTERM and waits (at most 15 s) for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -383,6 +432,20 @@ impl WsClient {
     pub async fn expect_silence(&mut self, wait: Duration) {
         if let Ok(frame) = tokio::time::timeout(wait, self.ws.next()).await {
             panic!("expected silence, got {frame:?}");
+        }
+    }
+
+    /// Reads (and so answers pings) for `time`, expecting no frame but
+    /// pings and pongs; `false` when the connection ended meanwhile.
+    pub async fn stay_idle(&mut self, time: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + time;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(other))) => panic!("expected no frame, got {other:?}"),
+                Ok(Some(Err(_)) | None) => return false,
+            }
         }
     }
 

@@ -1,9 +1,17 @@
 // Whisper chat client: room list, one pane per joined room, one WebSocket
 // speaking protocol v1 (see DESIGN.md §2). User text only ever reaches the DOM
-// through textContent or attributes, never as HTML.
+// through textContent, attributes, or format.js's node building, never as HTML.
+//
+// Modules: protocol.js (message kinds, error words), format.js (message text
+// to nodes), user-color.js (a stable colour per user), emoji-picker.js (the
+// picker in each send form), dom.js (element building).
 
-const MSG = { MESSAGE: 0, WARNING: 1, ALERT: 2, MUTED: 3, ENTER: 4, LEAVE: 5 };
-const ROOM_USERS = 6;
+import { $, el } from './dom.js';
+import { attachEmojiPicker } from './emoji-picker.js';
+import { formatMessage } from './format.js';
+import { MSG, ROOM_USERS, errorText } from './protocol.js';
+import { paintUser } from './user-color.js';
+
 const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const USERS_REFRESH_DELAY_MS = 250;
@@ -11,22 +19,11 @@ const USERS_REFRESH_DELAY_MS = 250;
 const REPLY_TIMEOUT_MS = 15000;
 const RECONNECTED_TEXT = 'Reconnected — messages sent while you were offline are not shown.';
 
-const ERROR_TEXT = {
-  ROOM_INVALID: 'That room does not exist.',
-  ROOM_ACCESS_DENIED: 'This room is for staff only, or you have not joined it.',
-  USER_HAS_TO_LOGIN: 'Your session has ended. Please log in again.',
-  BAD_REQUEST: 'The server did not understand that request.',
-  UNKNOWN_COMMAND: 'The server does not know that command.',
-  MESSAGE_TOO_LARGE: 'Message too long.',
-  TOO_MANY_ROOMS: 'You have joined too many rooms. Leave one first.',
-  RATE_LIMITED: 'Slow down.',
-  UNAVAILABLE: 'The server could not deliver that, try again.',
-};
-
 const state = {
   me: null,              // {id, username, name, is_staff}
   rooms: new Map(),      // room id (string) -> {id, title, staff_only}
   panes: new Map(),      // room id (string) -> pane record, one per joined room
+  activeRoom: null,      // id of the pane last clicked or focused: see "Unread counts"
   socket: null,
   backoffMs: BACKOFF_START_MS,
   // Outgoing commands, one at a time: see "Command queue" below.
@@ -35,21 +32,6 @@ const state = {
   inFlightTimer: 0,
   rejoinErrors: [],      // rooms refused on the last reconnect, shown together
 };
-
-const $ = (selector) => document.querySelector(selector);
-
-// Build an element; `text` goes in as textContent, never parsed as HTML.
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key === 'dataset') Object.assign(node.dataset, value);
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 function hhmm(date) {
   return `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
@@ -89,6 +71,7 @@ async function fetchJson(url) {
 
 function renderRoomList() {
   const list = $('#room-list');
+  const focusedId = list.contains(document.activeElement) ? document.activeElement.dataset.roomId : null;
   list.replaceChildren();
   for (const room of state.rooms.values()) {
     const button = el('button', {
@@ -99,11 +82,16 @@ function renderRoomList() {
     }
     button.addEventListener('click', () => toggleRoom(room.id));
     list.append(el('li', {}, button));
+    markRoom(room.id, 'none');
   }
   if (state.rooms.size === 0) {
     list.append(el('li', { class: 'hint', text: 'No rooms yet.' }));
   }
-  for (const id of state.panes.keys()) markRoom(id, 'joined');
+  for (const id of state.panes.keys()) {
+    markRoom(id, 'joined');
+    renderUnread(id);
+  }
+  if (focusedId) roomButton(focusedId)?.focus();
 }
 
 function roomButton(id) {
@@ -117,6 +105,7 @@ function markRoom(id, mark) {
   button.classList.toggle('joined', mark === 'joined');
   button.classList.toggle('pending', mark === 'pending');
   button.setAttribute('aria-pressed', String(mark === 'joined'));
+  button.title = mark === 'joined' ? 'Leave this room' : 'Join this room';
 }
 
 function roomTitle(id) {
@@ -126,6 +115,7 @@ function roomTitle(id) {
   return pane ? pane.title.textContent : `Room ${id}`;
 }
 
+// The sidebar toggles: a click joins a room, a click on a joined room leaves it.
 function toggleRoom(id) {
   // A join already on its way: its reply or error settles the button.
   if (joinPending(id)) return;
@@ -139,6 +129,65 @@ function toggleRoom(id) {
   }
 }
 
+// ---- Unread counts ----------------------------------------------------------
+//
+// A message from someone else (msg_type 0) counts as unread in its room unless
+// the user is reading that room: the page is visible and has the focus, and
+// the room's pane is the active one, the pane last clicked or focused (joining
+// a room makes its pane active). On a wide screen every pane is on show, but
+// the user reads and types in one; the others collect counts like background
+// tabs. A count clears when its pane becomes active while the page is in view,
+// or when the page comes back into view with that pane active. The sidebar
+// button shows the count in a .unread badge, the tab title the total.
+
+function isReading(pane) {
+  return state.activeRoom === pane.id && !document.hidden && document.hasFocus();
+}
+
+function activatePane(pane) {
+  if (state.activeRoom !== pane.id) {
+    state.panes.get(state.activeRoom)?.section.classList.remove('active');
+    state.activeRoom = pane.id;
+    pane.section.classList.add('active');
+  }
+  if (isReading(pane)) clearUnread(pane);
+}
+
+function countUnread(pane) {
+  if (isReading(pane)) return;
+  pane.unread += 1;
+  renderUnread(pane.id);
+}
+
+function clearUnread(pane) {
+  if (pane.unread === 0) return;
+  pane.unread = 0;
+  renderUnread(pane.id);
+}
+
+function renderUnread(id) {
+  const count = state.panes.get(id)?.unread ?? 0;
+  const button = roomButton(id);
+  if (button) {
+    let badge = button.querySelector('.unread');
+    if (count === 0) {
+      badge?.remove();
+    } else {
+      if (!badge) badge = button.appendChild(el('span', { class: 'unread' }));
+      badge.textContent = count > 99 ? '99+' : String(count);
+      badge.title = `${count} unread ${count === 1 ? 'message' : 'messages'}`;
+    }
+  }
+  let total = 0;
+  for (const pane of state.panes.values()) total += pane.unread;
+  document.title = total ? `(${total}) Whisper` : 'Whisper';
+}
+
+function onPageInView() {
+  const pane = state.panes.get(state.activeRoom);
+  if (pane && isReading(pane)) clearUnread(pane);
+}
+
 // ---- Panes ----------------------------------------------------------------
 
 function openPane(id, title) {
@@ -148,44 +197,61 @@ function openPane(id, title) {
     return pane;
   }
   const titleNode = el('h2', { class: 'pane-title', text: title });
-  const online = el('ul', { class: 'online-list', 'aria-label': 'Online' });
+  const heading = el('div', { class: 'pane-heading' }, titleNode);
+  if (state.rooms.get(id)?.staff_only) {
+    heading.append(el('span', { class: 'badge', text: 'staff', title: 'Staff-only room' }));
+  }
   const onlineCount = el('span', { class: 'online-count' });
-  const leaveButton = el('button', { type: 'button', class: 'leave-button', text: 'Leave' });
+  heading.append(onlineCount);
+  const online = el('ul', { class: 'online-list', 'aria-label': `Online in ${title}` });
+  const leaveButton = el('button', {
+    type: 'button', class: 'leave-button', text: 'Leave', 'aria-label': `Leave ${title}`,
+  });
   const error = el('p', { class: 'pane-error error', role: 'alert' });
-  const messages = el('ol', { class: 'messages', 'aria-live': 'polite' });
+  const messages = el('ol', {
+    class: 'messages', 'aria-live': 'polite', 'aria-label': `Messages in ${title}`,
+  });
   const input = el('input', {
     type: 'text', class: 'send-input', name: 'message', autocomplete: 'off',
-    placeholder: `Message ${title}`, 'aria-label': `Message ${title}`,
+    enterkeyhint: 'send', placeholder: `Message ${title}`, 'aria-label': `Message ${title}`,
   });
   const form = el('form', { class: 'send-form' },
-    input, el('button', { type: 'submit', class: 'primary', text: 'Send' }));
+    input, el('button', { type: 'submit', class: 'primary send-button', text: 'Send' }));
+  attachEmojiPicker(form, input);
   const section = el('section', { class: 'room-pane', dataset: { roomPane: id }, 'aria-label': title },
-    el('header', { class: 'pane-header' },
-      el('div', { class: 'pane-heading' }, titleNode, onlineCount),
-      leaveButton),
+    el('header', { class: 'pane-header' }, heading, leaveButton),
     online, error, messages, form);
 
   pane = { id, section, title: titleNode, online, onlineCount, error, messages, input,
-    errorTimer: 0, usersTimer: 0, leaving: false };
+    unread: 0, errorTimer: 0, usersTimer: 0, leaving: false };
   leaveButton.addEventListener('click', () => leaveRoom(id));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     sendMessage(pane);
   });
+  section.addEventListener('focusin', () => activatePane(pane));
+  section.addEventListener('pointerdown', () => activatePane(pane));
   state.panes.set(id, pane);
   $('#rooms-panes').append(section);
   markRoom(id, 'joined');
   input.focus();
+  activatePane(pane);
   return pane;
 }
 
 function closePane(id) {
   const pane = state.panes.get(id);
   if (pane) {
+    // Focus inside a pane that goes away would fall back to <body>: keep it
+    // on the room's sidebar button instead, so the keyboard user stays put.
+    const hadFocus = pane.section.contains(document.activeElement);
     clearTimeout(pane.errorTimer);
     clearTimeout(pane.usersTimer);
     pane.section.remove();
     state.panes.delete(id);
+    if (state.activeRoom === id) state.activeRoom = null;
+    renderUnread(id);
+    if (hadFocus || document.activeElement === document.body) roomButton(id)?.focus();
   }
   markRoom(id, 'none');
 }
@@ -226,31 +292,36 @@ function appendLine(pane, line) {
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
+function timeNode(date) {
+  return el('time', { class: 'msg-time', datetime: date.toISOString(), text: hhmm(date) });
+}
+
+// v1 frames carry no time: a message is stamped when it arrives.
 function addMessage(pane, username, message) {
-  const now = new Date();
   const own = state.me && username === state.me.username;
-  appendLine(pane, el('li', { class: own ? 'message own' : 'message' },
+  const line = el('li', { class: own ? 'message own' : 'message' },
     el('span', { class: 'msg-user', text: username }),
-    el('time', { class: 'msg-time', datetime: now.toISOString(), text: hhmm(now) }),
-    el('p', { class: 'msg-text', text: message })));
+    timeNode(new Date()),
+    el('p', { class: 'msg-text' }, formatMessage(message)));
+  appendLine(pane, paintUser(line, username));
+  if (!own) countUnread(pane);
 }
 
 function addNotice(pane, kind, text) {
-  const now = new Date();
   appendLine(pane, el('li', { class: `notice notice-${kind}` },
     el('span', { class: 'notice-text', text }),
-    el('time', { class: 'msg-time', datetime: now.toISOString(), text: hhmm(now) })));
+    timeNode(new Date())));
 }
 
 function renderUsers(pane, users) {
   const online = Object.values(users || {})
     .filter((user) => user && !user.left)
     .sort((a, b) => String(a.username).localeCompare(String(b.username)));
-  pane.online.replaceChildren(...online.map((user) => el('li', {
+  pane.online.replaceChildren(...online.map((user) => paintUser(el('li', {
     class: state.me && user.username === state.me.username ? 'online-user me' : 'online-user',
     text: user.username,
     title: user.name || user.username,
-  })));
+  }), String(user.username))));
   pane.onlineCount.textContent = `${online.length} online`;
 }
 
@@ -399,9 +470,12 @@ async function scheduleReconnect() {
   const delay = state.backoffMs;
   state.backoffMs = Math.min(state.backoffMs * 2, BACKOFF_MAX_MS);
   await new Promise((resolve) => setTimeout(resolve, delay));
-  // A dead session makes every upgrade fail; send the user to log in instead of looping.
+  // A dead session makes every upgrade fail; send the user to log in instead of
+  // looping. The room list may have changed meanwhile (rooms made or deleted).
   try {
     await fetchJson('/api/me');
+    await loadRooms();
+    renderRoomList();
   } catch (error) {
     if (error.message === 'not logged in') return;
   }
@@ -463,13 +537,13 @@ function joinErrorText(code, id, rejoin) {
   const title = `“${roomTitle(id)}”`;
   if (code === 'ROOM_ACCESS_DENIED') return `${title} is for staff only.`;
   if (code === 'ROOM_INVALID') return rejoin ? `${title} no longer exists.` : 'That room no longer exists.';
-  const text = ERROR_TEXT[code] || `Error: ${code}`;
+  const text = errorText(code);
   return rejoin ? `Could not rejoin ${title}. ${text}` : `Could not join ${title}. ${text}`;
 }
 
 // `entry` is the command the error answers (null if none was in flight).
 function handleError(code, entry) {
-  const text = ERROR_TEXT[code] || `Error: ${code}`;
+  const text = errorText(code);
   if (!entry) {
     setStatus(text, 'error');
     return;
@@ -504,12 +578,20 @@ function handleError(code, entry) {
 
 // ---- Start ------------------------------------------------------------------
 
+async function loadRooms() {
+  const rooms = await fetchJson('/api/rooms');
+  state.rooms = new Map(rooms.map((room) => [String(room.id), { ...room, id: String(room.id) }]));
+}
+
 async function start() {
+  window.addEventListener('focus', onPageInView);
+  document.addEventListener('visibilitychange', onPageInView);
   try {
-    const [me, rooms] = await Promise.all([fetchJson('/api/me'), fetchJson('/api/rooms')]);
+    const [me] = await Promise.all([fetchJson('/api/me'), loadRooms()]);
     state.me = me;
-    for (const room of rooms) state.rooms.set(String(room.id), { ...room, id: String(room.id) });
     $('#whoami').textContent = me.username;
+    // Staff get a way to the admin page; the page itself checks again.
+    $('#admin-link').hidden = !me.is_staff;
   } catch (error) {
     if (error.message !== 'not logged in') setStatus('Could not load rooms. Reload to try again.', 'error');
     return;

@@ -53,6 +53,15 @@ struct Args {
     #[arg(long, env = "WHISPER_PRESENCE_TTL_S", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..))]
     presence_ttl_s: u64,
+    /// Frames per second one WebSocket may send on average (bursts of twice
+    /// as many pass); past it frames are answered RATE_LIMITED.
+    #[arg(long, env = "WHISPER_MAX_MESSAGES_PER_SECOND", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_messages_per_second: u32,
+    /// Most WebSockets one user may have open on this node.
+    #[arg(long, env = "WHISPER_MAX_CONNECTIONS_PER_USER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_user: u32,
     /// Do not apply pending database migrations at start.
     #[arg(long, env = "WHISPER_NO_MIGRATE")]
     no_migrate: bool,
@@ -70,7 +79,10 @@ impl Args {
             max_message_bytes: self.max_message_bytes as usize,
             max_rooms_per_connection: self.max_rooms_per_connection as usize,
             presence_ttl,
+            max_messages_per_second: self.max_messages_per_second,
+            max_connections_per_user: self.max_connections_per_user as usize,
             migrate: !self.no_migrate,
+            ..Config::default()
         };
         let layer = LayerConfig {
             presence_ttl,

@@ -90,3 +90,70 @@ fn starts_on_a_fresh_sqlite_file_and_exits_cleanly_on_sigterm() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn sigterm_closes_open_websockets_with_going_away() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let server = whisper_tests::ServerProcess::start(BIN, &["--database-url", &database]);
+    let db = whisper_tests::TestDatabase::connect(&database).await;
+    db.create_user("ann", "correct horse", false).await;
+    let session = server.login("ann", "correct horse").await.expect("login");
+    let mut socket = server.connect(&session).await;
+    let stopping = std::thread::spawn(move || server.terminate());
+    let frame = socket.close_frame().await.expect("a close frame");
+    assert_eq!(
+        frame.code,
+        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away
+    );
+    let status = stopping.join().expect("terminate");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let server =
+        whisper_tests::ServerProcess::start_logging_to(BIN, &["--database-url", &database], log);
+
+    let password = "Tr0ub4dor&3-secret";
+    let client = whisper_tests::http_client();
+    let csrf = whisper_tests::csrf_token(&client, &server.url("/accounts/signup/")).await;
+    let signup = client
+        .post(server.url("/accounts/signup/"))
+        .header("cookie", format!("csrftoken={csrf}"))
+        .form(&[
+            ("username", "ann"),
+            ("password1", password),
+            ("password2", password),
+            ("csrfmiddlewaretoken", &csrf),
+        ])
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), 302);
+    assert!(server.login("ann", "wrong password").await.is_none());
+    let session = server.login("ann", password).await.expect("login");
+    let mut socket = server.connect(&session).await;
+    socket.send_text(r#"{"command":"join","room":1}"#).await;
+    socket.recv_text().await;
+    let status = server.terminate();
+    assert!(status.success());
+
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        log.contains("logged in"),
+        "the log is really at trace level:\n{log:.2000}"
+    );
+    for secret in [
+        password,
+        session.sessionid.as_str(),
+        csrf.as_str(),
+        "$argon2",
+    ] {
+        assert!(!log.contains(secret), "{secret:?} appears in the log");
+    }
+}

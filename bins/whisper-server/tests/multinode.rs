@@ -26,21 +26,13 @@ impl Cluster {
     async fn start() -> Cluster {
         let redis = RedisServer::start();
         let database = whisper_testkit::postgres_database();
+        let url = redis.url();
+        // Bursts in these tests are far above a person's typing rate.
+        let common = ["--max-messages-per-second", "100000", "--redis-url", &url];
+        let common = [&common[..], &["--database-url", &database]].concat();
         // The first node migrates; the second starts on the migrated schema.
-        let a = ServerProcess::start(
-            BIN,
-            &["--database-url", &database, "--redis-url", &redis.url()],
-        );
-        let b = ServerProcess::start(
-            BIN,
-            &[
-                "--database-url",
-                &database,
-                "--redis-url",
-                &redis.url(),
-                "--no-migrate",
-            ],
-        );
+        let a = ServerProcess::start(BIN, &common);
+        let b = ServerProcess::start(BIN, &[&common[..], &["--no-migrate"]].concat());
         let db = TestDatabase::connect(&database).await;
         Cluster { a, b, db, redis }
     }

@@ -255,6 +255,23 @@ impl UserStore {
         Ok(row.update(&self.db).await?.into())
     }
 
+    /// Activates or deactivates an account. An inactive user cannot log in,
+    /// and their sessions resolve to nobody (so open sockets close at their
+    /// next session check).
+    pub async fn set_active(&self, username: &str, is_active: bool) -> Result<User, AuthError> {
+        let mut row: entity::ActiveModel = self.row(username).await?.into();
+        row.is_active = Set(is_active);
+        Ok(row.update(&self.db).await?.into())
+    }
+
+    /// Deletes an account; its sessions go with it (the foreign key
+    /// cascades).
+    pub async fn delete(&self, username: &str) -> Result<(), AuthError> {
+        let row = self.row(username).await?;
+        entity::Entity::delete_by_id(row.id).exec(&self.db).await?;
+        Ok(())
+    }
+
     /// Replaces the password after validating it.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<User, AuthError> {
         validate_password(password)?;
@@ -338,6 +355,22 @@ mod tests {
             users.set_staff("bob", true).await,
             Err(AuthError::NoSuchUser)
         ));
+        assert!(
+            !users
+                .set_active("ann", false)
+                .await
+                .expect("deactivate")
+                .is_active
+        );
+        assert_eq!(
+            users
+                .authenticate("ann", "another one")
+                .await
+                .expect("auth"),
+            None
+        );
+        users.delete("ann").await.expect("delete");
+        assert_eq!(users.find_by_username("ann").await.expect("find"), None);
     }
 
     #[tokio::test]

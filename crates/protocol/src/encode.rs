@@ -200,7 +200,10 @@ mod tests {
             room: RoomId(3),
             message: "hi".into(),
         };
-        assert_eq!(command(&send), r#"{"command":"send","room":3,"message":"hi"}"#);
+        assert_eq!(
+            command(&send),
+            r#"{"command":"send","room":3,"message":"hi"}"#
+        );
         assert_eq!(
             command(&Command::Join { room: RoomId(1) }),
             r#"{"command":"join","room":1}"#

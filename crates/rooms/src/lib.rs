@@ -166,6 +166,10 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Number of inboxes closed for falling behind since start, for metrics.
     fn slow_consumer_closes(&self) -> u64;
 
+    /// Number of groups with at least one member on this node, for metrics.
+    /// Empty groups are forgotten, so this tracks live rooms.
+    fn group_count(&self) -> usize;
+
     /// Whether the backend can currently carry messages (for `/healthz`).
     fn is_available(&self) -> impl Future<Output = bool> + Send;
 

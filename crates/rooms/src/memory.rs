@@ -40,14 +40,6 @@ impl MemoryLayer {
         }
     }
 
-    /// Number of groups with at least one member. A group is forgotten as
-    /// soon as its last member leaves, so this tracks live rooms, not every
-    /// room ever used; useful for metrics and to check that memory does not
-    /// grow.
-    pub fn group_count(&self) -> usize {
-        self.channels.group_count()
-    }
-
     fn presence(&self) -> MutexGuard<'_, PresenceTable> {
         self.presence.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -95,6 +87,10 @@ impl ChannelLayer for MemoryLayer {
 
     fn slow_consumer_closes(&self) -> u64 {
         self.channels.slow_consumer_closes()
+    }
+
+    fn group_count(&self) -> usize {
+        self.channels.group_count()
     }
 
     async fn is_available(&self) -> bool {

@@ -23,6 +23,20 @@ pub struct Config {
     pub max_rooms_per_connection: usize,
     /// How long a room's presence lives without updates.
     pub presence_ttl: Duration,
+    /// Frames per second one WebSocket may send on average (bursts of twice
+    /// as many are allowed); past it frames are answered `RATE_LIMITED`.
+    pub max_messages_per_second: u32,
+    /// Most WebSockets one user may have open on this node.
+    pub max_connections_per_user: usize,
+    /// How often an open WebSocket's session is looked up again, so a
+    /// logout, a deactivated or deleted user, or lost staff status takes
+    /// effect on sockets already open.
+    pub session_recheck: Duration,
+    /// Longest a client may take to send a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// How often the server pings a WebSocket; one silent for two intervals
+    /// is closed as dead.
+    pub ping_interval: Duration,
     /// Apply pending migrations at start.
     pub migrate: bool,
 }
@@ -39,6 +53,11 @@ impl Default for Config {
             max_message_bytes: 16 * 1024,
             max_rooms_per_connection: 100,
             presence_ttl: Duration::from_secs(3600),
+            max_messages_per_second: 20,
+            max_connections_per_user: 20,
+            session_recheck: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
             migrate: true,
         }
     }

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -23,11 +24,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use whisper_auth::User;
+use whisper_auth::{SessionKey, User};
 use whisper_protocol::{Command, ErrorCode, RoomId, decode_command, encode};
-use whisper_rooms::{ChannelLayer, GroupName, Inbox, InboxClosed, Payload};
+use whisper_rooms::{ChannelLayer, GroupName, Inbox, InboxClosed, LayerError, Payload};
 
 use crate::Room;
+use crate::connections::ConnectionSlot;
+use crate::rate::TokenBucket;
 use crate::state::AppState;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -39,6 +42,8 @@ const WRITE_BATCH: usize = 64;
 enum Wakeup {
     Frame(Option<Result<Message, tungstenite::Error>>),
     Payload(Result<Payload, InboxClosed>),
+    Recheck,
+    KeepAlive,
     Shutdown,
 }
 
@@ -53,25 +58,66 @@ enum Ending {
 /// A room this connection has joined, cached so `send` needs no database.
 struct JoinedRoom {
     group: GroupName,
+    staff_only: bool,
 }
 
-struct Consumer<L> {
+/// One connection's state. Dropping it, however the connection ended
+/// (panics included), leaves every joined room: see the `Drop` impl.
+struct Consumer<L: ChannelLayer> {
     state: Arc<AppState<L>>,
     user: User,
+    /// The session the socket was opened with, re-checked periodically so
+    /// a logout, deactivation or deletion closes the socket.
+    session: SessionKey,
     inbox: Inbox,
     joined: HashMap<RoomId, JoinedRoom>,
+    rate: TokenBucket,
+    /// When the client last sent anything (a pong included).
+    last_heard: Instant,
+    /// Held for the connection's life: the per-user connection cap.
+    _slot: ConnectionSlot,
 }
 
-/// Runs a connection until the client leaves, the server shuts down, or the
-/// layer drops it for falling behind; then leaves every room.
-pub(crate) async fn run<L: ChannelLayer>(state: Arc<AppState<L>>, user: User, mut socket: Socket) {
+/// A socket that has passed the handshake's checks.
+pub(crate) struct Admitted {
+    pub user: User,
+    pub session: SessionKey,
+    pub slot: ConnectionSlot,
+}
+
+/// Runs a connection until the client leaves, the server shuts down, the
+/// session ends, or the layer drops it for falling behind.
+pub(crate) async fn run<L: ChannelLayer>(
+    state: Arc<AppState<L>>,
+    admitted: Admitted,
+    mut socket: Socket,
+) {
     let inbox = state.layer.new_channel();
     let shutdown = state.shutdown.clone();
+    let config = &state.config;
+    let rate = TokenBucket::new(
+        config.max_messages_per_second,
+        config.max_messages_per_second.saturating_mul(2),
+    );
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.session_recheck,
+        config.session_recheck,
+    );
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut keep_alive = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.ping_interval,
+        config.ping_interval,
+    );
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut consumer = Consumer {
         state,
-        user,
+        user: admitted.user,
+        session: admitted.session,
         inbox,
         joined: HashMap::new(),
+        rate,
+        last_heard: Instant::now(),
+        _slot: admitted.slot,
     };
     let ending = loop {
         let wakeup = tokio::select! {
@@ -79,6 +125,8 @@ pub(crate) async fn run<L: ChannelLayer>(state: Arc<AppState<L>>, user: User, mu
             () = shutdown.cancelled() => Wakeup::Shutdown,
             payload = consumer.inbox.recv() => Wakeup::Payload(payload),
             frame = socket.next() => Wakeup::Frame(frame),
+            _ = recheck.tick() => Wakeup::Recheck,
+            _ = keep_alive.tick() => Wakeup::KeepAlive,
         };
         let step = match wakeup {
             Wakeup::Shutdown => Err(Ending::Close(CloseCode::Away, "server shutting down")),
@@ -90,6 +138,8 @@ pub(crate) async fn run<L: ChannelLayer>(state: Arc<AppState<L>>, user: User, mu
                 Err(Ending::Close(CloseCode::Error, "channel closed"))
             }
             Wakeup::Frame(frame) => consumer.on_frame(&mut socket, frame).await,
+            Wakeup::Recheck => consumer.recheck_session(&mut socket).await,
+            Wakeup::KeepAlive => consumer.keep_alive(&mut socket).await,
         };
         if let Err(ending) = step {
             break ending;
@@ -103,7 +153,6 @@ pub(crate) async fn run<L: ChannelLayer>(state: Arc<AppState<L>>, user: User, mu
         // The peer may already be gone; closing is best effort.
         let _ = socket.close(Some(frame)).await;
     }
-    consumer.leave_all().await;
 }
 
 impl<L: ChannelLayer> Consumer<L> {
@@ -111,7 +160,8 @@ impl<L: ChannelLayer> Consumer<L> {
     /// once: under load one syscall carries many frames.
     async fn write_events(&mut self, socket: &mut Socket, first: Payload) -> Result<(), Ending> {
         feed(socket, first).await?;
-        for _ in 1..WRITE_BATCH {
+        let mut written = 1;
+        while written < WRITE_BATCH {
             match self.inbox.try_recv() {
                 Some(Ok(payload)) => feed(socket, payload).await?,
                 Some(Err(InboxClosed::SlowConsumer)) => {
@@ -119,7 +169,9 @@ impl<L: ChannelLayer> Consumer<L> {
                 }
                 Some(Err(InboxClosed::Closed)) | None => break,
             }
+            written += 1;
         }
+        self.state.metrics.deliveries.inc_by(written as u64);
         socket.flush().await.map_err(|_| Ending::ClientGone)
     }
 
@@ -128,6 +180,20 @@ impl<L: ChannelLayer> Consumer<L> {
         socket: &mut Socket,
         frame: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), Ending> {
+        self.last_heard = Instant::now();
+        let is_data = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
+        if is_data {
+            self.state.metrics.messages_received.inc();
+        }
+        if is_data && !self.rate.try_take(Instant::now()) {
+            self.state.metrics.frames_dropped.inc();
+            // Refused unread; the reply's write also slows a flooding
+            // client down, since it waits on the client reading.
+            return socket
+                .send(Message::text(encode::error(ErrorCode::RateLimited)))
+                .await
+                .map_err(|_| Ending::ClientGone);
+        }
         let reply = match frame {
             None | Some(Ok(Message::Close(_))) => return Err(Ending::ClientGone),
             Some(Ok(Message::Text(text))) => self.handle(&text).await,
@@ -186,16 +252,21 @@ impl<L: ChannelLayer> Consumer<L> {
         Ok(room)
     }
 
+    /// Logs and counts a channel-layer failure; the client hears
+    /// `UNAVAILABLE`.
+    fn layer_failed(&self, call: &'static str, error: &LayerError) -> ErrorCode {
+        tracing::warn!(%error, call, "channel layer call failed");
+        self.state.metrics.layer_errors.inc();
+        ErrorCode::Unavailable
+    }
+
     /// Broadcasts an event to a room; a layer failure is `UNAVAILABLE`.
     async fn broadcast(&self, group: &GroupName, event: String) -> Result<(), ErrorCode> {
         self.state
             .layer
             .group_send(group, Payload::from(event))
             .await
-            .map_err(|error| {
-                tracing::warn!(%error, "group_send failed");
-                ErrorCode::Unavailable
-            })
+            .map_err(|error| self.layer_failed("group_send", &error))
     }
 
     /// ENTER to the room (before this connection is a member, so it does not
@@ -212,7 +283,7 @@ impl<L: ChannelLayer> Consumer<L> {
         self.broadcast(&group, encode::enter(id, &self.user.username))
             .await?;
         if let Err(error) = self.state.layer.group_add(&group, self.inbox.name()).await {
-            tracing::warn!(%error, "group_add failed");
+            self.layer_failed("group_add", &error);
             // The others saw ENTER; tell them the join did not happen.
             let _ = self
                 .broadcast(&group, encode::leave(id, &self.user.username))
@@ -220,7 +291,13 @@ impl<L: ChannelLayer> Consumer<L> {
             return Err(ErrorCode::Unavailable);
         }
         self.touch_presence(id).await;
-        self.joined.insert(id, JoinedRoom { group });
+        self.joined.insert(
+            id,
+            JoinedRoom {
+                group,
+                staff_only: room.staff_only,
+            },
+        );
         Ok(encode::join_reply(id, &room.title))
     }
 
@@ -239,16 +316,15 @@ impl<L: ChannelLayer> Consumer<L> {
         Ok(encode::leave_reply(id))
     }
 
-    /// Marks presence left and drops the membership; failures are logged,
-    /// since the connection is leaving either way.
     async fn forget_room(&self, id: RoomId, group: &GroupName) {
-        let layer = &self.state.layer;
-        if let Err(error) = layer.presence_leave(id, self.user.id.0).await {
-            tracing::warn!(%error, "presence_leave failed");
-        }
-        if let Err(error) = layer.group_discard(group, self.inbox.name()).await {
-            tracing::warn!(%error, "group_discard failed");
-        }
+        forget_room(
+            &self.state.layer,
+            id,
+            group,
+            self.user.id.0,
+            self.inbox.name(),
+        )
+        .await;
     }
 
     /// Broadcasts a message to a joined room, the sender included.
@@ -279,7 +355,7 @@ impl<L: ChannelLayer> Consumer<L> {
             .presence_touch(id, user.id.0, &user.username, &user.name)
             .await;
         if let Err(error) = touched {
-            tracing::warn!(%error, "presence_touch failed");
+            self.layer_failed("presence_touch", &error);
         }
     }
 
@@ -290,20 +366,108 @@ impl<L: ChannelLayer> Consumer<L> {
             .layer
             .presence_list(id)
             .await
-            .map_err(|_| ErrorCode::Unavailable)?;
+            .map_err(|error| self.layer_failed("presence_list", &error))?;
         Ok(encode::room_users(id, &entries))
     }
 
-    /// Leaves every joined room as an explicit leave would, so the others
-    /// see LEAVE however the connection ended.
-    async fn leave_all(mut self) {
-        for (id, joined) in std::mem::take(&mut self.joined) {
-            let _ = self
-                .broadcast(&joined.group, encode::leave(id, &self.user.username))
-                .await;
-            self.forget_room(id, &joined.group).await;
+    /// Pings the client, or closes the connection when it has not been
+    /// heard from for two intervals: a peer that vanished without a FIN
+    /// (network gone, laptop asleep) would otherwise hold its rooms and
+    /// buffers forever.
+    async fn keep_alive(&mut self, socket: &mut Socket) -> Result<(), Ending> {
+        let silence = self.last_heard.elapsed();
+        if silence > self.state.config.ping_interval * 2 {
+            return Err(Ending::Close(CloseCode::Away, "no answer to pings"));
         }
-        self.state.layer.close_channel(self.inbox.name()).await;
+        socket
+            .send(Message::Ping(bytes::Bytes::new()))
+            .await
+            .map_err(|_| Ending::ClientGone)
+    }
+
+    /// Looks the session up again: closes the socket when it ended (logout,
+    /// password change, user deactivated or deleted), and leaves the
+    /// staff-only rooms of a user who lost staff, telling the client with
+    /// the usual leave reply. A database error keeps things as they are.
+    async fn recheck_session(&mut self, socket: &mut Socket) -> Result<(), Ending> {
+        let user = match self.state.sessions.user_for(&self.session).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(Ending::Close(CloseCode::Policy, "session ended")),
+            Err(error) => {
+                tracing::warn!(%error, "session recheck failed");
+                return Ok(());
+            }
+        };
+        self.user = user;
+        if self.user.is_staff {
+            return Ok(());
+        }
+        let refused: Vec<RoomId> = self
+            .joined
+            .iter()
+            .filter(|(_, room)| room.staff_only)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in refused {
+            if let Some(joined) = self.joined.remove(&id) {
+                let _ = self
+                    .broadcast(&joined.group, encode::leave(id, &self.user.username))
+                    .await;
+                self.forget_room(id, &joined.group).await;
+                socket
+                    .send(Message::text(encode::leave_reply(id)))
+                    .await
+                    .map_err(|_| Ending::ClientGone)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<L: ChannelLayer> Drop for Consumer<L> {
+    /// Leaves every joined room as an explicit leave would, so the others
+    /// see LEAVE however the connection ended, and frees the inbox. The
+    /// work is async, so it runs in a task of its own (tracked, so a
+    /// graceful shutdown waits for it).
+    fn drop(&mut self) {
+        let state = self.state.clone();
+        let username = self.user.username.clone();
+        let user_id = self.user.id.0;
+        let channel = self.inbox.name();
+        let rooms = std::mem::take(&mut self.joined);
+        let tasks = state.tasks.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tasks.spawn(async move {
+            let layer = &state.layer;
+            for (id, joined) in rooms {
+                let leave = Payload::from(encode::leave(id, &username));
+                if let Err(error) = layer.group_send(&joined.group, leave).await {
+                    tracing::warn!(%error, "LEAVE broadcast failed");
+                }
+                forget_room(layer, id, &joined.group, user_id, channel).await;
+            }
+            layer.close_channel(channel).await;
+        });
+    }
+}
+
+/// Marks a user's presence in a room left and drops the channel's
+/// membership; failures are logged, since the connection is leaving either
+/// way.
+async fn forget_room<L: ChannelLayer>(
+    layer: &L,
+    id: RoomId,
+    group: &GroupName,
+    user_id: i64,
+    channel: whisper_rooms::ChannelName,
+) {
+    if let Err(error) = layer.presence_leave(id, user_id).await {
+        tracing::warn!(%error, "presence_leave failed");
+    }
+    if let Err(error) = layer.group_discard(group, channel).await {
+        tracing::warn!(%error, "group_discard failed");
     }
 }
 

@@ -26,8 +26,11 @@
 
 pub mod catalog;
 mod config;
+mod connections;
 mod consumer;
 pub(crate) mod http;
+mod metrics;
+mod rate;
 mod server;
 mod state;
 mod websocket;

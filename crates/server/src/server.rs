@@ -24,8 +24,8 @@ use crate::{Config, RoomCatalog, http};
 /// to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Longest a client may take to send a request's headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a database connection.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -67,7 +67,12 @@ impl<L: ChannelLayer> Server<L> {
             source,
         };
         let mut options = ConnectOptions::new(config.database_url.clone());
-        options.sqlx_logging(false);
+        // An unreachable database must fail a request in seconds, not hang
+        // it for sqlx's default 30 s.
+        options
+            .sqlx_logging(false)
+            .connect_timeout(DATABASE_TIMEOUT)
+            .acquire_timeout(DATABASE_TIMEOUT);
         let db = Database::connect(options).await.map_err(db_error)?;
         if config.migrate {
             Migrator::up(&db, None).await.map_err(db_error)?;
@@ -84,6 +89,8 @@ impl<L: ChannelLayer> Server<L> {
             sessions: SessionStore::new(db.clone()),
             rooms: RoomCatalog::new(db.clone()),
             throttle: LoginThrottle::default(),
+            connections: Default::default(),
+            metrics: Default::default(),
             db,
             layer,
             config,
@@ -149,7 +156,9 @@ async fn serve_connection<L: ChannelLayer>(
     });
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(state.config.header_read_timeout)
+        // A request head past 16 KiB is refused with 431: ours are ~1 KiB.
+        .max_header_size(16 * 1024)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();

@@ -3,6 +3,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, UserStore};
 
+use crate::connections::ConnectionCounts;
 use crate::{Config, RoomCatalog};
 
 /// What every request and connection shares. Built once by
@@ -15,6 +16,10 @@ pub(crate) struct AppState<L> {
     pub throttle: LoginThrottle,
     pub rooms: RoomCatalog,
     pub layer: L,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Open WebSockets per user.
+    pub connections: std::sync::Arc<ConnectionCounts>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.

@@ -18,7 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use whisper_rooms::ChannelLayer;
 
 use crate::consumer;
-use crate::http::{HttpError, Response, current_user, respond};
+use whisper_auth::SessionKey;
+
+use crate::http::{HttpError, Response, SESSION_COOKIE, cookie, respond};
 use crate::state::AppState;
 
 /// Checks the handshake and, when it passes, answers 101 and hands the
@@ -48,9 +50,23 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
         tracing::info!(origin = ?headers.get(header::ORIGIN), "WebSocket refused: origin");
         return Err(HttpError::Forbidden("origin not allowed"));
     }
-    let user = current_user(state, headers)
+    let session = cookie(headers, SESSION_COOKIE)
+        .map(SessionKey::from_client)
+        .ok_or(HttpError::Forbidden("login required"))?;
+    let user = state
+        .sessions
+        .user_for(&session)
         .await?
         .ok_or(HttpError::Forbidden("login required"))?;
+    let slot = state
+        .connections
+        .acquire(user.id, state.config.max_connections_per_user)
+        .ok_or(HttpError::TooManyConnections)?;
+    let admitted = consumer::Admitted {
+        user,
+        session,
+        slot,
+    };
 
     let on_upgrade = hyper::upgrade::on(&mut request);
     let frame_limit = state.config.frame_limit();
@@ -68,7 +84,7 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
                     Some(ws_config),
                 )
                 .await;
-                consumer::run(state, user, socket).await;
+                consumer::run(state, admitted, socket).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }

@@ -9,6 +9,10 @@
 //! Tests that stop and restart Redis get a private server of their own
 //! ([`RedisServer`]) so they disturb no other test.
 //!
+//! Browser tests start a chromedriver of their own ([`ChromeDriver`]), which
+//! drives the Chromium that `scripts/test` installs; a missing browser or
+//! driver fails the test, naming `scripts/test`.
+//!
 //! Only std and tempfile: the crate adds nothing to the dependency tree of
 //! the crates that use it.
 
@@ -18,6 +22,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
+
+pub mod chromedriver;
+pub use chromedriver::ChromeDriver;
+mod postgres;
+pub use postgres::PostgresServer;
 
 /// The variable naming the shared Redis.
 pub const REDIS_URL_VAR: &str = "WHISPER_TEST_REDIS_URL";

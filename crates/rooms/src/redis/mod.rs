@@ -205,12 +205,6 @@ impl RedisLayer {
         Ok(redis_layer)
     }
 
-    /// Number of groups with at least one member on this node, i.e. the
-    /// channels this node subscribes to (for metrics).
-    pub fn group_count(&self) -> usize {
-        self.node.channels.group_count()
-    }
-
     /// Tells the subscriber that these groups lost their last local member,
     /// so it unsubscribes from them.
     fn release(&self, emptied: Vec<GroupName>) {
@@ -327,6 +321,10 @@ impl ChannelLayer for RedisLayer {
 
     fn slow_consumer_closes(&self) -> u64 {
         self.node.channels.slow_consumer_closes()
+    }
+
+    fn group_count(&self) -> usize {
+        self.node.channels.group_count()
     }
 
     async fn is_available(&self) -> bool {

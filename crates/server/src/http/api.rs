@@ -75,8 +75,15 @@ pub(crate) async fn rooms<L>(
 
 /// `GET /healthz`: 200 when the database and the channel layer answer.
 pub(crate) async fn healthz<L: ChannelLayer>(state: &AppState<L>) -> Result<Response, HttpError> {
-    let database = state.db.ping().await.is_ok();
-    let layer = state.layer.is_available().await;
+    // Each check is bounded: a health check that hangs is no answer.
+    let bound = std::time::Duration::from_secs(2);
+    let database = matches!(
+        tokio::time::timeout(bound, state.db.ping()).await,
+        Ok(Ok(()))
+    );
+    let layer = tokio::time::timeout(bound, state.layer.is_available())
+        .await
+        .unwrap_or(false);
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let healthy = database && layer;
     let status = if healthy {

@@ -26,7 +26,9 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
+        // Not `to_str`, which refuses anything but visible ASCII: a script
+        // may set a UTF-8 cookie, and it must not hide the others.
+        .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
         .find(|c| c.name() == name)

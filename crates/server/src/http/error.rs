@@ -15,6 +15,8 @@ pub(crate) enum HttpError {
     Forbidden(&'static str),
     BadRequest(&'static str),
     PayloadTooLarge,
+    /// The user already has as many WebSockets open as allowed.
+    TooManyConnections,
     /// The database or channel layer failed; the detail is logged, not shown.
     Internal(String),
 }
@@ -43,6 +45,11 @@ impl HttpError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 text,
                 "Request body too large\n",
+            ),
+            HttpError::TooManyConnections => respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                text,
+                "Too many open connections for this user\n",
             ),
             HttpError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");

@@ -25,8 +25,8 @@ use whisper_rooms::ChannelLayer;
 
 use crate::state::AppState;
 use crate::websocket;
-pub use cookies::cookie;
 pub(crate) use cookies::SESSION_COOKIE;
+pub use cookies::cookie;
 pub(crate) use error::HttpError;
 
 /// Every response body is a complete buffer: pages and JSON are small.
@@ -74,6 +74,7 @@ pub(crate) async fn handle<L: ChannelLayer>(
     request: http::Request<Incoming>,
     remote: SocketAddr,
 ) -> Response {
+    state.metrics.http_requests.inc();
     let mut response = route(&state, request, remote)
         .await
         .unwrap_or_else(HttpError::into_response);
@@ -112,6 +113,13 @@ async fn route<L: ChannelLayer>(
         (&Method::GET, "/api/me") => api::me(state, &request).await,
         (&Method::GET, "/api/rooms") => api::rooms(state, &request).await,
         (&Method::GET, "/healthz") => api::healthz(state).await,
+        (&Method::GET, "/metrics") => Ok(respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state
+                .metrics
+                .render(&state.layer, state.connections.total()),
+        )),
         (&Method::GET, p) if p.starts_with("/static/") => assets::serve_static(&request),
         (&Method::GET, "/admin/") => admin::page(state, &request).await,
         (&Method::GET, "/api/admin/users") => admin::users(state, &request).await,
@@ -131,7 +139,8 @@ async fn route<L: ChannelLayer>(
         (
             _,
             "/" | "/accounts/login/" | "/accounts/signup/" | "/accounts/logout/" | "/api/me"
-            | "/api/rooms" | "/healthz" | "/admin/" | "/api/admin/users" | "/api/admin/rooms",
+            | "/api/rooms" | "/healthz" | "/metrics" | "/admin/" | "/api/admin/users"
+            | "/api/admin/rooms",
         ) => Err(HttpError::MethodNotAllowed),
         _ => Err(HttpError::NotFound),
     }
@@ -167,8 +176,8 @@ async fn read_request(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
     if is_form {
-        request.form = parse_form(&request.body)
-            .ok_or(HttpError::BadRequest("the form could not be read"))?;
+        request.form =
+            parse_form(&request.body).ok_or(HttpError::BadRequest("the form could not be read"))?;
     }
     let submitted = request
         .form

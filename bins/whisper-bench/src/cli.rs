@@ -1,0 +1,272 @@
+//! The command line: options every scenario shares, and one subcommand per
+//! scenario. Parsing only; checks that span several flags live in
+//! [`Cli::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Url;
+
+use crate::error::BenchError;
+
+/// What every run needs to be told, whatever the scenario.
+const AFTER_HELP: &str = "\
+The server must let one WebSocket send far more than a browser does, and one
+user open many sockets. Start it for benchmarking with:
+
+  whisper-server --max-messages-per-second 1000000 --max-connections-per-user 100000
+
+(otherwise frames past 20/s per socket come back RATE_LIMITED, counted in the
+report, and sockets past 20 per user are refused; --connections-per-user must
+not exceed the server's --max-connections-per-user).
+
+Rooms: pass ids created beforehand with --room-ids, or let the bench create
+them with `whisper-manage --database-url URL createroom` by giving
+--database-url (and --manage-bin when whisper-manage is not on PATH).
+
+Users are signed up through /accounts/signup/ (signup must be open), one per
+--connections-per-user sockets, with fresh names each run.
+
+Output: one JSON line on stdout per run; progress on stderr. Exit codes: 0 the
+run completed (read its numbers), 1 the run could not be carried out, 2 bad
+command line.";
+
+/// Load generator for Whisper: speaks the chat protocol like a browser
+/// (signs up over HTTP, opens WebSockets with the session cookie and an
+/// Origin header) and reports throughput, latency and per-connection costs.
+#[derive(Debug, Parser)]
+#[command(name = "whisper-bench", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Options shared by every scenario.
+    #[command(flatten)]
+    pub common: Common,
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Options shared by every scenario; they may be given before or after the
+/// scenario name.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The server's base URL (http only).
+    #[arg(long, global = true, env = "WHISPER_BENCH_URL",
+          default_value = "http://127.0.0.1:8000", value_parser = parse_url)]
+    pub url: Url,
+    /// The server's process id, to report its CPU time and memory (from /proc).
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Rooms created beforehand, comma-separated; the scenario uses the first
+    /// ones it needs.
+    #[arg(long, global = true, value_delimiter = ',', value_parser = clap::value_parser!(i64).range(1..))]
+    pub room_ids: Vec<i64>,
+    /// Create the rooms with `whisper-manage --database-url URL createroom`
+    /// (used when --room-ids is not given).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// The whisper-manage binary used with --database-url.
+    #[arg(long, global = true, default_value = "whisper-manage")]
+    pub manage_bin: PathBuf,
+    /// WebSockets opened per signed-up user; at most the server's
+    /// --max-connections-per-user.
+    #[arg(long, global = true, default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections_per_user: u32,
+    /// Connection attempts (TCP + upgrade + join) in flight at once.
+    #[arg(long, global = true, default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_concurrency: u32,
+    /// Local addresses 127.0.0.2, 127.0.0.3, ... that client sockets bind to
+    /// (round robin), so ephemeral ports do not run out; 0 lets the kernel
+    /// choose. Default: one per 10,000 connections. Only used when the
+    /// server is on a loopback address.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    pub source_ips: Option<u32>,
+    /// Worker threads of the bench's runtime (default: one per core).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Throughput and latency: R rooms x M members, S of them sending.
+    Fanout(FanoutArgs),
+    /// Many connections joined to rooms: connect rate, server memory per
+    /// connection, and the time one broadcast takes to reach all of them.
+    Conns(ConnsArgs),
+}
+
+/// `fanout`: every member checks per-sender order and counts; senders send
+/// either in a closed loop (at most --window messages not yet echoed back)
+/// or an open loop (--rate messages per second each).
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rooms: u32,
+    /// Members (WebSockets) per room, senders included.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub members: u32,
+    /// Senders per room (each is also a member).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub senders: u32,
+    /// Closed loop: most messages a sender has sent but not yet received back.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub window: u32,
+    /// Open loop instead: messages per second each sender sends, whatever
+    /// the echoes (latency is measured from the scheduled send time).
+    #[arg(long, conflicts_with = "window", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Length of each message text in bytes (at least the ~30-byte stamp
+    /// that carries sender, sequence number and send time).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub message_bytes: u32,
+    /// Measured seconds, after the warm-up.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Seconds of load before measuring (excluded from rates and latency).
+    #[arg(long, default_value = "1", value_parser = parse_seconds_or_zero)]
+    pub warmup: Duration,
+    /// Longest wait, after the senders stop, for messages still in flight;
+    /// what has not arrived by then counts as lost.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub drain: Duration,
+}
+
+/// `conns`: N connections spread over rooms, then a few broadcasts.
+#[derive(Debug, Args)]
+pub struct ConnsArgs {
+    /// Connections to open (each joins one room).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+    /// Rooms the connections are spread over (round robin); each broadcast
+    /// goes to every room. One room measures a broadcast to all N.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rooms: u32,
+    /// Broadcasts timed once every connection is in (the report gives their
+    /// median).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub broadcasts: u32,
+    /// Length of each broadcast's text in bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub message_bytes: u32,
+}
+
+impl Cli {
+    /// Checks that span several flags, so the run fails before any setup.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if let Scenario::Fanout(fanout) = &self.scenario
+            && fanout.senders > fanout.members
+        {
+            return Err(BenchError::Usage(format!(
+                "--senders ({}) cannot exceed --members ({})",
+                fanout.senders, fanout.members
+            )));
+        }
+        let rooms = match &self.scenario {
+            Scenario::Fanout(fanout) => fanout.rooms,
+            Scenario::Conns(conns) => conns.rooms,
+        } as usize;
+        let common = &self.common;
+        if common.room_ids.is_empty() && common.database_url.is_none() {
+            return Err(BenchError::Usage(
+                "give the rooms to use with --room-ids, or --database-url to create them".into(),
+            ));
+        }
+        if !common.room_ids.is_empty() && common.room_ids.len() < rooms {
+            return Err(BenchError::Usage(format!(
+                "--room-ids lists {} rooms but the scenario needs {rooms}",
+                common.room_ids.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+    if url.scheme() != "http" {
+        return Err("only http:// URLs are supported".into());
+    }
+    if url.host_str().is_none() {
+        return Err("the URL has no host".into());
+    }
+    Ok(url)
+}
+
+fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err("must be between 0 and 86400 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let duration = parse_seconds_or_zero(text)?;
+    if duration.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(duration)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of messages per second"))?;
+    if !(rate > 0.0 && rate <= 10_000_000.0) {
+        return Err("must be more than 0 and at most 10000000 messages per second".into());
+    }
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("whisper-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_scenario() {
+        let cli = parse(&["--room-ids", "3,4", "fanout", "--rooms", "2", "--server-pid", "9"])
+            .expect("parses");
+        assert_eq!(cli.common.room_ids, vec![3, 4]);
+        assert_eq!(cli.common.server_pid, Some(9));
+        cli.validate().expect("valid");
+    }
+
+    #[test]
+    fn rate_and_window_exclude_each_other() {
+        assert!(parse(&["fanout", "--rate", "10", "--window", "4"]).is_err());
+        let cli = parse(&["fanout", "--rate", "200", "--room-ids", "1"]).expect("parses");
+        let Scenario::Fanout(fanout) = cli.scenario else {
+            panic!("fanout expected");
+        };
+        assert_eq!(fanout.rate, Some(200.0));
+    }
+
+    #[test]
+    fn cross_flag_mistakes_are_usage_errors() {
+        let cli = parse(&["fanout", "--members", "2", "--senders", "3", "--room-ids", "1"])
+            .expect("parses");
+        assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
+        let cli = parse(&["conns", "--rooms", "3", "--room-ids", "1,2"]).expect("parses");
+        assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
+        let cli = parse(&["conns"]).expect("parses");
+        assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["fanout", "--duration", "0"]).is_err());
+        assert!(parse(&["fanout", "--rate", "-1"]).is_err());
+        assert!(parse(&["--url", "https://x", "conns"]).is_err());
+        assert!(parse(&["conns", "--rooms", "0"]).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Why a run could not be carried out, and the one place that turns that
+//! into an `error:` line and an exit code.
+//!
+//! Exit codes: 0 the run completed (its numbers, lost messages included,
+//! are in the report); 1 the run could not be carried out (server
+//! unreachable, signup refused, a fan-out member could not join, too few
+//! file descriptors); 2 the command line was wrong.
+
+use std::process::ExitCode;
+
+use thiserror::Error;
+
+/// Exit code for a wrong command line, the same as clap's.
+const BAD_INPUT: u8 = 2;
+/// Exit code for a run that could not be carried out.
+const FAILED: u8 = 1;
+
+/// What stopped a run.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    /// The command line did not parse or its flags contradict each other;
+    /// clap's first paragraph, without its `error: ` prefix, on one line.
+    #[error("{0}")]
+    Usage(String),
+    /// The server's address could not be resolved.
+    #[error("cannot resolve the server address {0}")]
+    Resolve(String),
+    /// Creating the rooms with whisper-manage failed.
+    #[error("cannot create rooms: {0}")]
+    Rooms(String),
+    /// Signing up the bench's users failed.
+    #[error("cannot sign up users: {0}")]
+    Signup(String),
+    /// A connection the scenario cannot do without failed.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The process may not open enough files for the connections.
+    #[error("{0}")]
+    Limits(String),
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl BenchError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            BenchError::Usage(_) => BAD_INPUT,
+            BenchError::Resolve(_)
+            | BenchError::Rooms(_)
+            | BenchError::Signup(_)
+            | BenchError::Connect(_)
+            | BenchError::Limits(_)
+            | BenchError::Runtime(_) => FAILED,
+        }
+    }
+
+    /// Prints exactly one `error: ` line on stderr and returns the exit code.
+    pub fn report(&self) -> ExitCode {
+        let message = self.to_string();
+        let one_line: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect();
+        eprintln!("error: {}", one_line.join(" "));
+        ExitCode::from(self.exit_code())
+    }
+}
+
+impl From<clap::Error> for BenchError {
+    /// Keeps clap's first paragraph (the message and, for missing
+    /// arguments, their names) and drops the usage and tips that follow.
+    fn from(error: clap::Error) -> Self {
+        let rendered = error.render().to_string();
+        let first_paragraph: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .take_while(|line| !line.is_empty())
+            .collect();
+        let message = first_paragraph.join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        BenchError::Usage(message.to_owned())
+    }
+}

@@ -1,0 +1,661 @@
+//! `fanout`: R rooms x M members, the first S members of each room sending.
+//!
+//! Every member is one task owning one connection. After all have joined,
+//! the controller starts the senders; each member checks, per sender, that
+//! sequence numbers only grow (order) and how many arrived (loss), and
+//! records latency from the stamp in the text into its own histogram. At
+//! the end the senders publish how many they sent, members wait for what is
+//! still in flight (up to `--drain`), and the controller merges the
+//! members' reports. Nothing is shared on the receive path but a read of
+//! the measuring window.
+//!
+//! Closed loop: a sender keeps at most `--window` messages that have not
+//! come back to it yet, refilling as echoes arrive (and taking every echo
+//! already received before refilling, so one write carries many sends).
+//! Open loop: a sender sends `--rate` messages a second on a timer,
+//! stamped with the scheduled time, so a stalled server shows as latency
+//! rather than as a politely slower sender (coordinated omission).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::{Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use whisper_protocol::{Command, ErrorCode, RoomId};
+
+use crate::cli::FanoutArgs;
+use crate::connection::{Connection, Received, Target};
+use crate::error::BenchError;
+use crate::incoming::Incoming;
+use crate::latency::{LatencySummary, member_histogram, run_histogram};
+use crate::procfs::{CpuSample, round3};
+use crate::progress::{Progress, note};
+use crate::setup::Setup;
+use crate::stamp::{Stamp, now_ns, to_ns};
+
+/// Socket read buffer of a member: a busy receiver reads many frames per
+/// syscall.
+const READ_BUFFER: usize = 64 * 1024;
+/// "Not yet published" in [`Shared::sent`].
+const UNSET: u64 = u64::MAX;
+/// Pause between the last join and the start, so the ENTER events of the
+/// joins are delivered before anything is measured.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// How senders pace themselves.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// At most `window` messages not yet echoed back.
+    Closed { window: u32 },
+    /// `rate` messages per second, whatever comes back.
+    Open { rate: f64 },
+}
+
+/// When the load started and which part of it is measured, in
+/// [`now_ns`] time.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    from_ns: u64,
+    until_ns: u64,
+}
+
+impl Window {
+    fn contains(&self, ns: u64) -> bool {
+        (self.from_ns..self.until_ns).contains(&ns)
+    }
+}
+
+/// What the controller and every member task share.
+struct Shared {
+    start: CancellationToken,
+    stop_sending: CancellationToken,
+    drain: CancellationToken,
+    abort: CancellationToken,
+    window: OnceLock<Window>,
+    /// How many messages each sender sent in all ([`UNSET`] while sending).
+    sent: Vec<AtomicU64>,
+    /// How many of each sender's messages the server refused with an error.
+    refused: Vec<AtomicU64>,
+    senders_published: AtomicUsize,
+    joined: AtomicUsize,
+    failed: AtomicUsize,
+    first_failure: Mutex<Option<String>>,
+}
+
+/// The parts of the plan every member reads.
+struct MemberPlan {
+    load: Load,
+    message_bytes: usize,
+    drain: Duration,
+    total_senders: u32,
+}
+
+/// Who one member is.
+struct MemberSpec {
+    room: RoomId,
+    /// Global id of the room's first sender; the room's senders are
+    /// `first_sender .. first_sender + senders`.
+    first_sender: u32,
+    senders: u32,
+    /// This member's sender id, when it sends.
+    sender: Option<u32>,
+    cookie: String,
+    source: Option<IpAddr>,
+}
+
+/// Order and count of one sender's messages, as one member saw them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Track {
+    next_seq: u64,
+    received: u64,
+    out_of_order: u64,
+}
+
+/// A sender's own state.
+struct SenderState {
+    id: u32,
+    next_seq: u64,
+    in_flight: u32,
+    sent_in_window: u64,
+    published: bool,
+}
+
+/// One member while it runs.
+struct Member {
+    conn: Connection,
+    room: RoomId,
+    first_sender: u32,
+    tracks: Vec<Track>,
+    sender: Option<SenderState>,
+    window: Option<Window>,
+    latency: Option<Histogram<u32>>,
+    deliveries_in_window: u64,
+    foreign: u64,
+    errors: BTreeMap<&'static str, u64>,
+    closed: Option<String>,
+}
+
+/// What a member hands back at the end.
+struct MemberReport {
+    first_sender: u32,
+    tracks: Vec<Track>,
+    sent_in_window: u64,
+    latency: Option<Histogram<u32>>,
+    deliveries_in_window: u64,
+    foreign: u64,
+    errors: BTreeMap<&'static str, u64>,
+    closed: Option<String>,
+}
+
+/// Runs the scenario and returns the report line.
+pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> {
+    let room_count = args.rooms as usize;
+    let members = args.members as usize;
+    let senders = args.senders;
+    let total = room_count * members;
+    let resources = setup.resources(total, room_count).await?;
+    let load = match args.rate {
+        Some(rate) => Load::Open { rate },
+        None => Load::Closed {
+            window: args.window,
+        },
+    };
+    let total_senders = args.rooms * senders;
+    let shared = Arc::new(Shared {
+        start: CancellationToken::new(),
+        stop_sending: CancellationToken::new(),
+        drain: CancellationToken::new(),
+        abort: CancellationToken::new(),
+        window: OnceLock::new(),
+        sent: (0..total_senders).map(|_| AtomicU64::new(UNSET)).collect(),
+        refused: (0..total_senders).map(|_| AtomicU64::new(0)).collect(),
+        senders_published: AtomicUsize::new(0),
+        joined: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        first_failure: Mutex::new(None),
+    });
+    let plan = Arc::new(MemberPlan {
+        load,
+        message_bytes: args.message_bytes as usize,
+        drain: args.drain,
+        total_senders,
+    });
+    let slots = Arc::new(Semaphore::new(setup.common.connect_concurrency as usize));
+
+    let connect_started = Instant::now();
+    let progress = Progress::bar("connecting", total);
+    let mut tasks: Vec<JoinHandle<Option<MemberReport>>> = Vec::with_capacity(total);
+    for index in 0..total {
+        let room_index = index / members;
+        let position = (index % members) as u32;
+        let first_sender = room_index as u32 * senders;
+        let spec = MemberSpec {
+            room: resources.rooms[room_index],
+            first_sender,
+            senders,
+            sender: (position < senders).then_some(first_sender + position),
+            cookie: resources.cookies[index % resources.cookies.len()].clone(),
+            source: resources.sources.nth(index),
+        };
+        tasks.push(tokio::spawn(member(
+            spec,
+            shared.clone(),
+            plan.clone(),
+            setup.target.clone(),
+            slots.clone(),
+        )));
+    }
+    loop {
+        let joined = shared.joined.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        progress.set(joined);
+        if failed > 0 {
+            shared.abort.cancel();
+            for task in tasks {
+                let _ = task.await;
+            }
+            let reason = shared
+                .first_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_default();
+            return Err(BenchError::Connect(format!(
+                "{failed} of {total} members could not join, first: {reason}"
+            )));
+        }
+        if joined == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    progress.finish(&format!(
+        "{total} members joined {room_count} rooms in {connect_s:.2} s"
+    ));
+    tokio::time::sleep(SETTLE).await;
+
+    let start = Instant::now();
+    let from_ns = to_ns(start + args.warmup);
+    let until_ns = from_ns + u64::try_from(args.duration.as_nanos()).unwrap_or(u64::MAX);
+    let _ = shared.window.set(Window {
+        start,
+        from_ns,
+        until_ns,
+    });
+    shared.start.cancel();
+    note(&format!(
+        "sending for {:.1} s warm-up + {:.1} s measured",
+        args.warmup.as_secs_f64(),
+        args.duration.as_secs_f64()
+    ));
+    tokio::time::sleep_until((start + args.warmup).into()).await;
+    let cpu_from = CpuSample::take(setup.common.server_pid);
+    tokio::time::sleep_until((start + args.warmup + args.duration).into()).await;
+    let cpu = CpuSample::take(setup.common.server_pid).since(&cpu_from);
+    shared.stop_sending.cancel();
+
+    // Senders publish their totals as soon as they see the stop; members
+    // may only judge completeness after that.
+    let publish_deadline = Instant::now() + Duration::from_secs(5);
+    while shared.senders_published.load(Ordering::Acquire) < total_senders as usize
+        && Instant::now() < publish_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    shared.drain.cancel();
+    let collect_deadline = tokio::time::Instant::now() + args.drain + Duration::from_secs(10);
+    let mut reports = Vec::with_capacity(total);
+    for task in tasks {
+        match tokio::time::timeout_at(collect_deadline, task).await {
+            Ok(Ok(Some(report))) => reports.push(report),
+            Ok(_) => {}
+            Err(_) => shared.abort.cancel(),
+        }
+    }
+
+    let summary = summarize(&reports, &shared, args.duration.as_secs_f64());
+    let (mode, window, rate) = match load {
+        Load::Closed { window } => ("closed", Some(window), None),
+        Load::Open { rate } => ("open", None, Some(rate)),
+    };
+    Ok(json!({
+        "scenario": "fanout",
+        "params": {
+            "url": setup.target.base.as_str(),
+            "rooms": args.rooms,
+            "room_ids": resources.rooms.iter().map(|room| room.0).collect::<Vec<_>>(),
+            "members": args.members,
+            "senders": args.senders,
+            "load": mode,
+            "window": window,
+            "rate_per_sender": rate,
+            "message_bytes": args.message_bytes,
+            "duration_s": args.duration.as_secs_f64(),
+            "warmup_s": args.warmup.as_secs_f64(),
+            "connections": total,
+            "users": resources.cookies.len(),
+            "source_ips": resources.sources.count(),
+            "bench_threads": setup.threads,
+        },
+        "results": summary,
+        "cpu": cpu,
+        "setup": { "connect_s": round3(connect_s) },
+    }))
+}
+
+/// Merges the members' reports into the `results` object.
+fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Value {
+    let mut latency = run_histogram();
+    let mut deliveries = 0u64;
+    let mut messages = 0u64;
+    let mut lost = 0u64;
+    let mut out_of_order = 0u64;
+    let mut foreign = 0u64;
+    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut closed: BTreeMap<&str, u64> = BTreeMap::new();
+    for report in reports {
+        deliveries += report.deliveries_in_window;
+        messages += report.sent_in_window;
+        foreign += report.foreign;
+        if let Some(histogram) = &report.latency {
+            // Same bounds, so adding cannot fail.
+            let _ = latency.add(histogram);
+        }
+        for (offset, track) in report.tracks.iter().enumerate() {
+            let id = report.first_sender as usize + offset;
+            let sent = shared.sent[id].load(Ordering::Acquire);
+            let sent = if sent == UNSET { 0 } else { sent };
+            let expected = sent.saturating_sub(shared.refused[id].load(Ordering::Acquire));
+            lost += expected.saturating_sub(track.received);
+            out_of_order += track.out_of_order;
+        }
+        for (code, count) in &report.errors {
+            *errors.entry(code).or_default() += count;
+        }
+        if let Some(reason) = &report.closed {
+            *closed.entry(reason.as_str()).or_default() += 1;
+        }
+    }
+    let rate_limited = errors
+        .get(ErrorCode::RateLimited.as_str())
+        .copied()
+        .unwrap_or(0);
+    if rate_limited > 0 {
+        note(&format!(
+            "warning: the server refused {rate_limited} frames as RATE_LIMITED; \
+             start it with --max-messages-per-second 1000000"
+        ));
+    }
+    json!({
+        "messages_per_s": round3(messages as f64 / duration_s),
+        "deliveries_per_s": round3(deliveries as f64 / duration_s),
+        "messages": messages,
+        "deliveries": deliveries,
+        "lost": lost,
+        "out_of_order": out_of_order,
+        "rate_limited": rate_limited,
+        "errors": errors,
+        "foreign_messages": foreign,
+        "disconnected": closed.values().sum::<u64>(),
+        "disconnect_reasons": closed,
+        "latency": LatencySummary::of(&latency),
+    })
+}
+
+/// One member's whole life: connect and join, then run until drained.
+async fn member(
+    spec: MemberSpec,
+    shared: Arc<Shared>,
+    plan: Arc<MemberPlan>,
+    target: Arc<Target>,
+    slots: Arc<Semaphore>,
+) -> Option<MemberReport> {
+    let joined = tokio::select! {
+        () = shared.abort.cancelled() => return None,
+        joined = async {
+            let _slot = slots.acquire().await;
+            let mut conn = Connection::open(&target, &spec.cookie, spec.source, READ_BUFFER).await?;
+            conn.join(spec.room).await?;
+            Ok(conn)
+        } => joined,
+    };
+    let conn = match joined {
+        Ok(conn) => conn,
+        Err(error) => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .first_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| error.to_string());
+            return None;
+        }
+    };
+    shared.joined.fetch_add(1, Ordering::Relaxed);
+    let member = Member {
+        conn,
+        room: spec.room,
+        first_sender: spec.first_sender,
+        tracks: vec![Track::default(); spec.senders as usize],
+        sender: spec.sender.map(|id| SenderState {
+            id,
+            next_seq: 0,
+            in_flight: 0,
+            sent_in_window: 0,
+            published: false,
+        }),
+        window: None,
+        latency: None,
+        deliveries_in_window: 0,
+        foreign: 0,
+        errors: BTreeMap::new(),
+        closed: None,
+    };
+    Some(member.run(&shared, &plan).await)
+}
+
+impl Member {
+    /// The member's loop, from the join to the end of the drain.
+    async fn run(mut self, shared: &Shared, plan: &MemberPlan) -> MemberReport {
+        let abort = shared.abort.cancelled();
+        let started = shared.start.cancelled();
+        let stop_sending = shared.stop_sending.cancelled();
+        let drain = shared.drain.cancelled();
+        let deadline = tokio::time::sleep(Duration::from_secs(365 * 86_400));
+        tokio::pin!(abort, started, stop_sending, drain, deadline);
+        let mut ticker: Option<Interval> = None;
+        let (mut running, mut stopped, mut draining) = (false, false, false);
+        let closed_window = match plan.load {
+            Load::Closed { window } if self.sender.is_some() => Some(window),
+            _ => None,
+        };
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut abort => {
+                    self.closed.get_or_insert_with(|| "aborted".into());
+                    break;
+                }
+                () = &mut deadline, if draining => break,
+                () = &mut drain, if !draining => {
+                    draining = true;
+                    deadline.as_mut().reset((Instant::now() + plan.drain).into());
+                    if self.complete(shared) {
+                        break;
+                    }
+                }
+                () = &mut stop_sending, if !stopped => {
+                    stopped = true;
+                    self.publish(shared);
+                }
+                () = &mut started, if !running => {
+                    running = true;
+                    self.window = shared.window.get().copied();
+                    if self.sender.is_some() {
+                        let sent = match plan.load {
+                            Load::Closed { window } => self.fill_window(window, plan).await,
+                            Load::Open { rate } => {
+                                ticker = self.ticker(rate, plan);
+                                Ok(())
+                            }
+                        };
+                        if let Err(reason) = sent {
+                            self.closed = Some(reason.into());
+                            break;
+                        }
+                    }
+                }
+                scheduled = next_tick(&mut ticker), if running && !stopped => {
+                    let sent = async {
+                        self.send_one(to_ns(scheduled.into_std()), plan).await?;
+                        self.conn.flush().await
+                    };
+                    if let Err(reason) = sent.await {
+                        self.closed = Some(reason.into());
+                        break;
+                    }
+                }
+                received = self.conn.recv() => {
+                    if let Err(reason) = self.on_received(received, shared) {
+                        self.closed = Some(reason);
+                        break;
+                    }
+                    if let Some(window) = closed_window.filter(|_| running && !stopped) {
+                        // Take every echo that already arrived, then refill
+                        // the window with one write.
+                        let mut gone = None;
+                        while let Some(received) = self.conn.try_recv() {
+                            if let Err(reason) = self.on_received(received, shared) {
+                                gone = Some(reason);
+                                break;
+                            }
+                        }
+                        if let Some(reason) = gone {
+                            self.closed = Some(reason);
+                            break;
+                        }
+                        if let Err(reason) = self.fill_window(window, plan).await {
+                            self.closed = Some(reason.into());
+                            break;
+                        }
+                    }
+                    if draining && self.complete(shared) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.publish(shared);
+        self.conn.close().await;
+        MemberReport {
+            first_sender: self.first_sender,
+            tracks: self.tracks,
+            sent_in_window: self.sender.as_ref().map_or(0, |s| s.sent_in_window),
+            latency: self.latency,
+            deliveries_in_window: self.deliveries_in_window,
+            foreign: self.foreign,
+            errors: self.errors,
+            closed: self.closed,
+        }
+    }
+
+    /// The open-loop timer: `rate` ticks a second from the start, senders
+    /// staggered over one period so they do not all send at once.
+    fn ticker(&self, rate: f64, plan: &MemberPlan) -> Option<Interval> {
+        let id = self.sender.as_ref()?.id;
+        let window = self.window?;
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let offset = period.mul_f64(f64::from(id) / f64::from(plan.total_senders.max(1)));
+        let mut ticker = tokio::time::interval_at((window.start + offset).into(), period);
+        // Catch up after a stall: the offered load stays what was asked.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        Some(ticker)
+    }
+
+    /// Handles one received frame; `Err` when the connection ended.
+    fn on_received(&mut self, received: Received, shared: &Shared) -> Result<(), String> {
+        match received {
+            Received::Frame(Incoming::Message(Some(stamp))) => self.on_stamp(stamp),
+            Received::Frame(Incoming::Message(None)) => self.foreign += 1,
+            Received::Frame(Incoming::Error(code)) => {
+                let code = code.map_or("UNKNOWN", ErrorCode::as_str);
+                *self.errors.entry(code).or_default() += 1;
+                // Only sends are in flight once joined: the error refused one.
+                if let Some(sender) = &mut self.sender {
+                    sender.in_flight = sender.in_flight.saturating_sub(1);
+                    shared.refused[sender.id as usize].fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            Received::Frame(Incoming::Event | Incoming::Joined | Incoming::Other) => {}
+            Received::Closed(reason) => return Err(reason),
+        }
+        Ok(())
+    }
+
+    /// The hot path: one delivered bench message.
+    fn on_stamp(&mut self, stamp: Stamp) {
+        let now = now_ns();
+        let Some(track) = stamp
+            .sender
+            .checked_sub(self.first_sender)
+            .and_then(|offset| self.tracks.get_mut(offset as usize))
+        else {
+            self.foreign += 1;
+            return;
+        };
+        track.received += 1;
+        if stamp.seq < track.next_seq {
+            track.out_of_order += 1;
+        } else {
+            track.next_seq = stamp.seq + 1;
+        }
+        if self.window.is_some_and(|window| window.contains(stamp.sent_ns)) {
+            self.deliveries_in_window += 1;
+            self.latency
+                .get_or_insert_with(member_histogram)
+                .saturating_record(now.saturating_sub(stamp.sent_ns));
+        }
+        if let Some(sender) = &mut self.sender
+            && sender.id == stamp.sender
+        {
+            sender.in_flight = sender.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Queues sends until `window` are in flight, then writes them at once.
+    async fn fill_window(&mut self, window: u32, plan: &MemberPlan) -> Result<(), &'static str> {
+        let mut queued = false;
+        while self
+            .sender
+            .as_ref()
+            .is_some_and(|sender| sender.in_flight < window)
+        {
+            self.send_one(now_ns(), plan).await?;
+            queued = true;
+        }
+        if queued {
+            self.conn.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues the next message, stamped `sent_ns`.
+    async fn send_one(&mut self, sent_ns: u64, plan: &MemberPlan) -> Result<(), &'static str> {
+        let Some(sender) = &mut self.sender else {
+            return Ok(());
+        };
+        let stamp = Stamp {
+            sender: sender.id,
+            seq: sender.next_seq,
+            sent_ns,
+        };
+        sender.next_seq += 1;
+        sender.in_flight += 1;
+        if self.window.is_some_and(|window| window.contains(sent_ns)) {
+            sender.sent_in_window += 1;
+        }
+        let command = Command::Send {
+            room: self.room,
+            message: stamp.to_text(plan.message_bytes),
+        };
+        self.conn.send(&command).await
+    }
+
+    /// A sender tells how many messages it sent in all (once).
+    fn publish(&mut self, shared: &Shared) {
+        if let Some(sender) = &mut self.sender
+            && !sender.published
+        {
+            sender.published = true;
+            shared.sent[sender.id as usize].store(sender.next_seq, Ordering::Release);
+            shared.senders_published.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether every message of every sender of the room has arrived (or
+    /// was refused by the server).
+    fn complete(&self, shared: &Shared) -> bool {
+        self.tracks.iter().enumerate().all(|(offset, track)| {
+            let id = self.first_sender as usize + offset;
+            let sent = shared.sent[id].load(Ordering::Acquire);
+            sent != UNSET && track.received + shared.refused[id].load(Ordering::Acquire) >= sent
+        })
+    }
+}
+
+/// The next tick of an open-loop timer; never, without one.
+async fn next_tick(ticker: &mut Option<Interval>) -> tokio::time::Instant {
+    match ticker {
+        Some(ticker) => ticker.tick().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,171 @@
+//! Reading server frames: only what the bench needs, as cheaply as possible.
+//!
+//! Nearly every frame a bench receives is a chat message,
+//! `{"msg_type":0,"room":ID,"username":U,"message":M}`, whose layout the
+//! protocol crate fixes byte for byte. Those are read by slicing: no JSON
+//! parser, no allocation, and only the stamp's leading digits of the text
+//! are looked at. Anything else falls back to serde_json with borrowed
+//! fields.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use whisper_protocol::ErrorCode;
+
+use crate::stamp::Stamp;
+
+/// What one text frame from the server was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// A chat message (`msg_type` 0) and its stamp, when a bench wrote it.
+    Message(Option<Stamp>),
+    /// Another event: ENTER, LEAVE, ...
+    Event,
+    /// The reply to a join.
+    Joined,
+    /// An error reply; `None` for a code this bench does not know.
+    Error(Option<ErrorCode>),
+    /// Any other reply (`leave`, `room_users`), or a frame that is not JSON.
+    Other,
+}
+
+/// Every code the server may answer with, to map names back to codes.
+const ERROR_CODES: [ErrorCode; 9] = [
+    ErrorCode::RoomInvalid,
+    ErrorCode::RoomAccessDenied,
+    ErrorCode::UserHasToLogin,
+    ErrorCode::BadRequest,
+    ErrorCode::UnknownCommand,
+    ErrorCode::MessageTooLarge,
+    ErrorCode::TooManyRooms,
+    ErrorCode::RateLimited,
+    ErrorCode::Unavailable,
+];
+
+/// Classifies one text frame.
+pub fn classify(text: &str) -> Incoming {
+    if let Some(message) = message_text(text) {
+        return Incoming::Message(Stamp::parse(message));
+    }
+    if let Some(code) = text
+        .strip_prefix(r#"{"error":""#)
+        .and_then(|rest| rest.strip_suffix(r#""}"#))
+    {
+        return Incoming::Error(error_code(code));
+    }
+    if text.starts_with(r#"{"join":"#) {
+        return Incoming::Joined;
+    }
+    if text.starts_with(r#"{"msg_type":"#) && !text.starts_with(r#"{"msg_type":0,"#) {
+        return Incoming::Event;
+    }
+    classify_slowly(text)
+}
+
+/// The (still escaped) text of a chat message in the server's exact v1
+/// layout, by slicing. Usernames cannot hold quotes or backslashes, so the
+/// first `","message":"` after the username is the field itself.
+fn message_text(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(r#"{"msg_type":0,"room":"#)?;
+    let at = rest.find(r#"","message":""#)?;
+    rest[at + r#"","message":""#.len()..].strip_suffix(r#""}"#)
+}
+
+fn error_code(code: &str) -> Option<ErrorCode> {
+    ERROR_CODES.into_iter().find(|known| known.as_str() == code)
+}
+
+/// The fields a bench looks at, borrowed from the frame when unescaped.
+#[derive(Deserialize)]
+struct Loose<'a> {
+    msg_type: Option<u8>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error: Option<Cow<'a, str>>,
+    join: Option<IgnoredAny>,
+}
+
+/// The general case: any field order, any spacing.
+fn classify_slowly(text: &str) -> Incoming {
+    let Ok(frame) = serde_json::from_str::<Loose<'_>>(text) else {
+        return Incoming::Other;
+    };
+    match frame {
+        Loose {
+            msg_type: Some(0),
+            message,
+            ..
+        } => Incoming::Message(message.as_deref().and_then(Stamp::parse)),
+        Loose {
+            msg_type: Some(_), ..
+        } => Incoming::Event,
+        Loose {
+            error: Some(code), ..
+        } => Incoming::Error(error_code(&code)),
+        Loose { join: Some(_), .. } => Incoming::Joined,
+        _ => Incoming::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use whisper_protocol::{RoomId, encode};
+
+    use super::*;
+
+    #[test]
+    fn server_messages_are_read_by_slicing() {
+        let stamp = Stamp {
+            sender: 3,
+            seq: 9,
+            sent_ns: 1234,
+        };
+        let frame = encode::message(RoomId(12), "bench-a1-0", &stamp.to_text(80));
+        assert_eq!(message_text(&frame).map(str::len), Some(80));
+        assert_eq!(classify(&frame), Incoming::Message(Some(stamp)));
+    }
+
+    #[test]
+    fn other_frames_are_told_apart() {
+        let room = RoomId(2);
+        assert_eq!(
+            classify(&encode::message(room, "ann", "hi \"there\"")),
+            Incoming::Message(None)
+        );
+        assert_eq!(classify(&encode::enter(room, "ann")), Incoming::Event);
+        assert_eq!(classify(&encode::leave(room, "ann")), Incoming::Event);
+        assert_eq!(classify(&encode::join_reply(room, "Lobby")), Incoming::Joined);
+        assert_eq!(classify(&encode::leave_reply(room)), Incoming::Other);
+        assert_eq!(
+            classify(&encode::error(ErrorCode::RateLimited)),
+            Incoming::Error(Some(ErrorCode::RateLimited))
+        );
+        assert_eq!(
+            classify(r#"{"error":"SOMETHING_NEW"}"#),
+            Incoming::Error(None)
+        );
+        assert_eq!(classify("not json"), Incoming::Other);
+    }
+
+    #[test]
+    fn any_field_order_still_reads() {
+        assert_eq!(
+            classify(r#"{"message":"1 2 3 x","username":"u","room":1,"msg_type":0}"#),
+            Incoming::Message(Some(Stamp {
+                sender: 1,
+                seq: 2,
+                sent_ns: 3
+            }))
+        );
+        assert_eq!(
+            classify(r#"{ "error" : "ROOM_INVALID" }"#),
+            Incoming::Error(Some(ErrorCode::RoomInvalid))
+        );
+        assert_eq!(
+            classify(r#"{"title":"T","join":"4"}"#),
+            Incoming::Joined
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Faults: the database going away and coming back, a client that stops
+//! reading, a panic inside one connection's task, and SIGTERM.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use whisper_protocol::{PresenceEntry, RoomId};
+use whisper_rooms::{
+    ChannelLayer, ChannelName, GroupName, Inbox, LayerError, MemoryLayer, Payload,
+};
+use whisper_testkit::PostgresServer;
+use whisper_tests::{Site, TestServer};
+
+/// Polls `/healthz` until it answers `status`, for at most fifteen seconds.
+async fn wait_for_health(site: &Site, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (got, body) = site.get("/healthz").await;
+        if got == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "healthz stayed {got} {body}, expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_gives_errors_not_panics_and_recovers() {
+    let mut postgres = PostgresServer::start();
+    let url = postgres.url();
+    let server = TestServer::start_with(|config| config.database_url = url).await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let mut a = server.connect(&ann).await;
+
+    postgres.stop();
+    wait_for_health(&server, 503).await;
+    let (status, _) = server.get("/api/rooms").await;
+    assert_eq!(status, 401, "no session can be read: anonymous");
+    let page = whisper_tests::http_client()
+        .get(server.url("/api/me"))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("a response, not a dropped connection");
+    assert_eq!(page.status(), 500);
+    a.send_json(json!({"command": "join", "room": room})).await;
+    assert_eq!(a.recv_text().await, r#"{"error":"UNAVAILABLE"}"#);
+
+    postgres.restart();
+    wait_for_health(&server, 200).await;
+    a.send_json(json!({"command": "join", "room": room})).await;
+    assert_eq!(
+        a.recv_text().await,
+        format!(r#"{{"join":"{room}","title":"Lobby"}}"#)
+    );
+    assert!(server.login("ann", "correct horse").await.is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_and_the_others_keep_up() {
+    const MESSAGES: usize = 3000;
+    let server = TestServer::start_with(|config| config.max_messages_per_second = 1_000_000).await;
+    let room = server.create_room("Lobby", false).await;
+    let [ann, bob, sleepy] = [
+        server.user("ann", false).await,
+        server.user("bob", false).await,
+        server.user("sleepy", false).await,
+    ];
+    let mut sleeper = server.connect(&sleepy).await;
+    sleeper
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    sleeper.recv_text().await;
+    let mut reader = server.connect(&bob).await;
+    reader
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    reader.recv_text().await;
+    let mut sender = server.connect(&ann).await;
+    sender
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    sender.recv_text().await;
+    assert_eq!(reader.recv_json().await["msg_type"], 4);
+
+    // 3000 x 16 KiB is far more than the sleeper's inbox and socket buffers.
+    let text = "z".repeat(16 * 1024 - 8);
+    let sending = tokio::spawn(async move {
+        for n in 0..MESSAGES {
+            sender
+                .send_json(
+                    json!({"command": "send", "room": room, "message": format!("{n:06}{text}")}),
+                )
+                .await;
+            // The sender reads its own echo, so it is never the slow one.
+            assert_eq!(sender.recv_json().await["msg_type"], 0);
+        }
+    });
+    for n in 0..MESSAGES {
+        let event = reader.recv_json().await;
+        let message = event["message"].as_str().expect("a message");
+        assert_eq!(&message[..6], format!("{n:06}"), "in order, none lost");
+    }
+    sending.await.expect("sender finished");
+    // Now the sleeper wakes up: after its backlog, the close for being slow.
+    let frame = sleeper.close_frame().await.expect("a close frame");
+    assert_eq!(frame.code, CloseCode::Again);
+    server.stop().await;
+}
+
+/// A layer that panics on a payload containing `PANIC`: a bug inside one
+/// connection's task, on purpose.
+struct PanickingLayer(MemoryLayer);
+
+impl ChannelLayer for PanickingLayer {
+    fn new_channel(&self) -> Inbox {
+        self.0.new_channel()
+    }
+    fn group_add(
+        &self,
+        group: &GroupName,
+        channel: ChannelName,
+    ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        self.0.group_add(group, channel)
+    }
+    fn group_discard(
+        &self,
+        group: &GroupName,
+        channel: ChannelName,
+    ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        self.0.group_discard(group, channel)
+    }
+    fn group_send(
+        &self,
+        group: &GroupName,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        assert!(!payload.as_str().contains("PANIC"), "injected fault");
+        self.0.group_send(group, payload)
+    }
+    fn send(
+        &self,
+        channel: ChannelName,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        self.0.send(channel, payload)
+    }
+    fn close_channel(&self, channel: ChannelName) -> impl Future<Output = ()> + Send {
+        self.0.close_channel(channel)
+    }
+    fn slow_consumer_closes(&self) -> u64 {
+        self.0.slow_consumer_closes()
+    }
+    fn group_count(&self) -> usize {
+        self.0.group_count()
+    }
+    fn is_available(&self) -> impl Future<Output = bool> + Send {
+        self.0.is_available()
+    }
+    fn presence_touch(
+        &self,
+        room: RoomId,
+        user_id: i64,
+        username: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        self.0.presence_touch(room, user_id, username, name)
+    }
+    fn presence_leave(
+        &self,
+        room: RoomId,
+        user_id: i64,
+    ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        self.0.presence_leave(room, user_id)
+    }
+    fn presence_list(
+        &self,
+        room: RoomId,
+    ) -> impl Future<Output = Result<Vec<PresenceEntry>, LayerError>> + Send {
+        self.0.presence_list(room)
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
+    let server =
+        TestServer::start_with_layer(|_| {}, |_| PanickingLayer(MemoryLayer::default())).await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    let mut a = server.connect(&ann).await;
+    let mut b = server.connect(&bob).await;
+    b.send_json(json!({"command": "join", "room": room})).await;
+    b.recv_text().await;
+    a.send_json(json!({"command": "join", "room": room})).await;
+    a.recv_text().await;
+    b.recv_text().await;
+
+    a.send_json(json!({"command": "send", "room": room, "message": "PANIC"}))
+        .await;
+    assert!(
+        a.close_frame().await.is_none(),
+        "the panicking connection is dropped"
+    );
+    // Its cleanup still ran: the others see it leave.
+    assert_eq!(
+        b.recv_text().await,
+        format!(r#"{{"msg_type":5,"room":{room},"username":"ann"}}"#)
+    );
+    b.send_json(json!({"command": "send", "room": room, "message": "fine"}))
+        .await;
+    assert_eq!(b.recv_json().await["message"], "fine");
+    let mut again = server.connect(&ann).await;
+    again
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    assert!(again.recv_json().await.get("join").is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn keep_alive_closes_silent_peers_and_keeps_live_ones() {
+    let server =
+        TestServer::start_with(|config| config.ping_interval = Duration::from_millis(200)).await;
+    let ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    let mut live = server.connect(&ann).await;
+    let mut silent = server.connect(&bob).await;
+    // Ann's client reads, so it answers the pings; Bob's does not read at all.
+    assert!(
+        live.stay_idle(Duration::from_millis(1500)).await,
+        "a peer answering pings stays"
+    );
+    let frame = silent.close_frame().await.expect("a close frame");
+    assert_eq!(frame.code, CloseCode::Away);
+    assert_eq!(frame.reason.as_str(), "no answer to pings");
+    server.stop().await;
+}

@@ -1,0 +1,53 @@
+//! `/metrics` counts what happened, in Prometheus text.
+
+use serde_json::json;
+use whisper_tests::TestServer;
+
+/// The value of one sample line `name value`.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_connections_rooms_messages_and_deliveries() {
+    let server = TestServer::start_with(|config| config.max_messages_per_second = 2).await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    let mut a = server.connect(&ann).await;
+    let mut b = server.connect(&bob).await;
+    for client in [&mut a, &mut b] {
+        client
+            .send_json(json!({"command": "join", "room": room}))
+            .await;
+        assert!(client.recv_json().await.get("join").is_some());
+    }
+    a.recv_json().await;
+    a.send_json(json!({"command": "send", "room": room, "message": "one"}))
+        .await;
+    a.recv_json().await;
+    b.recv_json().await;
+    // The burst (4) is spent: join and send; two more pass, the rest drop.
+    for _ in 0..5 {
+        a.send_json(json!({"command": "room_users", "room": room}))
+            .await;
+        a.recv_json().await;
+    }
+
+    let (status, text) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE whisper_connections gauge"), "{text}");
+    assert_eq!(sample(&text, "whisper_connections"), 2.0);
+    assert_eq!(sample(&text, "whisper_rooms"), 1.0);
+    // Ann: join, send, five room_users; Bob: join.
+    assert_eq!(sample(&text, "whisper_messages_received_total"), 8.0);
+    // ENTER of bob to ann, then "one" to both.
+    assert_eq!(sample(&text, "whisper_deliveries_total"), 3.0);
+    assert!(sample(&text, "whisper_frames_dropped_total") >= 2.0);
+    assert_eq!(sample(&text, "whisper_slow_consumer_closes_total"), 0.0);
+    assert_eq!(sample(&text, "whisper_layer_errors_total"), 0.0);
+    assert!(sample(&text, "whisper_http_requests_total") >= 4.0);
+    server.stop().await;
+}

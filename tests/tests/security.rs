@@ -1,0 +1,310 @@
+//! Protections, each tested so that removing it fails a test: limits with
+//! clear errors, sessions that end everywhere, staff status re-checked on
+//! open sockets, security headers.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use whisper_tests::{TestServer, csrf_token, http_client, set_cookie_value};
+
+/// Sockets re-check their session this often in these tests.
+const RECHECK: Duration = Duration::from_millis(200);
+
+#[tokio::test]
+async fn frames_past_the_rate_are_refused_then_allowed_again() {
+    let server = TestServer::start_with(|config| config.max_messages_per_second = 5).await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let mut a = server.connect(&ann).await;
+    a.send_json(json!({"command": "join", "room": room})).await;
+    a.recv_text().await;
+    // The burst is twice the rate: 10 frames, one already spent on join.
+    for n in 0..20 {
+        a.send_json(json!({"command": "send", "room": room, "message": n.to_string()}))
+            .await;
+    }
+    let mut delivered = 0;
+    let mut limited = 0;
+    for _ in 0..20 {
+        let frame = a.recv_json().await;
+        if frame["error"] == "RATE_LIMITED" {
+            limited += 1;
+        } else {
+            assert_eq!(frame["msg_type"], 0);
+            delivered += 1;
+        }
+    }
+    assert!(
+        delivered >= 9 && limited >= 9,
+        "{delivered} delivered, {limited} limited"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.send_json(json!({"command": "send", "room": room, "message": "later"}))
+        .await;
+    assert_eq!(a.recv_json().await["message"], "later");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_per_user_are_capped() {
+    let server = TestServer::start_with(|config| config.max_connections_per_user = 2).await;
+    let ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    let first = server.connect(&ann).await;
+    let _second = server.connect(&ann).await;
+    match server
+        .try_connect(Some(&ann.cookie()), Some(&server.origin()))
+        .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS.as_u16());
+        }
+        Err(other) => panic!("expected 429, got {other}"),
+        Ok(_) => panic!("a third connection must be refused"),
+    }
+    let _bob = server.connect(&bob).await;
+    first.close().await;
+    // The slot is given back when the connection's task ends.
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok(client) = server
+            .try_connect(Some(&ann.cookie()), Some(&server.origin()))
+            .await
+        {
+            reopened = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "a closed connection frees its slot");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_large_requests_refused() {
+    let server =
+        TestServer::start_with(|config| config.header_read_timeout = Duration::from_millis(500))
+            .await;
+    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial headers");
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(
+        read.is_ok(),
+        "the server closes a connection whose headers never finish"
+    );
+
+    let client = http_client();
+    let huge_header = "a".repeat(100 * 1024);
+    let response = client
+        .get(server.url("/"))
+        .header("x-junk", huge_header)
+        .send()
+        .await;
+    if let Ok(response) = response {
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    }
+    let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let response = client
+        .post(server.url("/accounts/login/"))
+        .header("cookie", format!("csrftoken={csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrfmiddlewaretoken={csrf}&username={}",
+            "u".repeat(100 * 1024)
+        ))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_address_too() {
+    let server = TestServer::start().await;
+    server.create_user("ann", "correct horse", false).await;
+    for n in 0..20 {
+        assert!(
+            server
+                .login(&format!("nobody{n}"), "wrong horse")
+                .await
+                .is_none()
+        );
+    }
+    assert!(
+        server.login("ann", "correct horse").await.is_none(),
+        "this address is throttled"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn login_issues_a_fresh_session_key_and_drops_the_old_one() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let client = http_client();
+    let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let response = client
+        .post(server.url("/accounts/login/"))
+        .header("cookie", format!("csrftoken={csrf}; {}", ann.cookie()))
+        .form(&[
+            ("username", "ann"),
+            ("password", "correct horse"),
+            ("csrfmiddlewaretoken", &csrf),
+        ])
+        .send()
+        .await
+        .expect("login");
+    let fresh = set_cookie_value(&response, "sessionid").expect("a new session");
+    assert_ne!(
+        fresh, ann.sessionid,
+        "a session key planted before login is never kept"
+    );
+    let old = client
+        .get(server.url("/api/me"))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn open_sockets_close_when_the_session_ends() {
+    let server = TestServer::start_with(|config| config.session_recheck = RECHECK).await;
+    let ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    let carl = server.user("carl", false).await;
+    let mut a = server.connect(&ann).await;
+    let mut b = server.connect(&bob).await;
+    let mut c = server.connect(&carl).await;
+
+    let client = http_client();
+    let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let logout = client
+        .post(server.url("/accounts/logout/"))
+        .header("cookie", format!("{}; csrftoken={csrf}", ann.cookie()))
+        .header("x-csrftoken", &csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::FOUND);
+    server
+        .db
+        .users
+        .set_active("bob", false)
+        .await
+        .expect("deactivate");
+    server.db.users.delete("carl").await.expect("delete");
+    for (name, client) in [
+        ("logged out", &mut a),
+        ("deactivated", &mut b),
+        ("deleted", &mut c),
+    ] {
+        let frame = client
+            .close_frame()
+            .await
+            .unwrap_or_else(|| panic!("{name}: a close frame"));
+        assert_eq!(frame.code, CloseCode::Policy, "{name}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn losing_staff_status_leaves_staff_only_rooms() {
+    let server = TestServer::start_with(|config| config.session_recheck = RECHECK).await;
+    let staff_room = server.create_room("Staff", true).await;
+    let lobby = server.create_room("Lobby", false).await;
+    let sue = server.user("sue", true).await;
+    let max = server.user("max", true).await;
+    let mut s = server.connect(&sue).await;
+    let mut m = server.connect(&max).await;
+    m.send_json(json!({"command": "join", "room": staff_room}))
+        .await;
+    m.recv_text().await;
+    for room in [staff_room, lobby] {
+        s.send_json(json!({"command": "join", "room": room})).await;
+        assert!(s.recv_json().await.get("join").is_some());
+    }
+    assert_eq!(m.recv_json().await["msg_type"], 4);
+
+    server
+        .db
+        .users
+        .set_staff("sue", false)
+        .await
+        .expect("remove staff");
+    // Sue was a member when LEAVE went out, so she gets it too, in either
+    // order with the reply (as for an explicit leave).
+    let mut seen = vec![s.recv_text().await, s.recv_text().await];
+    seen.sort();
+    let mut expected = vec![
+        format!(r#"{{"leave":"{staff_room}"}}"#),
+        format!(r#"{{"msg_type":5,"room":{staff_room},"username":"sue"}}"#),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(
+        m.recv_text().await,
+        format!(r#"{{"msg_type":5,"room":{staff_room},"username":"sue"}}"#)
+    );
+    for command in ["send", "room_users"] {
+        s.send_json(json!({"command": command, "room": staff_room, "message": "x"}))
+            .await;
+        assert_eq!(
+            s.recv_text().await,
+            r#"{"error":"ROOM_ACCESS_DENIED"}"#,
+            "{command}"
+        );
+    }
+    s.send_json(json!({"command": "send", "room": lobby, "message": "still here"}))
+        .await;
+    assert_eq!(s.recv_json().await["message"], "still here");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let client = http_client();
+    for path in [
+        "/",
+        "/accounts/login/",
+        "/accounts/signup/",
+        "/api/me",
+        "/static/chat.js",
+        "/nowhere",
+    ] {
+        let response = client
+            .get(server.url(path))
+            .header("cookie", ann.cookie())
+            .send()
+            .await
+            .expect("get");
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().expect("csp");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+    }
+    server.stop().await;
+}

@@ -1,0 +1,232 @@
+// Whisper admin page (staff only): rooms (create, delete, staff-only flag) and
+// users (staff flag), through the JSON admin API (DESIGN.md §3). Every change
+// is re-rendered from the server's answer, never from what the page assumed.
+//
+// Unsafe requests carry the CSRF token from #csrf-token in X-CSRFToken.
+// Deleting a room takes two clicks on the same button ("Delete", then
+// "Really delete?" within a few seconds), without a modal dialog.
+
+import { $, el } from './dom.js';
+
+const DELETE_CONFIRM_MS = 4000;
+const STATUS_CLEAR_MS = 8000;
+
+const csrfToken = $('#csrf-token').value;
+let me = null; // {id, username, ...} from /api/me, to mark the own row
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// One request to the admin API; resolves to the JSON answer (null for 204).
+async function api(method, url, body) {
+  const headers = { Accept: 'application/json' };
+  const init = { method, credentials: 'same-origin', headers };
+  if (method !== 'GET') headers['X-CSRFToken'] = csrfToken;
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch {
+    throw new ApiError(0, 'Could not reach the server. Check the connection and try again.');
+  }
+  if (response.status === 401) {
+    location.assign('/accounts/login/?next=/admin/');
+    throw new ApiError(401, 'Your session has ended. Please log in again.');
+  }
+  if (!response.ok) throw new ApiError(response.status, await failureText(response));
+  return response.status === 204 ? null : response.json();
+}
+
+// The server's own words for 400 and 403 (text/plain, e.g. "Bad request: room
+// titles are 1 to 255 characters"), plain words for the rest.
+async function failureText(response) {
+  const text = (await response.text().catch(() => '')).trim();
+  if (response.status === 404) return 'That no longer exists; the list has been reloaded.';
+  if (response.status === 403) return text || 'Forbidden: staff only.';
+  if (response.status === 400 && text) return text;
+  return `The server answered ${response.status}${text ? `: ${text}` : ''}.`;
+}
+
+let statusTimer = 0;
+
+function setStatus(text, kind = 'info') {
+  const status = $('#status');
+  status.textContent = text;
+  status.dataset.state = kind === 'error' ? 'error' : 'open';
+  clearTimeout(statusTimer);
+  statusTimer = setTimeout(() => { status.textContent = ''; }, STATUS_CLEAR_MS);
+}
+
+function showFailure(error) {
+  setStatus(error.message, 'error');
+  if (error.status === 404) reloadAll();
+}
+
+// Run `action` with `button` disabled, so a double click is one request.
+async function busy(button, action) {
+  button.disabled = true;
+  try {
+    await action();
+  } catch (error) {
+    showFailure(error);
+  } finally {
+    if (button.isConnected) button.disabled = false;
+  }
+}
+
+// ---- Rooms ------------------------------------------------------------------
+
+async function loadRooms() {
+  renderRooms(await api('GET', '/api/rooms'));
+}
+
+function renderRooms(rooms) {
+  const body = $('#admin-rooms tbody');
+  body.replaceChildren(...rooms.map(roomRow));
+  if (rooms.length === 0) {
+    body.append(el('tr', { class: 'empty-row' },
+      el('td', { colspan: '3', text: 'No rooms yet. Create one above.' })));
+  }
+}
+
+function roomRow(room) {
+  const row = el('tr', { dataset: { roomId: String(room.id) } });
+  fillRoomRow(row, room);
+  return row;
+}
+
+// (Re)fills a room's row from the server's view of the room.
+function fillRoomRow(row, room) {
+  const toggle = el('button', {
+    type: 'button', class: 'toggle-staff-only', 'aria-pressed': String(room.staff_only),
+    text: room.staff_only ? 'Open to everyone' : 'Make staff-only',
+  });
+  toggle.addEventListener('click', () => busy(toggle, async () => {
+    const updated = await api('PATCH', `/api/admin/rooms/${room.id}`, { staff_only: !room.staff_only });
+    fillRoomRow(row, updated);
+    setStatus(`“${updated.title}” is now ${updated.staff_only ? 'for staff only' : 'open to everyone'}.`);
+    row.querySelector('.toggle-staff-only').focus();
+  }));
+
+  const remove = el('button', { type: 'button', class: 'delete-room danger', text: 'Delete' });
+  let confirmTimer = 0;
+  remove.addEventListener('click', () => {
+    if (!remove.classList.contains('confirming')) {
+      remove.classList.add('confirming');
+      remove.textContent = 'Really delete?';
+      confirmTimer = setTimeout(() => {
+        remove.classList.remove('confirming');
+        remove.textContent = 'Delete';
+      }, DELETE_CONFIRM_MS);
+      return;
+    }
+    clearTimeout(confirmTimer);
+    busy(remove, async () => {
+      await api('DELETE', `/api/admin/rooms/${room.id}`);
+      await loadRooms();
+      setStatus(`Deleted “${room.title}”.`);
+      $('#new-room-title').focus();
+    });
+  });
+
+  row.replaceChildren(
+    el('td', { class: 'room-title', text: room.title }),
+    el('td', { class: 'room-access' }, room.staff_only
+      ? el('span', { class: 'badge', text: 'staff only' })
+      : el('span', { class: 'muted', text: 'everyone' })),
+    el('td', { class: 'actions' }, toggle, remove),
+  );
+}
+
+function setUpNewRoomForm() {
+  const form = $('#new-room-form');
+  const title = $('#new-room-title');
+  const staffOnly = $('#new-room-staff-only');
+  const submit = form.querySelector('button[type="submit"]');
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(submit, async () => {
+      const room = await api('POST', '/api/admin/rooms', {
+        title: title.value, staff_only: staffOnly.checked,
+      });
+      form.reset();
+      await loadRooms();
+      setStatus(`Created “${room.title}”${room.staff_only ? ' (staff only)' : ''}.`);
+      title.focus();
+    });
+  });
+}
+
+// ---- Users ------------------------------------------------------------------
+
+async function loadUsers() {
+  const users = await api('GET', '/api/admin/users');
+  $('#admin-users tbody').replaceChildren(...users.map(userRow));
+}
+
+function userRow(user) {
+  const row = el('tr', { dataset: { userId: String(user.id) } });
+  fillUserRow(row, user);
+  return row;
+}
+
+function fillUserRow(row, user) {
+  const self = me && me.id === user.id;
+  const toggle = el('button', {
+    type: 'button', class: 'toggle-staff', 'aria-pressed': String(user.is_staff),
+    text: user.is_staff ? 'Remove staff' : 'Make staff',
+  });
+  toggle.addEventListener('click', () => busy(toggle, async () => {
+    const updated = await api('PATCH', `/api/admin/users/${user.id}`, { is_staff: !user.is_staff });
+    fillUserRow(row, updated);
+    row.querySelector('.toggle-staff').focus();
+    if (self && !updated.is_staff) {
+      setStatus('You are no longer staff: this page will stop working for you.', 'error');
+    } else {
+      setStatus(`${updated.username} is ${updated.is_staff ? 'now staff' : 'no longer staff'}.`);
+    }
+  }));
+
+  const roles = el('div', { class: 'user-roles' });
+  if (user.is_superuser) roles.append(el('span', { class: 'badge', text: 'superuser' }));
+  if (user.is_staff) roles.append(el('span', { class: 'badge', text: 'staff' }));
+  if (!user.is_active) roles.append(el('span', { class: 'badge badge-muted', text: 'inactive' }));
+
+  const name = el('td', { class: 'user-cell' }, el('span', { class: 'username', text: user.username }));
+  if (self) name.append(el('span', { class: 'muted you', text: '(you)' }));
+  row.replaceChildren(
+    name,
+    el('td', { class: 'user-name', text: user.name || '' }),
+    el('td', {}, roles),
+    el('td', { class: 'actions' }, toggle),
+  );
+}
+
+// ---- Start ------------------------------------------------------------------
+
+async function reloadAll() {
+  try {
+    await Promise.all([loadRooms(), loadUsers()]);
+  } catch (error) {
+    setStatus(error.message, 'error');
+  }
+}
+
+async function start() {
+  setUpNewRoomForm();
+  try {
+    me = await api('GET', '/api/me');
+  } catch {
+    me = null; // only used to mark the own row
+  }
+  await reloadAll();
+}
+
+start();
