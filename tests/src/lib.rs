@@ -241,6 +241,23 @@ impl Site {
         Ok(WsClient { ws })
     }
 
+    /// Polls `/healthz` until it answers `status`, for at most fifteen
+    /// seconds; panics with the last answer otherwise.
+    pub async fn wait_for_health(&self, status: u16) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (got, body) = self.get("/healthz").await;
+            if got == status {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "healthz stayed {got} {body}, expected {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `GET path`: the status and the body.
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = http_client().get(self.url(path)).send().await.expect("GET");

@@ -2,7 +2,7 @@
 //! reading, a panic inside one connection's task, and SIGTERM.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -11,23 +11,7 @@ use whisper_rooms::{
     ChannelLayer, ChannelName, GroupName, Inbox, LayerError, MemoryLayer, Payload,
 };
 use whisper_testkit::PostgresServer;
-use whisper_tests::{Site, TestServer};
-
-/// Polls `/healthz` until it answers `status`, for at most fifteen seconds.
-async fn wait_for_health(site: &Site, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (got, body) = site.get("/healthz").await;
-        if got == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "healthz stayed {got} {body}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use whisper_tests::TestServer;
 
 #[tokio::test]
 async fn a_database_outage_gives_errors_not_panics_and_recovers() {
@@ -39,7 +23,7 @@ async fn a_database_outage_gives_errors_not_panics_and_recovers() {
     let mut a = server.connect(&ann).await;
 
     postgres.stop();
-    wait_for_health(&server, 503).await;
+    server.wait_for_health(503).await;
     let (status, _) = server.get("/api/rooms").await;
     assert_eq!(status, 401, "no session can be read: anonymous");
     let page = whisper_tests::http_client()
@@ -53,7 +37,7 @@ async fn a_database_outage_gives_errors_not_panics_and_recovers() {
     assert_eq!(a.recv_text().await, r#"{"error":"UNAVAILABLE"}"#);
 
     postgres.restart();
-    wait_for_health(&server, 200).await;
+    server.wait_for_health(200).await;
     a.send_json(json!({"command": "join", "room": room})).await;
     assert_eq!(
         a.recv_text().await,

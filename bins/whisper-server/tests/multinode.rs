@@ -6,7 +6,7 @@
 //! test's rooms share its channels) and its own PostgreSQL database.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
@@ -41,22 +41,6 @@ impl Cluster {
     async fn user(&self, site: &Site, name: &str, is_staff: bool) -> Session {
         self.db.create_user(name, "correct horse", is_staff).await;
         site.login(name, "correct horse").await.expect("login")
-    }
-}
-
-/// Polls `/healthz` until it answers `status`, for at most ten seconds.
-async fn wait_for_health(site: &Site, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (got, body) = site.get("/healthz").await;
-        if got == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "healthz stayed {got} {body}, expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -149,12 +133,12 @@ async fn when_redis_restarts_the_same_sockets_deliver_again() {
     on_a.send_json(json!({"command": "send", "room": room, "message": "lost?"}))
         .await;
     assert_eq!(on_a.recv_text().await, r#"{"error":"UNAVAILABLE"}"#);
-    wait_for_health(&cluster.a, 503).await;
-    wait_for_health(&cluster.b, 503).await;
+    cluster.a.wait_for_health(503).await;
+    cluster.b.wait_for_health(503).await;
 
     cluster.redis.restart();
-    wait_for_health(&cluster.a, 200).await;
-    wait_for_health(&cluster.b, 200).await;
+    cluster.a.wait_for_health(200).await;
+    cluster.b.wait_for_health(200).await;
     on_a.send_json(json!({"command": "send", "room": room, "message": "back"}))
         .await;
     let back = format!(r#"{{"msg_type":0,"room":{room},"username":"ann","message":"back"}}"#);
