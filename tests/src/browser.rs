@@ -291,8 +291,8 @@ impl Browser {
         format!("[data-room-pane=\"{room}\"]")
     }
 
-    /// Clicks a room in the room list (which asks to join it, or to leave
-    /// it when joined).
+    /// Clicks a room in the room list (which asks to join it, or shows its
+    /// pane when joined).
     pub async fn click_room(&self, room: i64) {
         self.click(&Browser::room_button(room)).await;
     }

@@ -65,6 +65,13 @@ async fn two_users_see_each_others_messages_and_join_notices() {
         );
     }
 
+    // Clicking a joined room shows it; it never leaves it.
+    ann.click_room(lobby).await;
+    // Long enough for a leave's round trip, had the click sent one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ann.wait_joined(lobby, Duration::from_secs(1)).await;
+    assert_eq!(ann.count(&Browser::pane(lobby)).await, 1);
+
     // Bob leaves with the pane's button: his pane goes, Ann sees him leave.
     bob.click(&format!("{} .leave-button", Browser::pane(lobby)))
         .await;

@@ -115,13 +115,17 @@ function roomTitle(id) {
   return pane ? pane.title.textContent : `Room ${id}`;
 }
 
-// The sidebar toggles: a click joins a room, a click on a joined room leaves it.
+// A click on a room joins it; a click on a joined room brings its pane into
+// view (people click a room because of its unread badge, and must not leave
+// it by doing so). Leaving is the pane's Leave button.
 function toggleRoom(id) {
   // A join already on its way: its reply or error settles the button.
   if (joinPending(id)) return;
   const pane = state.panes.get(id);
   if (pane) {
-    leaveRoom(id);
+    activatePane(pane);
+    pane.section.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    pane.input.focus();
   } else if (enqueue({ command: 'join', room: id })) {
     markRoom(id, 'pending');
   } else {
