@@ -189,7 +189,9 @@ async fn read_request(
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated field
-/// keeps its last value. `None` when the body is not a form.
+/// keeps its last value. The decoder is lenient, as browsers are: invalid
+/// UTF-8 and bad escapes become U+FFFD, so what reaches a handler is
+/// always text (and then validated like any other field).
 pub fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()
