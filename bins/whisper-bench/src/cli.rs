@@ -234,8 +234,16 @@ mod tests {
 
     #[test]
     fn global_options_go_before_or_after_the_scenario() {
-        let cli = parse(&["--room-ids", "3,4", "fanout", "--rooms", "2", "--server-pid", "9"])
-            .expect("parses");
+        let cli = parse(&[
+            "--room-ids",
+            "3,4",
+            "fanout",
+            "--rooms",
+            "2",
+            "--server-pid",
+            "9",
+        ])
+        .expect("parses");
         assert_eq!(cli.common.room_ids, vec![3, 4]);
         assert_eq!(cli.common.server_pid, Some(9));
         cli.validate().expect("valid");
@@ -253,8 +261,16 @@ mod tests {
 
     #[test]
     fn cross_flag_mistakes_are_usage_errors() {
-        let cli = parse(&["fanout", "--members", "2", "--senders", "3", "--room-ids", "1"])
-            .expect("parses");
+        let cli = parse(&[
+            "fanout",
+            "--members",
+            "2",
+            "--senders",
+            "3",
+            "--room-ids",
+            "1",
+        ])
+        .expect("parses");
         assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
         let cli = parse(&["conns", "--rooms", "3", "--room-ids", "1,2"]).expect("parses");
         assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));

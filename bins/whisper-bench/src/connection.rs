@@ -1,27 +1,35 @@
 //! One chat WebSocket, opened the way a browser opens it: a TCP connection
 //! (bound to a chosen loopback source address), the HTTP upgrade with the
-//! session cookie and the page's Origin, then a `join`.
+//! session cookie and the page's Origin (done by tungstenite), then a
+//! `join`.
 //!
-//! What comes in is classified on the spot ([`crate::incoming`]) and handed
-//! out as small `Copy` values, so a task can read and send on the same
+//! After the upgrade the connection reads and writes frames itself
+//! ([`crate::frame`]): reads fill one buffer, many frames per syscall, and
+//! each frame is classified in place ([`crate::incoming`]) and handed out
+//! as a small `Copy` value, so a task can read and send on the same
 //! connection from one `select!` loop without holding a borrow of it.
+//! Writes are queued and sent with one syscall per [`Connection::flush`].
+//! Pings are answered with pongs; close frames end the connection.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use reqwest::Url;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
 use whisper_protocol::{Command, RoomId, encode};
 
 use crate::error::BenchError;
+use crate::frame::{self, Parsed, opcode};
 use crate::incoming::{Incoming, classify};
+use crate::stamp::now_ns;
 
 /// Longest wait for the TCP connection, the upgrade, or the join reply.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,14 +153,28 @@ pub enum Received {
 
 /// One open chat WebSocket.
 pub struct Connection {
-    ws: WebSocketStream<TcpStream>,
+    stream: TcpStream,
+    /// Bytes read: `buf[start..end]` is not consumed yet.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes the frame at `start` needs in all, when known and not there yet.
+    needed: usize,
+    /// A fragmented message being put together (servers rarely fragment).
+    fragments: Option<(u8, Vec<u8>)>,
+    /// Frames queued for writing.
+    out: Vec<u8>,
+    /// State of the masking-key generator (xorshift).
+    mask_state: u64,
+    /// Why the connection ended, once it has.
+    ended: Option<String>,
 }
 
 impl Connection {
     /// Connects from `source` (or the kernel's choice), upgrades with the
-    /// `cookie` header and the server's own Origin. `read_buffer` sizes
-    /// the socket's receive buffer: small for many idle connections, larger
-    /// for busy ones.
+    /// `cookie` header and the server's own Origin. `read_buffer` is the
+    /// initial size of the receive buffer: small for many idle
+    /// connections, larger for busy ones (it grows for a larger frame).
     pub async fn open(
         target: &Target,
         cookie: &str,
@@ -174,7 +196,8 @@ impl Connection {
         };
         headers.insert("cookie", header(cookie)?);
         headers.insert("origin", header(&target.origin)?);
-        let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+        // tungstenite's own buffers are dropped right after the handshake.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
         let (ws, _response) = tokio::time::timeout(
             STEP_TIMEOUT,
             tokio_tungstenite::client_async_with_config(request, tcp, Some(config)),
@@ -182,15 +205,26 @@ impl Connection {
         .await
         .map_err(|_| ConnectError::Timeout("upgrade"))?
         .map_err(|error| ConnectError::Handshake(handshake_reason(&error)))?;
-        Ok(Connection { ws })
+        // The server says nothing before the first command, so tungstenite
+        // holds no bytes read past the 101 response that would be lost here.
+        let stream = ws.into_inner();
+        Ok(Connection {
+            stream,
+            buf: vec![0; read_buffer.max(256)],
+            start: 0,
+            end: 0,
+            needed: 0,
+            fragments: None,
+            out: Vec::new(),
+            mask_state: mask_seed(),
+            ended: None,
+        })
     }
 
     /// Joins `room` and waits for the reply; events that arrive meanwhile
     /// (other members entering) are skipped.
     pub async fn join(&mut self, room: RoomId) -> Result<(), ConnectError> {
-        self.send(&Command::Join { room })
-            .await
-            .map_err(|reason| ConnectError::Closed(reason.to_string()))?;
+        self.queue(&Command::Join { room });
         self.flush()
             .await
             .map_err(|reason| ConnectError::Closed(reason.to_string()))?;
@@ -211,53 +245,203 @@ impl Connection {
         .map_err(|_| ConnectError::Timeout("join reply"))?
     }
 
-    /// Queues a command; [`Connection::flush`] writes what is queued in one
-    /// go. Fails only when the connection is gone.
-    pub async fn send(&mut self, command: &Command) -> Result<(), &'static str> {
-        self.ws
-            .feed(Message::text(encode::command(command)))
-            .await
-            .map_err(|_| "connection lost while sending")
+    /// Queues a command as a masked text frame; [`Connection::flush`]
+    /// writes everything queued at once.
+    pub fn queue(&mut self, command: &Command) {
+        let mask = self.next_mask();
+        frame::write(
+            &mut self.out,
+            opcode::TEXT,
+            encode::command(command).as_bytes(),
+            mask,
+        );
     }
 
-    /// Writes every queued frame.
+    /// Writes every queued frame. Fails only when the connection is gone.
     pub async fn flush(&mut self) -> Result<(), &'static str> {
-        self.ws
-            .flush()
-            .await
-            .map_err(|_| "connection lost while sending")
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out).await {
+                Ok(0) | Err(_) => return Err("connection lost while sending"),
+                Ok(written) => {
+                    self.out.drain(..written);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// The next frame. Cancel-safe: dropping the future loses nothing.
+    /// The next frame, reading from the socket when none is buffered.
+    /// Cancel-safe: dropping the future loses nothing.
     pub async fn recv(&mut self) -> Received {
         loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => return Received::Frame(classify(&text)),
-                Some(Ok(Message::Binary(_))) => return Received::Frame(Incoming::Other),
-                // tungstenite answers pings by itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(frame))) => {
-                    let reason = frame.map_or_else(
-                        || "closed without a code".to_owned(),
-                        |frame| format!("closed {} {}", u16::from(frame.code), frame.reason),
-                    );
-                    return Received::Closed(reason);
-                }
-                Some(Err(error)) => return Received::Closed(error.to_string()),
-                None => return Received::Closed("connection ended".into()),
+            if let Some(received) = self.recv_buffered() {
+                return received;
+            }
+            // Pongs (and anything else queued) go out before waiting.
+            self.write_without_waiting();
+            self.make_room();
+            let read = self.stream.read(&mut self.buf[self.end..]).await;
+            if let Some(ended) = self.after_read(read) {
+                return ended;
             }
         }
     }
 
-    /// A frame that has already arrived, without waiting for one.
-    pub fn try_recv(&mut self) -> Option<Received> {
-        self.recv().now_or_never()
+    /// The next frame if one is already buffered; no syscall.
+    pub fn recv_buffered(&mut self) -> Option<Received> {
+        if let Some(reason) = &self.ended {
+            return Some(Received::Closed(reason.clone()));
+        }
+        loop {
+            let span = match frame::parse(&self.buf[self.start..self.end]) {
+                Parsed::Frame(span) => span,
+                Parsed::Incomplete(needed) => {
+                    self.needed = needed.unwrap_or(0);
+                    if self.start == self.end {
+                        (self.start, self.end) = (0, 0);
+                    }
+                    return None;
+                }
+                Parsed::Invalid(why) => return Some(self.end_with(why.to_owned())),
+            };
+            let base = self.start;
+            self.start += span.end();
+            let payload = base + span.payload.start..base + span.payload.end;
+            if let Some(mask) = span.mask {
+                frame::apply_mask(&mut self.buf[payload.clone()], mask);
+            }
+            match (span.opcode, span.fin) {
+                (opcode::TEXT, true) => {
+                    return Some(Received::Frame(classify(&self.buf[payload])));
+                }
+                (opcode::BINARY, true) => return Some(Received::Frame(Incoming::Other)),
+                (opcode::TEXT | opcode::BINARY, false) => {
+                    self.fragments = Some((span.opcode, self.buf[payload].to_vec()));
+                }
+                (opcode::CONTINUATION, fin) => {
+                    let Some((_, assembled)) = &mut self.fragments else {
+                        return Some(self.end_with("continuation without a first frame".into()));
+                    };
+                    assembled.extend_from_slice(&self.buf[payload]);
+                    if fin && let Some((kind, assembled)) = self.fragments.take() {
+                        let incoming = if kind == opcode::TEXT {
+                            classify(&assembled)
+                        } else {
+                            Incoming::Other
+                        };
+                        return Some(Received::Frame(incoming));
+                    }
+                }
+                (opcode::PING, _) => {
+                    let mask = self.next_mask();
+                    frame::write(&mut self.out, opcode::PONG, &self.buf[payload], mask);
+                }
+                (opcode::PONG, _) => {}
+                (opcode::CLOSE, _) => {
+                    let reason = frame::close_reason(&self.buf[payload]);
+                    // Echo the close, as RFC 6455 asks; best effort.
+                    let mask = self.next_mask();
+                    frame::write(&mut self.out, opcode::CLOSE, &1000u16.to_be_bytes(), mask);
+                    self.write_without_waiting();
+                    return Some(self.end_with(reason));
+                }
+                _ => return Some(self.end_with("unknown opcode".into())),
+            }
+        }
     }
 
-    /// Closes politely (best effort).
-    pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    /// A frame that has already arrived: buffered, or readable without
+    /// waiting (one non-blocking read).
+    pub fn try_recv(&mut self) -> Option<Received> {
+        if let Some(received) = self.recv_buffered() {
+            return Some(received);
+        }
+        self.make_room();
+        match self.stream.try_read(&mut self.buf[self.end..]) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => None,
+            read => match self.after_read(read) {
+                Some(ended) => Some(ended),
+                None => self.recv_buffered(),
+            },
+        }
     }
+
+    /// Closes politely (best effort): a close frame, then the socket.
+    pub async fn close(mut self) {
+        if self.ended.is_some() {
+            return;
+        }
+        let mask = self.next_mask();
+        frame::write(&mut self.out, opcode::CLOSE, &1000u16.to_be_bytes(), mask);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = self.flush().await;
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+    }
+
+    /// Accounts for a read; `Some` when the connection ended.
+    fn after_read(&mut self, read: std::io::Result<usize>) -> Option<Received> {
+        match read {
+            Ok(0) => Some(self.end_with("connection ended".into())),
+            Ok(count) => {
+                self.end += count;
+                None
+            }
+            Err(error) => Some(self.end_with(error.to_string())),
+        }
+    }
+
+    /// Makes room after `end` for the next read: moves a partial frame to
+    /// the front when less than a quarter is free behind it, and grows the
+    /// buffer for a frame larger than it.
+    fn make_room(&mut self) {
+        let len = self.buf.len();
+        if self.start > 0 && (len - self.end < len / 4 || self.start + self.needed > len) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == len || self.needed > len {
+            let grown = self.needed.max(len * 2).min(frame::MAX_PAYLOAD + 16);
+            self.buf.resize(grown, 0);
+        }
+    }
+
+    /// Writes what is queued as far as the socket takes it now.
+    fn write_without_waiting(&mut self) {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(written) if written > 0 => {
+                    self.out.drain(..written);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn end_with(&mut self, reason: String) -> Received {
+        self.ended = Some(reason.clone());
+        Received::Closed(reason)
+    }
+
+    /// A fresh masking key. RFC 6455 wants keys a script in a page cannot
+    /// predict; a load generator only needs them to vary.
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut state = self.mask_state;
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        self.mask_state = state;
+        (state as u32).to_le_bytes()
+    }
+}
+
+/// A different non-zero seed for every connection.
+fn mask_seed() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    (now_ns() ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
 }
 
 async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
@@ -282,7 +466,9 @@ fn handshake_reason(error: &tungstenite::Error) -> String {
             let status = response.status();
             let hint = match status.as_u16() {
                 403 => " (session or Origin refused)",
-                429 => " (too many connections for one user: lower --connections-per-user or raise the server's --max-connections-per-user)",
+                429 => {
+                    " (too many connections for one user: lower --connections-per-user or raise the server's --max-connections-per-user)"
+                }
                 _ => "",
             };
             format!("HTTP {status}{hint}")

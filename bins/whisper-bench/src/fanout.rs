@@ -31,10 +31,10 @@ use tokio_util::sync::CancellationToken;
 use whisper_protocol::{Command, ErrorCode, RoomId};
 
 use crate::cli::FanoutArgs;
-use crate::connection::{Connection, Received, Target};
+use crate::connection::{ConnectError, Connection, Received, Target};
 use crate::error::BenchError;
 use crate::incoming::Incoming;
-use crate::latency::{LatencySummary, member_histogram, run_histogram};
+use crate::latency::{LatencySummary, member_histogram, merge, run_histogram};
 use crate::procfs::{CpuSample, round3};
 use crate::progress::{Progress, note};
 use crate::setup::Setup;
@@ -327,8 +327,7 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
         messages += report.sent_in_window;
         foreign += report.foreign;
         if let Some(histogram) = &report.latency {
-            // Same bounds, so adding cannot fail.
-            let _ = latency.add(histogram);
+            merge(&mut latency, histogram);
         }
         for (offset, track) in report.tracks.iter().enumerate() {
             let id = report.first_sender as usize + offset;
@@ -379,7 +378,7 @@ async fn member(
     target: Arc<Target>,
     slots: Arc<Semaphore>,
 ) -> Option<MemberReport> {
-    let joined = tokio::select! {
+    let joined: Result<Connection, ConnectError> = tokio::select! {
         () = shared.abort.cancelled() => return None,
         joined = async {
             let _slot = slots.acquire().await;
@@ -425,6 +424,11 @@ async fn member(
 
 impl Member {
     /// The member's loop, from the join to the end of the drain.
+    ///
+    /// The `select!` (phase tokens, timer, socket) runs once per read from
+    /// the socket, not once per frame: the frames one read brought are
+    /// handled in a plain loop after it, so polling the tokens costs
+    /// nothing per message.
     async fn run(mut self, shared: &Shared, plan: &MemberPlan) -> MemberReport {
         let abort = shared.abort.cancelled();
         let started = shared.start.cancelled();
@@ -460,50 +464,51 @@ impl Member {
                 () = &mut started, if !running => {
                     running = true;
                     self.window = shared.window.get().copied();
-                    if self.sender.is_some() {
-                        let sent = match plan.load {
-                            Load::Closed { window } => self.fill_window(window, plan).await,
-                            Load::Open { rate } => {
-                                ticker = self.ticker(rate, plan);
-                                Ok(())
-                            }
-                        };
-                        if let Err(reason) = sent {
-                            self.closed = Some(reason.into());
-                            break;
-                        }
+                    match plan.load {
+                        Load::Closed { window } => self.fill_window(window, plan),
+                        Load::Open { rate } => ticker = self.ticker(rate, plan),
+                    }
+                    if let Err(reason) = self.conn.flush().await {
+                        self.closed = Some(reason.into());
+                        break;
                     }
                 }
                 scheduled = next_tick(&mut ticker), if running && !stopped => {
-                    let sent = async {
-                        self.send_one(to_ns(scheduled.into_std()), plan).await?;
-                        self.conn.flush().await
-                    };
-                    if let Err(reason) = sent.await {
+                    self.send_one(to_ns(scheduled.into_std()), plan);
+                    if let Err(reason) = self.conn.flush().await {
                         self.closed = Some(reason.into());
                         break;
                     }
                 }
                 received = self.conn.recv() => {
-                    if let Err(reason) = self.on_received(received, shared) {
-                        self.closed = Some(reason);
+                    // Everything this read brought arrived now: one clock
+                    // reading serves the whole batch.
+                    let now = now_ns();
+                    let mut next = Some(received);
+                    while let Some(received) = next {
+                        if let Err(reason) = self.on_received(received, shared, now) {
+                            self.closed = Some(reason);
+                            break;
+                        }
+                        next = self.conn.recv_buffered();
+                    }
+                    if self.closed.is_some() {
                         break;
                     }
                     if let Some(window) = closed_window.filter(|_| running && !stopped) {
                         // Take every echo that already arrived, then refill
                         // the window with one write.
-                        let mut gone = None;
                         while let Some(received) = self.conn.try_recv() {
-                            if let Err(reason) = self.on_received(received, shared) {
-                                gone = Some(reason);
+                            if let Err(reason) = self.on_received(received, shared, now_ns()) {
+                                self.closed = Some(reason);
                                 break;
                             }
                         }
-                        if let Some(reason) = gone {
-                            self.closed = Some(reason);
+                        if self.closed.is_some() {
                             break;
                         }
-                        if let Err(reason) = self.fill_window(window, plan).await {
+                        self.fill_window(window, plan);
+                        if let Err(reason) = self.conn.flush().await {
                             self.closed = Some(reason.into());
                             break;
                         }
@@ -515,7 +520,9 @@ impl Member {
             }
         }
         self.publish(shared);
-        self.conn.close().await;
+        if self.closed.is_none() {
+            self.conn.close().await;
+        }
         MemberReport {
             first_sender: self.first_sender,
             tracks: self.tracks,
@@ -541,10 +548,10 @@ impl Member {
         Some(ticker)
     }
 
-    /// Handles one received frame; `Err` when the connection ended.
-    fn on_received(&mut self, received: Received, shared: &Shared) -> Result<(), String> {
+    /// Handles one frame received at `now`; `Err` when the connection ended.
+    fn on_received(&mut self, received: Received, shared: &Shared, now: u64) -> Result<(), String> {
         match received {
-            Received::Frame(Incoming::Message(Some(stamp))) => self.on_stamp(stamp),
+            Received::Frame(Incoming::Message(Some(stamp))) => self.on_stamp(stamp, now),
             Received::Frame(Incoming::Message(None)) => self.foreign += 1,
             Received::Frame(Incoming::Error(code)) => {
                 let code = code.map_or("UNKNOWN", ErrorCode::as_str);
@@ -561,9 +568,8 @@ impl Member {
         Ok(())
     }
 
-    /// The hot path: one delivered bench message.
-    fn on_stamp(&mut self, stamp: Stamp) {
-        let now = now_ns();
+    /// The hot path: one delivered bench message, received at `now`.
+    fn on_stamp(&mut self, stamp: Stamp, now: u64) {
         let Some(track) = stamp
             .sender
             .checked_sub(self.first_sender)
@@ -578,7 +584,10 @@ impl Member {
         } else {
             track.next_seq = stamp.seq + 1;
         }
-        if self.window.is_some_and(|window| window.contains(stamp.sent_ns)) {
+        if self
+            .window
+            .is_some_and(|window| window.contains(stamp.sent_ns))
+        {
             self.deliveries_in_window += 1;
             self.latency
                 .get_or_insert_with(member_histogram)
@@ -591,27 +600,22 @@ impl Member {
         }
     }
 
-    /// Queues sends until `window` are in flight, then writes them at once.
-    async fn fill_window(&mut self, window: u32, plan: &MemberPlan) -> Result<(), &'static str> {
-        let mut queued = false;
+    /// Queues sends until `window` are in flight (written by the next
+    /// flush, all at once).
+    fn fill_window(&mut self, window: u32, plan: &MemberPlan) {
         while self
             .sender
             .as_ref()
             .is_some_and(|sender| sender.in_flight < window)
         {
-            self.send_one(now_ns(), plan).await?;
-            queued = true;
+            self.send_one(now_ns(), plan);
         }
-        if queued {
-            self.conn.flush().await?;
-        }
-        Ok(())
     }
 
     /// Queues the next message, stamped `sent_ns`.
-    async fn send_one(&mut self, sent_ns: u64, plan: &MemberPlan) -> Result<(), &'static str> {
+    fn send_one(&mut self, sent_ns: u64, plan: &MemberPlan) {
         let Some(sender) = &mut self.sender else {
-            return Ok(());
+            return;
         };
         let stamp = Stamp {
             sender: sender.id,
@@ -623,11 +627,10 @@ impl Member {
         if self.window.is_some_and(|window| window.contains(sent_ns)) {
             sender.sent_in_window += 1;
         }
-        let command = Command::Send {
+        self.conn.queue(&Command::Send {
             room: self.room,
             message: stamp.to_text(plan.message_bytes),
-        };
-        self.conn.send(&command).await
+        });
     }
 
     /// A sender tells how many messages it sent in all (once).

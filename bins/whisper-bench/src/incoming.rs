@@ -43,37 +43,46 @@ const ERROR_CODES: [ErrorCode; 9] = [
     ErrorCode::Unavailable,
 ];
 
-/// Classifies one text frame.
-pub fn classify(text: &str) -> Incoming {
-    if let Some(message) = message_text(text) {
+/// Classifies one text frame's payload.
+pub fn classify(frame: &[u8]) -> Incoming {
+    if let Some(message) = message_text(frame) {
         return Incoming::Message(Stamp::parse(message));
     }
-    if let Some(code) = text
-        .strip_prefix(r#"{"error":""#)
-        .and_then(|rest| rest.strip_suffix(r#""}"#))
+    if let Some(code) = frame
+        .strip_prefix(br#"{"error":""#)
+        .and_then(|rest| rest.strip_suffix(br#""}"#))
     {
         return Incoming::Error(error_code(code));
     }
-    if text.starts_with(r#"{"join":"#) {
+    if frame.starts_with(br#"{"join":"#) {
         return Incoming::Joined;
     }
-    if text.starts_with(r#"{"msg_type":"#) && !text.starts_with(r#"{"msg_type":0,"#) {
+    if frame.starts_with(br#"{"msg_type":"#) && !frame.starts_with(br#"{"msg_type":0,"#) {
         return Incoming::Event;
     }
-    classify_slowly(text)
+    match std::str::from_utf8(frame) {
+        Ok(text) => classify_slowly(text),
+        Err(_) => Incoming::Other,
+    }
 }
 
 /// The (still escaped) text of a chat message in the server's exact v1
 /// layout, by slicing. Usernames cannot hold quotes or backslashes, so the
-/// first `","message":"` after the username is the field itself.
-fn message_text(text: &str) -> Option<&str> {
-    let rest = text.strip_prefix(r#"{"msg_type":0,"room":"#)?;
-    let at = rest.find(r#"","message":""#)?;
-    rest[at + r#"","message":""#.len()..].strip_suffix(r#""}"#)
+/// first quote after the username's opening one closes it.
+fn message_text(frame: &[u8]) -> Option<&[u8]> {
+    let rest = frame.strip_prefix(br#"{"msg_type":0,"room":"#)?;
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(br#","username":""#)?;
+    let quote = rest.iter().position(|&byte| byte == b'"')?;
+    rest[quote..]
+        .strip_prefix(br#"","message":""#)?
+        .strip_suffix(br#""}"#)
 }
 
-fn error_code(code: &str) -> Option<ErrorCode> {
-    ERROR_CODES.into_iter().find(|known| known.as_str() == code)
+fn error_code(code: &[u8]) -> Option<ErrorCode> {
+    ERROR_CODES
+        .into_iter()
+        .find(|known| known.as_str().as_bytes() == code)
 }
 
 /// The fields a bench looks at, borrowed from the frame when unescaped.
@@ -97,13 +106,13 @@ fn classify_slowly(text: &str) -> Incoming {
             msg_type: Some(0),
             message,
             ..
-        } => Incoming::Message(message.as_deref().and_then(Stamp::parse)),
+        } => Incoming::Message(message.as_deref().map(str::as_bytes).and_then(Stamp::parse)),
         Loose {
             msg_type: Some(_), ..
         } => Incoming::Event,
         Loose {
             error: Some(code), ..
-        } => Incoming::Error(error_code(&code)),
+        } => Incoming::Error(error_code(code.as_bytes())),
         Loose { join: Some(_), .. } => Incoming::Joined,
         _ => Incoming::Other,
     }
@@ -123,36 +132,48 @@ mod tests {
             sent_ns: 1234,
         };
         let frame = encode::message(RoomId(12), "bench-a1-0", &stamp.to_text(80));
-        assert_eq!(message_text(&frame).map(str::len), Some(80));
-        assert_eq!(classify(&frame), Incoming::Message(Some(stamp)));
+        assert_eq!(message_text(frame.as_bytes()).map(<[u8]>::len), Some(80));
+        assert_eq!(classify(frame.as_bytes()), Incoming::Message(Some(stamp)));
     }
 
     #[test]
     fn other_frames_are_told_apart() {
         let room = RoomId(2);
         assert_eq!(
-            classify(&encode::message(room, "ann", "hi \"there\"")),
+            classify(encode::message(room, "ann", "hi \"there\"").as_bytes()),
             Incoming::Message(None)
         );
-        assert_eq!(classify(&encode::enter(room, "ann")), Incoming::Event);
-        assert_eq!(classify(&encode::leave(room, "ann")), Incoming::Event);
-        assert_eq!(classify(&encode::join_reply(room, "Lobby")), Incoming::Joined);
-        assert_eq!(classify(&encode::leave_reply(room)), Incoming::Other);
         assert_eq!(
-            classify(&encode::error(ErrorCode::RateLimited)),
+            classify(encode::enter(room, "ann").as_bytes()),
+            Incoming::Event
+        );
+        assert_eq!(
+            classify(encode::leave(room, "ann").as_bytes()),
+            Incoming::Event
+        );
+        assert_eq!(
+            classify(encode::join_reply(room, "Lobby").as_bytes()),
+            Incoming::Joined
+        );
+        assert_eq!(
+            classify(encode::leave_reply(room).as_bytes()),
+            Incoming::Other
+        );
+        assert_eq!(
+            classify(encode::error(ErrorCode::RateLimited).as_bytes()),
             Incoming::Error(Some(ErrorCode::RateLimited))
         );
         assert_eq!(
-            classify(r#"{"error":"SOMETHING_NEW"}"#),
+            classify(br#"{"error":"SOMETHING_NEW"}"#),
             Incoming::Error(None)
         );
-        assert_eq!(classify("not json"), Incoming::Other);
+        assert_eq!(classify(b"not json"), Incoming::Other);
     }
 
     #[test]
     fn any_field_order_still_reads() {
         assert_eq!(
-            classify(r#"{"message":"1 2 3 x","username":"u","room":1,"msg_type":0}"#),
+            classify(br#"{"message":"1 2 3 x","username":"u","room":1,"msg_type":0}"#),
             Incoming::Message(Some(Stamp {
                 sender: 1,
                 seq: 2,
@@ -160,12 +181,9 @@ mod tests {
             }))
         );
         assert_eq!(
-            classify(r#"{ "error" : "ROOM_INVALID" }"#),
+            classify(br#"{ "error" : "ROOM_INVALID" }"#),
             Incoming::Error(Some(ErrorCode::RoomInvalid))
         );
-        assert_eq!(
-            classify(r#"{"title":"T","join":"4"}"#),
-            Incoming::Joined
-        );
+        assert_eq!(classify(br#"{"title":"T","join":"4"}"#), Incoming::Joined);
     }
 }

@@ -15,11 +15,10 @@ impl Progress {
     /// A bar counting up to `len`.
     pub fn bar(what: &str, len: usize) -> Progress {
         let bar = ProgressBar::new(len as u64);
-        let style = ProgressStyle::with_template(
-            "{msg:20} [{bar:40}] {pos}/{len} ({per_sec}, {elapsed})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{msg:20} [{bar:40}] {pos}/{len} ({per_sec}, {elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));

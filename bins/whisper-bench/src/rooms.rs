@@ -49,7 +49,13 @@ pub async fn provide(common: &Common, count: usize) -> Result<Vec<RoomId>, Bench
 fn create_room(manage: &Path, database_url: &str, index: usize) -> Result<RoomId, BenchError> {
     let title = format!("bench {} #{index}", std::process::id());
     let output = Command::new(manage)
-        .args(["--database-url", database_url, "createroom", "--title", &title])
+        .args([
+            "--database-url",
+            database_url,
+            "createroom",
+            "--title",
+            &title,
+        ])
         .output()
         .map_err(|error| BenchError::Rooms(format!("cannot run {}: {error}", manage.display())))?;
     let stdout = String::from_utf8_lossy(&output.stdout);

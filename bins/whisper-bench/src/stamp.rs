@@ -55,31 +55,40 @@ impl Stamp {
     /// Reads the stamp at the start of a message text; `None` for text that
     /// no bench wrote. Only the leading digits are looked at, so the text
     /// may still be JSON-escaped after them.
-    pub fn parse(text: &str) -> Option<Stamp> {
-        let mut fields = text.as_bytes().split(|&b| b == b' ');
-        let sender = u32::try_from(parse_u64(fields.next()?)?).ok()?;
-        let seq = parse_u64(fields.next()?)?;
-        let sent_ns = parse_u64(fields.next()?)?;
+    pub fn parse(text: &[u8]) -> Option<Stamp> {
+        let (sender, rest) = leading_number(text)?;
+        let (seq, rest) = leading_number(rest)?;
+        let (sent_ns, _) = leading_number(rest)?;
         Some(Stamp {
-            sender,
+            sender: u32::try_from(sender).ok()?,
             seq,
             sent_ns,
         })
     }
 }
 
-/// Decimal digits to a number, without the allocation or generality of
-/// `str::parse` (this runs once per delivered message).
-fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 20 {
+/// The decimal number at the start of `bytes` and what follows its
+/// separating space; without the generality of `str::parse`, since this
+/// runs for every delivered message. At most 19 digits, so it cannot
+/// overflow.
+fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &byte in bytes.iter().take(20) {
+        if !byte.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + u64::from(byte - b'0');
+        digits += 1;
+    }
+    if digits == 0 || digits > 19 {
         return None;
     }
-    digits.iter().try_fold(0u64, |value, &digit| {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-    })
+    match bytes.get(digits) {
+        None => Some((value, &[])),
+        Some(b' ') => Some((value, &bytes[digits + 1..])),
+        Some(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +105,7 @@ mod tests {
         let text = stamp.to_text(100);
         assert_eq!(text.len(), 100);
         assert!(text.starts_with("7 123 98765432100 xx"));
-        assert_eq!(Stamp::parse(&text), Some(stamp));
+        assert_eq!(Stamp::parse(text.as_bytes()), Some(stamp));
     }
 
     #[test]
@@ -107,13 +116,22 @@ mod tests {
             sent_ns: 3,
         };
         assert_eq!(stamp.to_text(1), "1 2 3 ");
-        assert_eq!(Stamp::parse("1 2 3 "), Some(stamp));
+        assert_eq!(Stamp::parse(b"1 2 3 "), Some(stamp));
     }
 
     #[test]
     fn foreign_text_has_no_stamp() {
-        for text in ["", "hello", "1 2", "1 x 3 ", "-1 2 3 ", "99999999999 1 1 "] {
-            assert_eq!(Stamp::parse(text), None, "{text:?}");
+        for text in [
+            "",
+            "hello",
+            "1 2",
+            "1 x 3 ",
+            "-1 2 3 ",
+            "99999999999 1 1 ",
+            "1 2 3x",
+            "1 2 99999999999999999999",
+        ] {
+            assert_eq!(Stamp::parse(text.as_bytes()), None, "{text:?}");
         }
     }
 }

@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
     /// Origins allowed to open the WebSocket (comma-separated
-    /// scheme://host[:port]); unset means the request's own host.
+    /// `scheme://host[:port]`); unset means the request's own host.
     #[arg(long, env = "WHISPER_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origin: Vec<String>,
     /// Whether anyone may sign up.

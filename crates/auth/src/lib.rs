@@ -11,19 +11,39 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use whisper_auth::sea_orm::Database;
 //! use whisper_auth::{NewUser, SessionStore, UserStore};
-//! # let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
-//! # use whisper_migrations::MigratorTrait;
-//! # whisper_migrations::Migrator::up(&db, None).await.unwrap();
+//! use whisper_migrations::{Migrator, MigratorTrait};
+//!
+//! let db = Database::connect("sqlite::memory:").await.unwrap();
+//! Migrator::up(&db, None).await.unwrap();
+//!
 //! let users = UserStore::new(db.clone());
 //! let ann = users.create(NewUser::new("ann", "correct horse battery")).await.unwrap();
-//! assert!(users.authenticate("ann", "wrong").await.unwrap().is_none());
+//! assert!(users.authenticate("ann", "wrong password").await.unwrap().is_none());
 //!
 //! let sessions = SessionStore::new(db);
 //! let key = sessions.create(ann.id).await.unwrap();
 //! assert_eq!(sessions.user_for(&key).await.unwrap().unwrap().username, "ann");
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! Storage is sea-orm over SQLite (feature `sqlite`) or PostgreSQL (feature
+//! `postgres`); both are on by default. A service that needs one driver
+//! turns off the default features and names it, and does not build the
+//! other. The crate re-exports the [`sea_orm`] it was built with, so callers
+//! open the [`DatabaseConnection`](sea_orm::DatabaseConnection) they hand to
+//! [`UserStore::new`] and [`SessionStore::new`] with the same version.
+//!
+//! # What stays inside
+//!
+//! The table entities, the password hash column and the session key hash
+//! are private: a [`User`] never carries its hash, and a [`SessionKey`]
+//! shows `<redacted>` in `Debug` output. Validation rules (username
+//! characters, password length) are enforced by [`UserStore::create`] and
+//! [`UserStore::set_password`] and reported as [`AuthError`] variants.
 
 mod error;
 mod password;
@@ -36,3 +56,9 @@ pub use password::{hash_password, verify_password};
 pub use session::{SESSION_LIFETIME, SessionKey, SessionStore};
 pub use throttle::{LoginThrottle, Throttled};
 pub use user::{NewUser, User, UserId, UserStore};
+
+/// The sea-orm this crate was built with, so callers open their
+/// [`DatabaseConnection`](sea_orm::DatabaseConnection) and match
+/// [`AuthError::Storage`]'s [`DbErr`](sea_orm::DbErr) without depending on
+/// a second, possibly different, copy.
+pub use sea_orm;

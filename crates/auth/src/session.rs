@@ -37,7 +37,9 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
 pub struct SessionKey(String);
 
 impl SessionKey {
-    /// Wraps a key received from a client (for example a cookie value).
+    /// Wraps a key received from a client (for example a cookie value), to
+    /// look it up with [`SessionStore::user_for`]. Any text is accepted: a
+    /// made-up key simply belongs to nobody.
     pub fn from_client(key: impl Into<String>) -> Self {
         SessionKey(key.into())
     }
@@ -64,13 +66,19 @@ impl fmt::Debug for SessionKey {
 }
 
 /// The `sessions` table: log a user in, find who a key belongs to, log out.
+///
+/// A session is a random key the client keeps (in a cookie, a header, a
+/// token) and whose SHA-256 the database keeps, with the user and an expiry
+/// [`SESSION_LIFETIME`] after login. A leaked database therefore holds no
+/// usable key. Cheap to clone, like [`UserStore`](crate::UserStore).
 #[derive(Clone, Debug)]
 pub struct SessionStore {
     db: DatabaseConnection,
 }
 
 impl SessionStore {
-    /// A store over a connection whose schema has been migrated.
+    /// A store over a connection whose schema has been migrated (by
+    /// `whisper_migrations::Migrator`).
     pub fn new(db: DatabaseConnection) -> Self {
         SessionStore { db }
     }

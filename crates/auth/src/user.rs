@@ -34,6 +34,9 @@ pub(crate) mod entity {
 }
 
 /// A user's database id. A newtype so it is never confused with a room id.
+///
+/// The inner number is public because other layers need it as a plain
+/// integer (the chat protocol's presence entries key users by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(pub i64);
 
@@ -160,18 +163,28 @@ pub(crate) fn unix_now() -> i64 {
 }
 
 /// The `users` table: create accounts, check passwords, change flags.
+///
+/// Cheap to clone (it holds a pooled [`DatabaseConnection`]), so a service
+/// keeps one in its shared state and clones it into handlers. Every method
+/// is one or two queries; password hashing runs on the blocking pool.
 #[derive(Clone, Debug)]
 pub struct UserStore {
     db: DatabaseConnection,
 }
 
 impl UserStore {
-    /// A store over a connection whose schema has been migrated.
+    /// A store over a connection whose schema has been migrated (by
+    /// `whisper_migrations::Migrator`); SQLite or PostgreSQL, as the crate's
+    /// features allow.
     pub fn new(db: DatabaseConnection) -> Self {
         UserStore { db }
     }
 
-    /// Creates an account after validating every field.
+    /// Creates an account after validating every field; nothing is written
+    /// when one is invalid ([`AuthError::InvalidUsername`],
+    /// [`AuthError::InvalidPassword`], [`AuthError::InvalidField`]) or the
+    /// name is taken ([`AuthError::UsernameTaken`]). A superuser is always
+    /// staff.
     pub async fn create(&self, new: NewUser) -> Result<User, AuthError> {
         new.validate()?;
         if self.find_by_username(&new.username).await?.is_some() {

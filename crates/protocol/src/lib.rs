@@ -16,6 +16,31 @@
 //! let event = encode::message(RoomId(7), "ann", "hi");
 //! assert_eq!(event, r#"{"msg_type":0,"room":7,"username":"ann","message":"hi"}"#);
 //! ```
+//!
+//! # The protocol
+//!
+//! One WebSocket per client, text frames, one JSON object per frame.
+//!
+//! | client sends | server replies | server broadcasts to the room |
+//! |---|---|---|
+//! | `{"command":"join","room":ID}` | [`encode::join_reply`] `{"join":"ID","title":T}` | [`encode::enter`] `{"msg_type":4,"room":ID,"username":U}` |
+//! | `{"command":"leave","room":ID}` | [`encode::leave_reply`] `{"leave":"ID"}` | [`encode::leave`] `{"msg_type":5,"room":ID,"username":U}` |
+//! | `{"command":"send","room":ID,"message":M}` | nothing | [`encode::message`] `{"msg_type":0,"room":ID,"username":U,"message":M}` |
+//! | `{"command":"room_users","room":ID}` | [`encode::room_users`] `{"type":6,"room":ID,"data":{"users":{..}}}` | nothing |
+//!
+//! Any command may instead be answered with [`encode::error`]
+//! (`{"error":"CODE"}`, see [`ErrorCode`]); the connection stays open.
+//! What a server checks before answering (does the room exist, may this
+//! user enter it, has this connection joined it) is the server's business:
+//! this crate only fixes the bytes.
+//!
+//! # Stability
+//!
+//! Frames have exactly the fields above, nothing more, so clients of the
+//! original see identical JSON. Anything richer belongs in a future protocol
+//! version negotiated by the WebSocket subprotocol, never in v1. The
+//! serializing structs are private; the public surface is functions from
+//! plain values to `String`, so a serde upgrade never changes this API.
 
 mod command;
 pub mod encode;

@@ -6,7 +6,7 @@
 //! [`ChannelLayer::group_add`], and a broadcast is one
 //! [`ChannelLayer::group_send`]. The same trait covers one process
 //! ([`MemoryLayer`]) and several nodes sharing a broker, so the server never
-//! knows which it runs on. With the `redis` feature, [`RedisLayer`] shares
+//! knows which it runs on. With the `redis` feature, `RedisLayer` shares
 //! groups and presence between nodes through Redis (one pub/sub channel per
 //! group, one PUBLISH per broadcast, fan-out on each node).
 //!
@@ -46,6 +46,36 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! - default: [`ChannelLayer`], [`MemoryLayer`] and the types they carry;
+//!   depends on tokio, `bytes`, `thiserror` and `whisper-protocol`; no
+//!   database, HTTP or broker crate.
+//! - `redis`: `RedisLayer` and `RedisConfig`, pulling in the `redis` and
+//!   `deadpool-redis` crates.
+//! - `testing`: the module `whisper_rooms::testing` and the macro
+//!   `channel_layer_test_suite!`, the scenarios
+//!   every backend must pass, for backends written outside this crate.
+//!
+//! # Writing a backend
+//!
+//! [`ChannelLayer`] is public and has no hidden methods, so another broker
+//! (NATS, Kafka, a service of your own) is a type implementing it in your
+//! crate. Make its inboxes with a [`MemoryLayer`] held inside (the inbox
+//! constructor and the local fan-out table stay private, to keep the
+//! bounded-queue and slow-consumer rules in one place), forward local
+//! operations to it, and carry `group_send` between nodes yourself. Then run
+//! the shared scenarios against it with `channel_layer_test_suite!` from a
+//! test. `examples/counting_layer.rs` in this crate's repository wraps
+//! `MemoryLayer` that way, counting messages.
+//!
+//! # What stays private
+//!
+//! How inboxes are built and closed (`InboxSender`), the per-node fan-out
+//! table shared by both backends, the presence table, and RedisLayer's key
+//! layout helpers and subscriber task. The public types are the ones a
+//! connection handler touches.
 
 use std::future::Future;
 use std::time::Duration;
@@ -68,6 +98,11 @@ pub use inbox::{Inbox, InboxClosed};
 pub use memory::MemoryLayer;
 pub use names::{ChannelName, GroupName};
 pub use payload::Payload;
+
+/// The `bytes` crate [`Payload::into_bytes`] hands out, re-exported so a
+/// socket writer names the same [`Bytes`](bytes::Bytes) type without
+/// depending on a second copy.
+pub use bytes;
 
 /// What can go wrong talking to the layer.
 ///

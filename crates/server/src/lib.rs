@@ -2,7 +2,7 @@
 //! room catalog, over any [`whisper_rooms::ChannelLayer`].
 //!
 //! The code map (see ARCHITECTURE.md for the whole workspace):
-//! - [`server`]: the accept loop, one task per HTTP connection, graceful
+//! - `server`: the accept loop, one task per HTTP connection, graceful
 //!   shutdown (stop accepting, close WebSockets with 1001, drain);
 //! - `http`: the router and its handlers, one error type mapped to
 //!   responses in one place, CSRF and cookies;

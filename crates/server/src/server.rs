@@ -108,7 +108,7 @@ impl<L: ChannelLayer> Server<L> {
 
     /// Serves until `shutdown` completes, then stops accepting, asks every
     /// WebSocket to close with 1001 and every HTTP connection to finish its
-    /// request, and waits for them (at most [`DRAIN_TIMEOUT`]).
+    /// request, and waits for them (at most ten seconds).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server { listener, state } = self;
         tokio::pin!(shutdown);

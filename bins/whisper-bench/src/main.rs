@@ -1,0 +1,85 @@
+//! `whisper-bench`: a load generator that speaks Whisper's protocol the way
+//! browsers do, and reports one JSON line per run.
+//!
+//! Map: [`cli`] parses, [`setup`] provides rooms ([`rooms`]) and users
+//! ([`accounts`]), [`connection`] opens and drives one WebSocket,
+//! [`frame`] is WebSocket framing, [`incoming`] reads server frames cheaply, [`stamp`] is what every
+//! message carries, and the scenarios are [`fanout`] and [`conns`].
+//! [`procfs`] reads CPU and memory, [`latency`] holds histograms,
+//! [`progress`] talks to the human on stderr.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+mod accounts;
+mod cli;
+mod connection;
+mod conns;
+mod error;
+mod fanout;
+mod frame;
+mod incoming;
+mod latency;
+mod procfs;
+mod progress;
+mod rooms;
+mod setup;
+mod stamp;
+
+use cli::{Cli, Scenario};
+use connection::Target;
+use error::BenchError;
+use setup::Setup;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are "errors" that go to stdout.
+        Err(error) if !error.use_stderr() => {
+            print!("{error}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => return BenchError::from(error).report(),
+    };
+    if let Err(error) = cli.validate() {
+        return error.report();
+    }
+    stamp::start_clock();
+    let threads = cli.common.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        |threads| threads as usize,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return BenchError::Runtime(error).report(),
+    };
+    let outcome = runtime.block_on(run(cli, threads));
+    // Tasks still reading are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => error.report(),
+    }
+}
+
+async fn run(cli: Cli, threads: usize) -> Result<serde_json::Value, BenchError> {
+    let target = Target::resolve(&cli.common.url).await?;
+    let setup = Setup {
+        target: target.into(),
+        common: cli.common,
+        threads,
+    };
+    match &cli.scenario {
+        Scenario::Fanout(args) => fanout::run(args, &setup).await,
+        Scenario::Conns(args) => conns::run(args, &setup).await,
+    }
+}

@@ -1,0 +1,262 @@
+//! The bench binary against a real server started in this process: short
+//! runs of each scenario must report clean numbers, and mistakes on the
+//! command line must get one line and exit code 2.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use whisper_tests::TestServer;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_whisper-bench");
+
+/// A server that lets the bench send as fast as it can and open many
+/// sockets per user, as the bench's help asks.
+async fn bench_server() -> TestServer {
+    TestServer::start_with(|config| {
+        config.max_messages_per_second = 1_000_000;
+        config.max_connections_per_user = 10_000;
+    })
+    .await
+}
+
+/// Runs the bench off the async runtime (the server lives on it).
+async fn bench(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(BENCH)
+            .args(&args)
+            .output()
+            .expect("whisper-bench runs")
+    })
+    .await
+    .expect("the bench's thread")
+}
+
+/// The one JSON line a successful run prints.
+fn report(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stdout: {stdout}");
+    serde_json::from_str(lines[0]).expect("the line is JSON")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_fanout_loses_nothing() {
+    let server = bench_server().await;
+    let rooms = [
+        server.create_room("bench one", false).await,
+        server.create_room("bench two", false).await,
+    ];
+    let output = bench(args(&[
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        &format!("{},{}", rooms[0], rooms[1]),
+        "--server-pid",
+        &std::process::id().to_string(),
+        "fanout",
+        "--rooms",
+        "2",
+        "--members",
+        "5",
+        "--senders",
+        "2",
+        "--window",
+        "8",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+    ]))
+    .await;
+    let line = report(&output);
+    assert_eq!(line["scenario"], "fanout");
+    assert_eq!(line["params"]["connections"], 10);
+    let results = &line["results"];
+    assert!(
+        results["deliveries"].as_u64().expect("deliveries") > 0,
+        "{line}"
+    );
+    assert_eq!(results["lost"], 0, "{line}");
+    assert_eq!(results["out_of_order"], 0, "{line}");
+    assert_eq!(results["disconnected"], 0, "{line}");
+    assert_eq!(results["rate_limited"], 0, "{line}");
+    // Every message reaches all five members of its room.
+    assert_eq!(
+        results["deliveries"].as_u64(),
+        results["messages"].as_u64().map(|messages| messages * 5),
+        "{line}"
+    );
+    assert!(results["latency"]["p99_ms"].as_f64().is_some(), "{line}");
+    assert!(line["cpu"]["server_s"].as_f64().is_some(), "{line}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_fanout_creates_its_room_with_whisper_manage() {
+    let server = bench_server().await;
+    let room = server.create_room("made by manage", false).await;
+    // A stand-in for whisper-manage: prints what createroom prints (the id
+    // last) and records how it was called.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let script = dir.path().join("fake-manage");
+    let calls = dir.path().join("calls");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\necho 'Created the room.'\necho {room}\n",
+            calls.display()
+        ),
+    )
+    .expect("script written");
+    make_executable(&script);
+    let output = bench(args(&[
+        "--url",
+        &server.url(""),
+        "--database-url",
+        "sqlite://somewhere.db",
+        "--manage-bin",
+        script.to_str().expect("utf-8 path"),
+        "fanout",
+        "--members",
+        "3",
+        "--rate",
+        "100",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ]))
+    .await;
+    let line = report(&output);
+    assert_eq!(line["params"]["room_ids"], serde_json::json!([room]));
+    assert_eq!(line["params"]["load"], "open");
+    assert_eq!(line["results"]["lost"], 0, "{line}");
+    assert!(line["results"]["deliveries"].as_u64().expect("deliveries") > 0);
+    let called = std::fs::read_to_string(&calls).expect("manage was called");
+    assert!(
+        called.starts_with("--database-url sqlite://somewhere.db createroom --title"),
+        "{called}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conns_reach_every_connection_and_measure_memory() {
+    let server = bench_server().await;
+    let room = server.create_room("crowd", false).await;
+    let output = bench(args(&[
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        &room.to_string(),
+        "--server-pid",
+        &std::process::id().to_string(),
+        "--source-ips",
+        "3",
+        "conns",
+        "--connections",
+        "50",
+        "--broadcasts",
+        "3",
+    ]))
+    .await;
+    let line = report(&output);
+    assert_eq!(line["scenario"], "conns");
+    let results = &line["results"];
+    assert_eq!(results["connected"], 50, "{line}");
+    assert_eq!(results["failed"], 0, "{line}");
+    assert_eq!(results["incomplete_broadcasts"], 0, "{line}");
+    assert_eq!(results["disconnected"], 0, "{line}");
+    assert!(results["broadcast_ms"]["p50"].as_f64().is_some(), "{line}");
+    assert_eq!(
+        results["broadcast_ms"]["all"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert!(results["connects_per_s"].as_f64().expect("rate") > 0.0);
+    assert!(
+        results["server_rss_per_connection_kib"].as_f64().is_some(),
+        "{line}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_does_not_exist_fails_the_run_in_one_line() {
+    let server = bench_server().await;
+    let output = bench(args(&[
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        "999999",
+        "fanout",
+        "--members",
+        "2",
+        "--duration",
+        "0.5",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: cannot connect:") && last.contains("ROOM_INVALID"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    server.stop().await;
+}
+
+#[test]
+fn bad_arguments_get_one_line_and_exit_2() {
+    for bad in [
+        &["fanout", "--members", "0", "--room-ids", "1"][..],
+        &["fanout", "--bogus"],
+        &["conns", "--connections", "many", "--room-ids", "1"],
+        &["fanout", "--rate", "10", "--window", "3", "--room-ids", "1"],
+        &[
+            "fanout",
+            "--members",
+            "2",
+            "--senders",
+            "3",
+            "--room-ids",
+            "1",
+        ],
+        &["fanout"],
+        &["--url", "ftp://example", "conns", "--room-ids", "1"],
+        &[],
+    ] {
+        let output = Command::new(BENCH).args(bad).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{bad:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{bad:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{bad:?}");
+    }
+}
+
+#[test]
+fn help_tells_how_to_start_the_server() {
+    let output = Command::new(BENCH).arg("--help").output().expect("runs");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--max-messages-per-second 1000000"), "{help}");
+    assert!(help.contains("--max-connections-per-user"), "{help}");
+}
+
+fn make_executable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut permissions = std::fs::metadata(path).expect("metadata").permissions();
+    permissions.set_mode(0o755);
+    std::fs::set_permissions(path, permissions).expect("chmod");
+}
