@@ -13,17 +13,12 @@ use thiserror::Error;
 use whisper_auth::AuthError;
 use whisper_server::CatalogError;
 
-/// Exit code for bad input: the same code clap uses for usage errors, so
-/// scripts see one code for "you typed something wrong".
-const BAD_INPUT: u8 = 2;
-/// Exit code for failures that are not the operator's input.
-const FAILED: u8 = 1;
+use whisper_cli::{BAD_INPUT, FAILED};
 
 /// What went wrong in a `whisper-manage` run.
 #[derive(Debug, Error)]
 pub enum ManageError {
-    /// The command line did not parse; the text is clap's message, without
-    /// its `error: ` prefix, flattened to one line.
+    /// The command line is inconsistent in a way clap cannot express.
     #[error("{0}")]
     Usage(String),
     /// A user-account operation failed: invalid or taken username, short
@@ -88,32 +83,8 @@ impl ManageError {
     }
 
     /// Prints the error as exactly one `error: ` line on stderr and returns
-    /// the exit code. Database messages can span lines; they are joined so
-    /// scripts can rely on one line per failure.
+    /// the exit code.
     pub fn report(&self) -> ExitCode {
-        let message = self.to_string();
-        let one_line: Vec<&str> = message
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        eprintln!("error: {}", one_line.join(" "));
-        ExitCode::from(self.exit_code())
-    }
-}
-
-impl From<clap::Error> for ManageError {
-    /// Keeps clap's first paragraph (the message and, for missing
-    /// arguments, their names) and drops the usage and tips that follow.
-    fn from(err: clap::Error) -> Self {
-        let rendered = err.render().to_string();
-        let first_paragraph: Vec<&str> = rendered
-            .lines()
-            .map(str::trim)
-            .take_while(|line| !line.is_empty())
-            .collect();
-        let message = first_paragraph.join(" ");
-        let message = message.strip_prefix("error: ").unwrap_or(&message);
-        ManageError::Usage(message.to_owned())
+        whisper_cli::report(&self.to_string(), self.exit_code())
     }
 }

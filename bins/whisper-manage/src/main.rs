@@ -14,9 +14,6 @@ mod prompt;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use clap::error::ErrorKind;
-
 use crate::cli::Cli;
 use crate::error::ManageError;
 
@@ -24,15 +21,9 @@ use crate::error::ManageError;
 /// and the only other work (password hashing) runs on the blocking pool.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match whisper_cli::parse::<Cli>() {
         Ok(cli) => cli,
-        Err(err) if is_help(err.kind()) => {
-            // Help and version are answers, not errors: print them whole, as
-            // clap would, with clap's exit code (0, or 2 for a bare call).
-            let _ = err.print();
-            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
-        }
-        Err(err) => return ManageError::from(err).report(),
+        Err(code) => return code,
     };
     match commands::run(cli).await {
         Ok(stdout) => match std::io::stdout().write_all(stdout.as_bytes()) {
@@ -41,14 +32,4 @@ async fn main() -> ExitCode {
         },
         Err(err) => err.report(),
     }
-}
-
-/// The clap outcomes that are requested output rather than parse failures.
-fn is_help(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    )
 }

@@ -92,28 +92,9 @@ impl Args {
     }
 }
 
-/// Parses the command line; on a mistake prints clap's first line (the
-/// error itself, not the usage) and exits with 2.
-fn parse_args() -> Result<Args, ExitCode> {
-    Args::try_parse().map_err(|error| {
-        if error.use_stderr() {
-            let rendered = error.to_string();
-            eprintln!(
-                "{}",
-                rendered.lines().next().unwrap_or("error: bad arguments")
-            );
-            ExitCode::from(2)
-        } else {
-            // --help and --version.
-            print!("{error}");
-            ExitCode::SUCCESS
-        }
-    })
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match whisper_cli::parse::<Args>() {
         Ok(args) => args,
         Err(code) => return code,
     };
@@ -139,10 +120,7 @@ async fn main() -> ExitCode {
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => whisper_cli::report(&message, whisper_cli::FAILED),
     }
 }
 
