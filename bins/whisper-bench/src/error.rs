@@ -9,17 +9,13 @@
 use std::process::ExitCode;
 
 use thiserror::Error;
-
-/// Exit code for a wrong command line, the same as clap's.
-const BAD_INPUT: u8 = 2;
-/// Exit code for a run that could not be carried out.
-const FAILED: u8 = 1;
+use whisper_cli::{BAD_INPUT, FAILED};
 
 /// What stopped a run.
 #[derive(Debug, Error)]
 pub enum BenchError {
-    /// The command line did not parse or its flags contradict each other;
-    /// clap's first paragraph, without its `error: ` prefix, on one line.
+    /// The command line's flags contradict each other in a way clap cannot
+    /// express.
     #[error("{0}")]
     Usage(String),
     /// The server's address could not be resolved.
@@ -57,29 +53,6 @@ impl BenchError {
 
     /// Prints exactly one `error: ` line on stderr and returns the exit code.
     pub fn report(&self) -> ExitCode {
-        let message = self.to_string();
-        let one_line: Vec<&str> = message
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .collect();
-        eprintln!("error: {}", one_line.join(" "));
-        ExitCode::from(self.exit_code())
-    }
-}
-
-impl From<clap::Error> for BenchError {
-    /// Keeps clap's first paragraph (the message and, for missing
-    /// arguments, their names) and drops the usage and tips that follow.
-    fn from(error: clap::Error) -> Self {
-        let rendered = error.render().to_string();
-        let first_paragraph: Vec<&str> = rendered
-            .lines()
-            .map(str::trim)
-            .take_while(|line| !line.is_empty())
-            .collect();
-        let message = first_paragraph.join(" ");
-        let message = message.strip_prefix("error: ").unwrap_or(&message);
-        BenchError::Usage(message.to_owned())
+        whisper_cli::report(&self.to_string(), self.exit_code())
     }
 }

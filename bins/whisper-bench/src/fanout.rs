@@ -6,8 +6,13 @@
 //! records latency from the stamp in the text into its own histogram. At
 //! the end the senders publish how many they sent, members wait for what is
 //! still in flight (up to `--drain`), and the controller merges the
-//! members' reports. Nothing is shared on the receive path but a read of
-//! the measuring window.
+//! members' reports. Nothing is shared on the receive path: the measuring
+//! window is copied into each member when the load starts.
+//!
+//! `messages` counts what senders sent in the measured window (`refused`
+//! says how many of all sends the server answered with an error), and
+//! `deliveries` the arrivals of those messages at members, senders
+//! included; both per second are over `--duration`.
 //!
 //! Closed loop: a sender keeps at most `--window` messages that have not
 //! come back to it yet, refilling as echoes arrive (and taking every echo
@@ -353,7 +358,14 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
             "warning: the server refused {rate_limited} frames as RATE_LIMITED; \
              start it with --max-messages-per-second 1000000"
         ));
+    } else if !errors.is_empty() {
+        note(&format!("warning: the server answered errors: {errors:?}"));
     }
+    let refused: u64 = shared
+        .refused
+        .iter()
+        .map(|count| count.load(Ordering::Acquire))
+        .sum();
     json!({
         "messages_per_s": round3(messages as f64 / duration_s),
         "deliveries_per_s": round3(deliveries as f64 / duration_s),
@@ -362,6 +374,7 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
         "lost": lost,
         "out_of_order": out_of_order,
         "rate_limited": rate_limited,
+        "refused": refused,
         "errors": errors,
         "foreign_messages": foreign,
         "disconnected": closed.values().sum::<u64>(),

@@ -2,10 +2,10 @@
 //!
 //! Nearly every frame a bench receives is a chat message,
 //! `{"msg_type":0,"room":ID,"username":U,"message":M}`, whose layout the
-//! protocol crate fixes byte for byte. Those are read by slicing: no JSON
-//! parser, no allocation, and only the stamp's leading digits of the text
-//! are looked at. Anything else falls back to serde_json with borrowed
-//! fields.
+//! protocol crate fixes byte for byte. Those are read by slicing the raw
+//! payload: no JSON parser, no UTF-8 pass, no allocation, and only the
+//! stamp's leading digits of the text are looked at. Anything else falls
+//! back to serde_json with borrowed fields.
 
 use std::borrow::Cow;
 

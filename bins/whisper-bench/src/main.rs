@@ -11,8 +11,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-
 mod accounts;
 mod cli;
 mod connection;
@@ -34,14 +32,9 @@ use error::BenchError;
 use setup::Setup;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match whisper_cli::parse::<Cli>() {
         Ok(cli) => cli,
-        // --help and --version are "errors" that go to stdout.
-        Err(error) if !error.use_stderr() => {
-            print!("{error}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => return BenchError::from(error).report(),
+        Err(code) => return code,
     };
     if let Err(error) = cli.validate() {
         return error.report();

@@ -72,18 +72,17 @@ impl Stamp {
 /// runs for every delivered message. At most 19 digits, so it cannot
 /// overflow.
 fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    let mut digits = 0;
-    for &byte in bytes.iter().take(20) {
-        if !byte.is_ascii_digit() {
-            break;
-        }
-        value = value * 10 + u64::from(byte - b'0');
-        digits += 1;
-    }
+    let digits = bytes
+        .iter()
+        .take(20)
+        .take_while(|byte| byte.is_ascii_digit())
+        .count();
     if digits == 0 || digits > 19 {
         return None;
     }
+    let value = bytes[..digits]
+        .iter()
+        .fold(0u64, |value, &digit| value * 10 + u64::from(digit - b'0'));
     match bytes.get(digits) {
         None => Some((value, &[])),
         Some(b' ') => Some((value, &bytes[digits + 1..])),

@@ -5,7 +5,8 @@
 //!   and exits with [`BAD_INPUT`] (2, as clap does for usage errors).
 //! - A failure of the machine or a service (database unreachable, port in
 //!   use) prints one line and exits with [`FAILED`] (1).
-//! - `--help` and `--version` print as clap prints them and exit 0.
+//! - `--help` and `--version` print as clap prints them and exit 0; a
+//!   call without its command is a mistake like any other.
 //!
 //! One line, so scripts and logs can rely on it: clap's usage block and
 //! multi-line driver messages are folded.
@@ -24,17 +25,17 @@ pub const FAILED: u8 = 1;
 /// back the exit code to end with; help and version are printed whole.
 pub fn parse<T: Parser>() -> Result<T, ExitCode> {
     T::try_parse().map_err(|error| {
-        let requested = matches!(
-            error.kind(),
-            ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-        );
-        if requested {
-            let _ = error.print();
-            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(BAD_INPUT))
-        } else {
-            report(&usage_message(&error), BAD_INPUT)
+        match error.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = error.print();
+                ExitCode::SUCCESS
+            }
+            // A bare call is a mistake like any other: one line, not the
+            // whole help on stderr.
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                report("a command is required (see --help)", BAD_INPUT)
+            }
+            _ => report(&usage_message(&error), BAD_INPUT),
         }
     })
 }
