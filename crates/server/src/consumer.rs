@@ -100,12 +100,12 @@ pub(crate) async fn run<L: ChannelLayer>(
         config.max_messages_per_second.saturating_mul(2),
     );
     let mut recheck = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.session_recheck,
+        tokio::time::Instant::now() + jittered(config.session_recheck),
         config.session_recheck,
     );
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut keep_alive = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.ping_interval,
+        tokio::time::Instant::now() + jittered(config.ping_interval),
         config.ping_interval,
     );
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -451,6 +451,16 @@ impl<L: ChannelLayer> Drop for Consumer<L> {
             layer.close_channel(channel).await;
         });
     }
+}
+
+/// Half to one and a half `period`, at random: sockets opened together (a
+/// reconnect storm after a restart) then re-check their sessions and ping at
+/// different moments instead of all hitting the database at once, forever.
+fn jittered(period: std::time::Duration) -> std::time::Duration {
+    let mut bytes = [0u8; 2];
+    // Without randomness the period itself is still correct.
+    let _ = getrandom::fill(&mut bytes);
+    period.mul_f64(0.5 + f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX))
 }
 
 /// Marks a user's presence in a room left and drops the channel's
