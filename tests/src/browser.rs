@@ -14,10 +14,9 @@
 //! the test with the page's URL and status line. Screenshots go to
 //! [`screenshot_dir`], inside the build's target directory.
 //!
-//! [`RestartableServer`] is a server that can be stopped and started again on
-//! the same address and database, for the reconnect scenario.
+//! The reconnect scenario restarts its server with
+//! [`crate::TestServer::restart`].
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,14 +25,10 @@ use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use whisper_server::{Config, Server};
 use whisper_testkit::ChromeDriver;
 use whisper_testkit::chromedriver::chromium_binary;
 
-use crate::{Site, TestDatabase};
+use crate::Site;
 
 /// Longest wait for something to appear on a page.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -529,124 +524,4 @@ fn transient(error: &CmdError) -> bool {
         || error.is_no_such_element()
         || error.is_javascript_error()
         || error.is_no_such_window()
-}
-
-/// A server that can be stopped and started again on the same address and
-/// the same SQLite database, as when an operator restarts it: sessions and
-/// rooms survive, connections and presence do not.
-pub struct RestartableServer {
-    site: Site,
-    config: Config,
-    /// The server's database, for setting up users and rooms.
-    pub db: TestDatabase,
-    running: Option<(CancellationToken, JoinHandle<()>)>,
-    _dir: TempDir,
-}
-
-impl std::ops::Deref for RestartableServer {
-    type Target = Site;
-
-    fn deref(&self) -> &Site {
-        &self.site
-    }
-}
-
-/// Longest wait for the old server's port to be free again.
-const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl RestartableServer {
-    /// A server with the default configuration on a free loopback port and
-    /// a SQLite file of its own.
-    pub async fn start() -> RestartableServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let database_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("whisper.db").display()
-        );
-        let mut config = Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database_url: database_url.clone(),
-            ..Config::default()
-        };
-        let server = bind(config.clone()).await.expect("server starts");
-        // From now on, the same address every time.
-        config.bind = server.local_addr();
-        let mut restartable = RestartableServer {
-            site: Site {
-                addr: server.local_addr(),
-            },
-            config,
-            db: TestDatabase::connect(&database_url).await,
-            running: None,
-            _dir: dir,
-        };
-        restartable.run(server);
-        restartable
-    }
-
-    fn run(&mut self, server: Server<whisper_rooms::MemoryLayer>) {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            server.run(stop).await.expect("server runs");
-        });
-        self.running = Some((shutdown, task));
-    }
-
-    /// Creates an account directly in the database.
-    pub async fn create_user(&self, username: &str, password: &str, is_staff: bool) {
-        self.db.create_user(username, password, is_staff).await;
-    }
-
-    /// Creates a room and returns its id.
-    pub async fn create_room(&self, title: &str, staff_only: bool) -> i64 {
-        self.db.create_room(title, staff_only).await
-    }
-
-    /// Shuts the server down gracefully (as SIGTERM would) and waits for it.
-    pub async fn stop(&mut self) {
-        if let Some((shutdown, task)) = self.running.take() {
-            shutdown.cancel();
-            tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .expect("server stops in time")
-                .expect("server task ends cleanly");
-        }
-    }
-
-    /// Stops the server and starts a new one on the same address and
-    /// database.
-    pub async fn restart(&mut self) {
-        self.stop().await;
-        let deadline = Instant::now() + REBIND_TIMEOUT;
-        let server = loop {
-            match bind(self.config.clone()).await {
-                Ok(server) => break server,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("server does not start again on {}: {error}", self.addr),
-            }
-        };
-        assert_eq!(server.local_addr(), self.site.addr, "same address");
-        self.run(server);
-    }
-}
-
-impl Drop for RestartableServer {
-    fn drop(&mut self) {
-        if let Some((shutdown, _)) = &self.running {
-            shutdown.cancel();
-        }
-    }
-}
-
-async fn bind(
-    config: Config,
-) -> Result<Server<whisper_rooms::MemoryLayer>, whisper_server::ServerError> {
-    let layer = whisper_rooms::MemoryLayer::new(whisper_rooms::LayerConfig {
-        presence_ttl: config.presence_ttl,
-        ..Default::default()
-    });
-    Server::bind(config, layer).await
 }

@@ -6,7 +6,9 @@
 //! Every wait is bounded: a frame that does not arrive within
 //! [`RECV_TIMEOUT`] fails the test instead of hanging it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use whisper_auth::{NewUser, UserStore};
-use whisper_server::{Config, RoomCatalog, Server};
+use whisper_server::{Config, RoomCatalog, Server, ServerError};
 
 pub mod browser;
 
@@ -36,10 +38,55 @@ pub struct TestServer {
     site: Site,
     /// The server's database, for setting up users and rooms.
     pub db: TestDatabase,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    config: Config,
+    start: Starter,
+    running: Option<RunningServer>,
     _dir: TempDir,
 }
+
+/// Binds and spawns a server, with a fresh channel layer, for a
+/// configuration; kept so [`TestServer::restart`] can start the same kind
+/// of server again.
+type Starter = Box<
+    dyn Fn(Config) -> Pin<Box<dyn Future<Output = Result<RunningServer, ServerError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A server task and the token that stops it.
+struct RunningServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    fn spawn<L: whisper_rooms::ChannelLayer>(server: Server<L>) -> RunningServer {
+        let addr = server.local_addr();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            server.run(stop).await.expect("server runs");
+        });
+        RunningServer {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Shuts the server down gracefully (as SIGTERM would) and waits for it.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task ends cleanly");
+    }
+}
+
+/// Longest wait for a stopped server's port to be free again.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl std::ops::Deref for TestServer {
     type Target = Site;
@@ -70,7 +117,7 @@ impl TestServer {
     /// configuration (for example a wrapper that injects faults).
     pub async fn start_with_layer<L: whisper_rooms::ChannelLayer>(
         adjust: impl FnOnce(&mut Config),
-        make_layer: impl FnOnce(&Config) -> L,
+        make_layer: impl Fn(&Config) -> L + Send + Sync + 'static,
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let database_url = format!(
@@ -79,24 +126,23 @@ impl TestServer {
         );
         let mut config = Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database_url: database_url.clone(),
+            database_url,
             ..Config::default()
         };
         adjust(&mut config);
-        let database_url = config.database_url.clone();
-        let layer = make_layer(&config);
-        let server = Server::bind(config, layer).await.expect("server starts");
-        let addr = server.local_addr();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            server.run(stop).await.expect("server runs");
+        let start: Starter = Box::new(move |config: Config| {
+            let layer = make_layer(&config);
+            Box::pin(async move { Ok(RunningServer::spawn(Server::bind(config, layer).await?)) })
         });
+        let running = start(config.clone()).await.expect("server starts");
+        // From now on, the same address every time.
+        config.bind = running.addr;
         TestServer {
-            site: Site { addr },
-            db: TestDatabase::connect(&database_url).await,
-            shutdown,
-            task,
+            site: Site { addr: running.addr },
+            db: TestDatabase::connect(&config.database_url).await,
+            config,
+            start,
+            running: Some(running),
             _dir: dir,
         }
     }
@@ -119,13 +165,40 @@ impl TestServer {
             .expect("login succeeds")
     }
 
+    /// Stops the server gracefully and starts a new one on the same address
+    /// and database, as an operator's restart would: sessions and rooms
+    /// survive, connections and presence do not.
+    pub async fn restart(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        let deadline = std::time::Instant::now() + REBIND_TIMEOUT;
+        let running = loop {
+            match (self.start)(self.config.clone()).await {
+                Ok(running) => break running,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("server does not start again on {}: {error}", self.addr),
+            }
+        };
+        self.running = Some(running);
+    }
+
     /// Asks the server to shut down (as SIGTERM would) and waits for it.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task ends cleanly");
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    /// A test that panics before [`TestServer::stop`] still ends its server.
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            running.shutdown.cancel();
+        }
     }
 }
 
@@ -263,6 +336,16 @@ impl Site {
         let response = http_client().get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
+    }
+
+    /// `GET path` as a logged-in browser: the session cookie is sent.
+    pub async fn get_as(&self, session: &Session, path: &str) -> reqwest::Response {
+        http_client()
+            .get(self.url(path))
+            .header("cookie", session.cookie())
+            .send()
+            .await
+            .expect("GET")
     }
 }
 
@@ -443,6 +526,20 @@ impl WsClient {
     /// The next text frame, parsed.
     pub async fn recv_json(&mut self) -> Value {
         serde_json::from_str(&self.recv_text().await).expect("JSON frame")
+    }
+
+    /// Joins `room` and waits for the join reply, passing over ENTER
+    /// notices of others who join meanwhile; panics on anything else.
+    pub async fn join(&mut self, room: i64) -> Value {
+        self.send_json(serde_json::json!({"command": "join", "room": room}))
+            .await;
+        loop {
+            let frame = self.recv_json().await;
+            if frame.get("join").is_some() {
+                return frame;
+            }
+            assert_eq!(frame["msg_type"], 4, "expected the join reply, got {frame}");
+        }
     }
 
     /// Asserts that nothing arrives for `wait`.

@@ -46,12 +46,7 @@ async fn staff_manage_rooms_and_staff_flags() {
     let admin = server.user("admin", true).await;
     server.user("ann", false).await;
 
-    let page = http_client()
-        .get(server.url("/admin/"))
-        .header("cookie", admin.cookie())
-        .send()
-        .await
-        .expect("page");
+    let page = server.get_as(&admin, "/admin/").await;
     assert_eq!(page.status(), StatusCode::OK);
     assert!(
         page.text()
@@ -194,12 +189,7 @@ async fn non_staff_and_forged_requests_change_nothing() {
     let ann = server.user("ann", false).await;
     let room = server.create_room("Lobby", false).await;
 
-    let page = http_client()
-        .get(server.url("/admin/"))
-        .header("cookie", ann.cookie())
-        .send()
-        .await
-        .expect("page");
+    let page = server.get_as(&ann, "/admin/").await;
     assert_eq!(page.status(), StatusCode::FORBIDDEN);
     let anonymous = http_client()
         .get(server.url("/admin/"))
@@ -249,12 +239,9 @@ async fn non_staff_and_forged_requests_change_nothing() {
             .iter()
             .all(|u| u["username"] != "ann" || u["is_staff"] == false)
     );
-    let rooms: Value = http_client()
-        .get(server.url("/api/rooms"))
-        .header("cookie", admin.cookie())
-        .send()
+    let rooms: Value = server
+        .get_as(&admin, "/api/rooms")
         .await
-        .expect("rooms")
         .json()
         .await
         .expect("json");

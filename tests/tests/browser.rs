@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use whisper_tests::browser::{Browser, BrowserDriver, RestartableServer};
+use whisper_tests::browser::{Browser, BrowserDriver};
 use whisper_tests::{RECV_TIMEOUT, TestServer};
 
 const PASSWORD: &str = "correct horse battery";
@@ -226,7 +226,7 @@ const WATCH_CSP_VIOLATIONS: &str = "window.cspViolations = []; \
 #[tokio::test]
 async fn the_page_reconnects_and_rejoins_after_a_server_restart() {
     let driver = BrowserDriver::start("restart");
-    let mut server = RestartableServer::start().await;
+    let mut server = TestServer::start().await;
     server.create_user("ann", PASSWORD, false).await;
     server.create_user("bob", PASSWORD, false).await;
     server.create_user("watcher", PASSWORD, false).await;

@@ -169,13 +169,10 @@ async fn one_connection_multiplexes_three_rooms() {
     let mut a = server.connect(&ann).await;
     let mut b = server.connect(&bob).await;
     for room in rooms {
-        a.send_json(json!({"command": "join", "room": room})).await;
-        a.recv_text().await;
+        a.join(room).await;
     }
     // Bob is only in the second room.
-    b.send_json(json!({"command": "join", "room": rooms[1]}))
-        .await;
-    b.recv_text().await;
+    b.join(rooms[1]).await;
     assert_eq!(a.recv_json().await["msg_type"], 4);
 
     for (i, room) in rooms.iter().enumerate() {
@@ -207,10 +204,8 @@ async fn an_abrupt_disconnect_sends_leave_to_the_others() {
     let bob = server.user("bob", false).await;
     let mut a = server.connect(&ann).await;
     let mut b = server.connect(&bob).await;
-    b.send_json(json!({"command": "join", "room": room})).await;
-    b.recv_text().await;
-    a.send_json(json!({"command": "join", "room": room})).await;
-    a.recv_text().await;
+    b.join(room).await;
+    a.join(room).await;
     assert_eq!(b.recv_json().await["msg_type"], 4);
 
     a.vanish();
@@ -234,11 +229,7 @@ async fn twenty_connections_times_ten_messages_arrive_in_per_sender_order() {
     for i in 0..CONNECTIONS {
         let session = server.user(&format!("user{i}"), false).await;
         let mut client = server.connect(&session).await;
-        client
-            .send_json(json!({"command": "join", "room": room}))
-            .await;
-        // Skip the ENTERs of later joiners until our own join reply.
-        while client.recv_json().await.get("join").is_none() {}
+        client.join(room).await;
         clients.push(client);
     }
     // Drain ENTER notices of the users who joined after each client.
@@ -287,8 +278,7 @@ async fn join_is_idempotent_and_rooms_per_connection_are_limited() {
     let ann = server.user("ann", false).await;
     let mut a = server.connect(&ann).await;
     for room in &rooms[..2] {
-        a.send_json(json!({"command": "join", "room": room})).await;
-        assert!(a.recv_json().await.get("join").is_some());
+        a.join(*room).await;
     }
     a.send_json(json!({"command": "join", "room": rooms[0]}))
         .await;

@@ -26,12 +26,7 @@ async fn a_database_outage_gives_errors_not_panics_and_recovers() {
     server.wait_for_health(503).await;
     let (status, _) = server.get("/api/rooms").await;
     assert_eq!(status, 401, "no session can be read: anonymous");
-    let page = whisper_tests::http_client()
-        .get(server.url("/api/me"))
-        .header("cookie", ann.cookie())
-        .send()
-        .await
-        .expect("a response, not a dropped connection");
+    let page = server.get_as(&ann, "/api/me").await;
     assert_eq!(page.status(), 500);
     a.send_json(json!({"command": "join", "room": room})).await;
     assert_eq!(a.recv_text().await, r#"{"error":"UNAVAILABLE"}"#);
@@ -58,20 +53,11 @@ async fn a_client_that_stops_reading_is_closed_and_the_others_keep_up() {
         server.user("sleepy", false).await,
     ];
     let mut sleeper = server.connect(&sleepy).await;
-    sleeper
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    sleeper.recv_text().await;
+    sleeper.join(room).await;
     let mut reader = server.connect(&bob).await;
-    reader
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    reader.recv_text().await;
+    reader.join(room).await;
     let mut sender = server.connect(&ann).await;
-    sender
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    sender.recv_text().await;
+    sender.join(room).await;
     assert_eq!(reader.recv_json().await["msg_type"], 4);
 
     // 3000 x 16 KiB is far more than the sleeper's inbox and socket buffers.
@@ -181,10 +167,8 @@ async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
     let bob = server.user("bob", false).await;
     let mut a = server.connect(&ann).await;
     let mut b = server.connect(&bob).await;
-    b.send_json(json!({"command": "join", "room": room})).await;
-    b.recv_text().await;
-    a.send_json(json!({"command": "join", "room": room})).await;
-    a.recv_text().await;
+    b.join(room).await;
+    a.join(room).await;
     b.recv_text().await;
 
     a.send_json(json!({"command": "send", "room": room, "message": "PANIC"}))
@@ -202,10 +186,7 @@ async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
         .await;
     assert_eq!(b.recv_json().await["message"], "fine");
     let mut again = server.connect(&ann).await;
-    again
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    assert!(again.recv_json().await.get("join").is_some());
+    again.join(room).await;
     server.stop().await;
 }
 

@@ -190,10 +190,7 @@ async fn the_server_survives_the_battery_and_still_chats() {
     let mut a = server.connect(&ann).await;
     let mut b = server.connect(&bob).await;
     for client in [&mut a, &mut b] {
-        client
-            .send_json(json!({"command": "join", "room": room}))
-            .await;
-        assert!(client.recv_json().await.get("join").is_some());
+        client.join(room).await;
     }
     assert_eq!(a.recv_json().await["msg_type"], 4);
     a.send_json(json!({"command": "send", "room": room, "message": "still standing"}))

@@ -179,12 +179,7 @@ async fn posts_without_a_matching_csrf_token_are_refused() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     // The session survived the forged logout; a real one (token in the
     // X-CSRFToken header) ends it.
-    let me = client
-        .get(server.url("/api/me"))
-        .header("cookie", session.cookie())
-        .send()
-        .await
-        .expect("me");
+    let me = server.get_as(&session, "/api/me").await;
     assert_eq!(me.status(), StatusCode::OK);
     let response = client
         .post(server.url("/accounts/logout/"))
@@ -194,12 +189,7 @@ async fn posts_without_a_matching_csrf_token_are_refused() {
         .await
         .expect("logout");
     assert_eq!(response.status(), StatusCode::FOUND);
-    let me = client
-        .get(server.url("/api/me"))
-        .header("cookie", session.cookie())
-        .send()
-        .await
-        .expect("me");
+    let me = server.get_as(&session, "/api/me").await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
@@ -297,12 +287,9 @@ async fn rooms_api_lists_rooms_by_title_with_group_names() {
     let zoo = server.create_room("Zoo", false).await;
     let staff = server.create_room("Admins", true).await;
     let ann = server.user("ann", false).await;
-    let body = http_client()
-        .get(server.url("/api/rooms"))
-        .header("cookie", ann.cookie())
-        .send()
+    let body = server
+        .get_as(&ann, "/api/rooms")
         .await
-        .expect("rooms")
         .text()
         .await
         .expect("body");
@@ -320,12 +307,7 @@ async fn chat_page_static_assets_and_health() {
     let server = TestServer::start().await;
     let ann = server.user("ann", false).await;
     let client = http_client();
-    let page = client
-        .get(server.url("/"))
-        .header("cookie", ann.cookie())
-        .send()
-        .await
-        .expect("page");
+    let page = server.get_as(&ann, "/").await;
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.expect("html").contains("/static/chat.js"));
     let script = client

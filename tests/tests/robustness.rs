@@ -69,8 +69,7 @@ async fn a_one_mebibyte_frame_closes_its_connection_and_nothing_else() {
     let ann = server.user("ann", false).await;
     let bob = server.user("bob", false).await;
     let mut b = server.connect(&bob).await;
-    b.send_json(json!({"command": "join", "room": room})).await;
-    b.recv_text().await;
+    b.join(room).await;
 
     let mut a = server.connect(&ann).await;
     let huge =
@@ -93,10 +92,7 @@ async fn a_one_mebibyte_frame_closes_its_connection_and_nothing_else() {
 
     // The server and other connections carry on.
     let mut again = server.connect(&ann).await;
-    again
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    assert!(again.recv_json().await.get("join").is_some());
+    again.join(room).await;
     assert_eq!(b.recv_json().await["msg_type"], 4);
     again
         .send_json(json!({"command": "send", "room": room, "message": "after"}))

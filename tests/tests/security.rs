@@ -20,8 +20,7 @@ async fn frames_past_the_rate_are_refused_then_allowed_again() {
     let room = server.create_room("Lobby", false).await;
     let ann = server.user("ann", false).await;
     let mut a = server.connect(&ann).await;
-    a.send_json(json!({"command": "join", "room": room})).await;
-    a.recv_text().await;
+    a.join(room).await;
     // The burst is twice the rate: 10 frames, one already spent on join.
     for n in 0..20 {
         a.send_json(json!({"command": "send", "room": room, "message": n.to_string()}))
@@ -172,12 +171,7 @@ async fn login_issues_a_fresh_session_key_and_drops_the_old_one() {
         fresh, ann.sessionid,
         "a session key planted before login is never kept"
     );
-    let old = client
-        .get(server.url("/api/me"))
-        .header("cookie", ann.cookie())
-        .send()
-        .await
-        .expect("me");
+    let old = server.get_as(&ann, "/api/me").await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
@@ -232,12 +226,9 @@ async fn losing_staff_status_leaves_staff_only_rooms() {
     let max = server.user("max", true).await;
     let mut s = server.connect(&sue).await;
     let mut m = server.connect(&max).await;
-    m.send_json(json!({"command": "join", "room": staff_room}))
-        .await;
-    m.recv_text().await;
+    m.join(staff_room).await;
     for room in [staff_room, lobby] {
-        s.send_json(json!({"command": "join", "room": room})).await;
-        assert!(s.recv_json().await.get("join").is_some());
+        s.join(room).await;
     }
     assert_eq!(m.recv_json().await["msg_type"], 4);
 
@@ -280,7 +271,6 @@ async fn losing_staff_status_leaves_staff_only_rooms() {
 async fn every_page_carries_the_security_headers() {
     let server = TestServer::start().await;
     let ann = server.user("ann", false).await;
-    let client = http_client();
     for path in [
         "/",
         "/accounts/login/",
@@ -289,12 +279,7 @@ async fn every_page_carries_the_security_headers() {
         "/static/chat.js",
         "/nowhere",
     ] {
-        let response = client
-            .get(server.url(path))
-            .header("cookie", ann.cookie())
-            .send()
-            .await
-            .expect("get");
+        let response = server.get_as(&ann, path).await;
         let headers = response.headers();
         let csp = headers["content-security-policy"].to_str().expect("csp");
         assert!(

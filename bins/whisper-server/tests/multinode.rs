@@ -121,12 +121,8 @@ async fn when_redis_restarts_the_same_sockets_deliver_again() {
     let bob = cluster.user(&cluster.b, "bob", false).await;
     let mut on_a = cluster.a.connect(&ann).await;
     let mut on_b = cluster.b.connect(&bob).await;
-    on_b.send_json(json!({"command": "join", "room": room}))
-        .await;
-    on_b.recv_text().await;
-    on_a.send_json(json!({"command": "join", "room": room}))
-        .await;
-    on_a.recv_text().await;
+    on_b.join(room).await;
+    on_a.join(room).await;
     on_b.recv_text().await;
 
     cluster.redis.stop();
@@ -174,10 +170,7 @@ async fn a_broadcast_to_members_on_two_nodes_costs_one_publish() {
         let node = if i % 2 == 0 { &cluster.a } else { &cluster.b };
         let session = cluster.user(node, &format!("user{i}"), false).await;
         let mut client = node.connect(&session).await;
-        client
-            .send_json(json!({"command": "join", "room": room}))
-            .await;
-        while client.recv_json().await.get("join").is_none() {}
+        client.join(room).await;
         clients.push(client);
     }
     for (i, client) in clients.iter_mut().enumerate() {
@@ -211,14 +204,8 @@ async fn a_burst_crosses_nodes_complete_and_in_order() {
     let bob = cluster.user(&cluster.b, "bob", false).await;
     let mut sender = cluster.a.connect(&ann).await;
     let mut receiver = cluster.b.connect(&bob).await;
-    receiver
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    receiver.recv_text().await;
-    sender
-        .send_json(json!({"command": "join", "room": room}))
-        .await;
-    sender.recv_text().await;
+    receiver.join(room).await;
+    sender.join(room).await;
     receiver.recv_text().await;
 
     let started = Instant::now();
