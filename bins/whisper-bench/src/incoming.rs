@@ -30,19 +30,6 @@ pub enum Incoming {
     Other,
 }
 
-/// Every code the server may answer with, to map names back to codes.
-const ERROR_CODES: [ErrorCode; 9] = [
-    ErrorCode::RoomInvalid,
-    ErrorCode::RoomAccessDenied,
-    ErrorCode::UserHasToLogin,
-    ErrorCode::BadRequest,
-    ErrorCode::UnknownCommand,
-    ErrorCode::MessageTooLarge,
-    ErrorCode::TooManyRooms,
-    ErrorCode::RateLimited,
-    ErrorCode::Unavailable,
-];
-
 /// Classifies one text frame's payload.
 pub fn classify(frame: &[u8]) -> Incoming {
     if let Some(message) = message_text(frame) {
@@ -80,9 +67,7 @@ fn message_text(frame: &[u8]) -> Option<&[u8]> {
 }
 
 fn error_code(code: &[u8]) -> Option<ErrorCode> {
-    ERROR_CODES
-        .into_iter()
-        .find(|known| known.as_str().as_bytes() == code)
+    ErrorCode::from_name(std::str::from_utf8(code).ok()?)
 }
 
 /// The fields a bench looks at, borrowed from the frame when unescaped.

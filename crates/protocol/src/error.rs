@@ -30,6 +30,27 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for clients that map the wire names back to codes (see
+    /// [`ErrorCode::from_name`]) and for tests that cover them all.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::RoomInvalid,
+        ErrorCode::RoomAccessDenied,
+        ErrorCode::UserHasToLogin,
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownCommand,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::TooManyRooms,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code a client received as `{"error":"NAME"}`, if it is one.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == name)
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,3 +74,16 @@ impl fmt::Display for ErrorCode {
 }
 
 impl std::error::Error for ErrorCode {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_back_to_codes() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_name(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::from_name("room_invalid"), None);
+    }
+}

@@ -373,17 +373,7 @@ proptest! {
 
 #[test]
 fn every_error_code_is_written_as_its_name() {
-    for code in [
-        ErrorCode::RoomInvalid,
-        ErrorCode::RoomAccessDenied,
-        ErrorCode::UserHasToLogin,
-        ErrorCode::BadRequest,
-        ErrorCode::UnknownCommand,
-        ErrorCode::MessageTooLarge,
-        ErrorCode::TooManyRooms,
-        ErrorCode::RateLimited,
-        ErrorCode::Unavailable,
-    ] {
+    for code in ErrorCode::ALL {
         let text = encode::error(code);
         assert_eq!(text, format!(r#"{{"error":"{code}"}}"#));
         assert_eq!(Json::parse(&text).keys(), ["error"]);

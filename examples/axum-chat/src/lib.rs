@@ -173,6 +173,23 @@ impl<L> Clone for AppState<L> {
     }
 }
 
+/// The demo's users and rooms: tokens `ann-token` (staff) and `bob-token`,
+/// rooms 1 "Lobby" and 2 "Staff room" (staff only), on a MemoryLayer. A real
+/// service asks its own session store and room list instead.
+pub fn demo() -> (Tokens, Chat) {
+    let mut tokens = Tokens::default();
+    tokens.insert("ann-token", ChatUser::new(1, "ann", "Ann").staff());
+    tokens.insert("bob-token", ChatUser::new(2, "bob", "Bob"));
+    let chat = Chat::new(
+        MemoryLayer::default(),
+        [
+            (RoomId(1), Room::new("Lobby")),
+            (RoomId(2), Room::new("Staff room").staff_only()),
+        ],
+    );
+    (tokens, chat)
+}
+
 /// The service's routes: `GET /` (its own page) and the chat WebSocket at
 /// `GET /v1/chat`.
 pub fn router<L: ChannelLayer>(tokens: Tokens, chat: Chat<L>) -> Router {

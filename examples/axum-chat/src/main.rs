@@ -9,9 +9,7 @@
 //! {"command":"send","room":1,"message":"hello"}
 //! ```
 
-use whisper_example_axum_chat::{Chat, ChatUser, Room, Tokens, router};
-use whisper_protocol::RoomId;
-use whisper_rooms::MemoryLayer;
+use whisper_example_axum_chat::{demo, router};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -19,18 +17,7 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
 
-    // Demo users; a real service asks its own session store.
-    let mut tokens = Tokens::default();
-    tokens.insert("ann-token", ChatUser::new(1, "ann", "Ann").staff());
-    tokens.insert("bob-token", ChatUser::new(2, "bob", "Bob"));
-
-    let chat = Chat::new(
-        MemoryLayer::default(),
-        [
-            (RoomId(1), Room::new("Lobby")),
-            (RoomId(2), Room::new("Staff room").staff_only()),
-        ],
-    );
+    let (tokens, chat) = demo();
 
     let listener = tokio::net::TcpListener::bind(&address).await?;
     println!(

@@ -9,9 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use whisper_example_axum_chat::{Chat, ChatUser, Room, Tokens, router};
-use whisper_protocol::RoomId;
-use whisper_rooms::MemoryLayer;
+use whisper_example_axum_chat::{demo, router};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -21,16 +19,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// 2 (staff only); returns its address. The server task ends with the test's
 /// runtime.
 async fn start_service() -> SocketAddr {
-    let mut tokens = Tokens::default();
-    tokens.insert("ann-token", ChatUser::new(1, "ann", "Ann").staff());
-    tokens.insert("bob-token", ChatUser::new(2, "bob", "Bob"));
-    let chat = Chat::new(
-        MemoryLayer::default(),
-        [
-            (RoomId(1), Room::new("Lobby")),
-            (RoomId(2), Room::new("Staff room").staff_only()),
-        ],
-    );
+    let (tokens, chat) = demo();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a free loopback port");
