@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use whisper_testkit::ChromeDriver;
 use whisper_testkit::chromedriver::chromium_binary;
 
-use crate::Site;
+use crate::{Site, TestServer};
 
 /// Longest wait for something to appear on a page.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +64,21 @@ impl BrowserDriver {
             test: test.to_owned(),
             chromedriver: Mutex::new(ChromeDriver::start()),
         }
+    }
+
+    /// Creates an account with `password` and opens a browser of its own,
+    /// logged in through the login form: one person at their screen.
+    pub async fn open_as(
+        &self,
+        server: &TestServer,
+        username: &str,
+        password: &str,
+        is_staff: bool,
+    ) -> Browser {
+        server.create_user(username, password, is_staff).await;
+        let browser = self.open(username).await;
+        browser.log_in(server, username, password).await;
+        browser
     }
 
     /// Opens a new headless Chromium with an empty profile, for `user`.

@@ -18,14 +18,9 @@ const PASSWORD: &str = "correct horse battery";
 async fn two_users_see_each_others_messages_and_join_notices() {
     let driver = BrowserDriver::start("two-users");
     let server = TestServer::start().await;
-    server.create_user("ann", PASSWORD, false).await;
-    server.create_user("bob", PASSWORD, false).await;
     let lobby = server.create_room("Lobby", false).await;
-
-    let ann = driver.open("ann").await;
-    let bob = driver.open("bob").await;
-    ann.log_in(&server, "ann", PASSWORD).await;
-    bob.log_in(&server, "bob", PASSWORD).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
 
     ann.join(lobby).await;
     bob.join(lobby).await;
@@ -96,12 +91,10 @@ async fn two_users_see_each_others_messages_and_join_notices() {
 async fn a_staff_only_room_refuses_a_non_staff_user_in_words() {
     let driver = BrowserDriver::start("staff-only");
     let server = TestServer::start().await;
-    server.create_user("ann", PASSWORD, false).await;
     let staff_room = server.create_room("Staff room", true).await;
     let lobby = server.create_room("Lobby", false).await;
 
-    let ann = driver.open("ann").await;
-    ann.log_in(&server, "ann", PASSWORD).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
     let button = Browser::room_button(staff_room);
     ann.wait_for_element(&format!("{button} .badge")).await;
     assert_eq!(
@@ -141,14 +134,9 @@ async fn a_staff_only_room_refuses_a_non_staff_user_in_words() {
 async fn message_text_never_becomes_markup_or_script() {
     let driver = BrowserDriver::start("no-xss");
     let server = TestServer::start().await;
-    server.create_user("mallory", PASSWORD, false).await;
-    server.create_user("bob", PASSWORD, false).await;
     let lobby = server.create_room("Lobby", false).await;
-
-    let mallory = driver.open("mallory").await;
-    let bob = driver.open("bob").await;
-    mallory.log_in(&server, "mallory", PASSWORD).await;
-    bob.log_in(&server, "bob", PASSWORD).await;
+    let mallory = driver.open_as(&server, "mallory", PASSWORD, false).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
     mallory.join(lobby).await;
     bob.join(lobby).await;
     // The server's CSP blocks inline script, so an injected handler or
@@ -227,15 +215,11 @@ const WATCH_CSP_VIOLATIONS: &str = "window.cspViolations = []; \
 async fn the_page_reconnects_and_rejoins_after_a_server_restart() {
     let driver = BrowserDriver::start("restart");
     let mut server = TestServer::start().await;
-    server.create_user("ann", PASSWORD, false).await;
-    server.create_user("bob", PASSWORD, false).await;
     server.create_user("watcher", PASSWORD, false).await;
     let lobby = server.create_room("Lobby", false).await;
 
-    let ann = driver.open("ann").await;
-    let bob = driver.open("bob").await;
-    ann.log_in(&server, "ann", PASSWORD).await;
-    bob.log_in(&server, "bob", PASSWORD).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
     ann.join(lobby).await;
     bob.join(lobby).await;
     ann.send(lobby, "before the restart").await;
@@ -307,13 +291,9 @@ fn present(reply: &Value) -> Vec<String> {
 async fn staff_create_rooms_on_the_admin_page_that_others_then_see() {
     let driver = BrowserDriver::start("admin");
     let server = TestServer::start().await;
-    server.create_user("sam", PASSWORD, true).await;
-    server.create_user("ann", PASSWORD, false).await;
 
-    let sam = driver.open("sam").await;
-    let ann = driver.open("ann").await;
-    sam.log_in(&server, "sam", PASSWORD).await;
-    ann.log_in(&server, "ann", PASSWORD).await;
+    let sam = driver.open_as(&server, "sam", PASSWORD, true).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
 
     // Only staff get the way in.
     assert!(
