@@ -264,18 +264,17 @@ impl Site {
     pub async fn login(&self, username: &str, password: &str) -> Option<Session> {
         let client = http_client();
         let csrf = csrf_token(&client, &self.url("/accounts/login/")).await;
-        let response = client
-            .post(self.url("/accounts/login/"))
-            .header("cookie", format!("csrftoken={csrf}"))
-            .form(&[
-                ("username", username),
-                ("password", password),
-                ("csrfmiddlewaretoken", &csrf),
-                ("next", "/"),
-            ])
-            .send()
-            .await
-            .expect("login request");
+        let response = self
+            .post_form(
+                "/accounts/login/",
+                &csrf,
+                &[
+                    ("username", username),
+                    ("password", password),
+                    ("next", "/"),
+                ],
+            )
+            .await;
         let session = set_cookie_value(&response, "sessionid")?;
         Some(Session { sessionid: session })
     }
@@ -336,6 +335,25 @@ impl Site {
         let response = http_client().get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.text().await.expect("body"))
+    }
+
+    /// POSTs a form as a browser on this site does: the CSRF token in the
+    /// `csrftoken` cookie and in the `csrfmiddlewaretoken` field.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        csrf: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = fields.to_vec();
+        form.push(("csrfmiddlewaretoken", csrf));
+        http_client()
+            .post(self.url(path))
+            .header("cookie", format!("csrftoken={csrf}"))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// `GET path` as a logged-in browser: the session cookie is sent.

@@ -43,18 +43,17 @@ async fn login_form_sets_csrf_and_a_good_login_gets_an_httponly_session() {
     );
     assert!(page.contains("csrfmiddlewaretoken"));
 
-    let response = client
-        .post(server.url("/accounts/login/"))
-        .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[
-            ("username", "ann"),
-            ("password", "correct horse"),
-            ("csrfmiddlewaretoken", &csrf),
-            ("next", "/x"),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let response = server
+        .post_form(
+            "/accounts/login/",
+            &csrf,
+            &[
+                ("username", "ann"),
+                ("password", "correct horse"),
+                ("next", "/x"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()["location"], "/x");
     let cookie = response
@@ -96,17 +95,13 @@ async fn a_wrong_password_gives_the_form_again_and_no_session() {
 
     let client = http_client();
     let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
-    let response = client
-        .post(server.url("/accounts/login/"))
-        .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[
-            ("username", "ann"),
-            ("password", "nope nope"),
-            ("csrfmiddlewaretoken", &csrf),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let response = server
+        .post_form(
+            "/accounts/login/",
+            &csrf,
+            &[("username", "ann"), ("password", "nope nope")],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(set_cookie_value(&response, "sessionid").is_none());
     assert!(
@@ -264,18 +259,17 @@ async fn closed_signup_says_so_and_creates_nothing() {
             .expect("page")
             .contains("Signup is closed")
     );
-    let response = client
-        .post(server.url("/accounts/signup/"))
-        .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[
-            ("username", "ann"),
-            ("password1", "correct horse"),
-            ("password2", "correct horse"),
-            ("csrfmiddlewaretoken", &csrf),
-        ])
-        .send()
-        .await
-        .expect("signup");
+    let response = server
+        .post_form(
+            "/accounts/signup/",
+            &csrf,
+            &[
+                ("username", "ann"),
+                ("password1", "correct horse"),
+                ("password2", "correct horse"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(server.login("ann", "correct horse").await.is_none());
     server.stop().await;

@@ -122,18 +122,17 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     let password = "Tr0ub4dor&3-secret";
     let client = whisper_tests::http_client();
     let csrf = whisper_tests::csrf_token(&client, &server.url("/accounts/signup/")).await;
-    let signup = client
-        .post(server.url("/accounts/signup/"))
-        .header("cookie", format!("csrftoken={csrf}"))
-        .form(&[
-            ("username", "ann"),
-            ("password1", password),
-            ("password2", password),
-            ("csrfmiddlewaretoken", &csrf),
-        ])
-        .send()
-        .await
-        .expect("signup");
+    let signup = server
+        .post_form(
+            "/accounts/signup/",
+            &csrf,
+            &[
+                ("username", "ann"),
+                ("password1", password),
+                ("password2", password),
+            ],
+        )
+        .await;
     assert_eq!(signup.status(), 302);
     assert!(server.login("ann", "wrong password").await.is_none());
     let session = server.login("ann", password).await.expect("login");
