@@ -22,7 +22,20 @@ pub(crate) mod entity {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "crate::user::entity::Entity",
+            from = "Column::UserId",
+            to = "crate::user::entity::Column::Id"
+        )]
+        User,
+    }
+
+    impl Related<crate::user::entity::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::User.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -101,17 +114,17 @@ impl SessionStore {
 
     /// The active user this unexpired key belongs to, or `None`.
     pub async fn user_for(&self, key: &SessionKey) -> Result<Option<User>, AuthError> {
+        // One query (a join), not two: every WebSocket handshake and
+        // session re-check runs this.
         let found = entity::Entity::find_by_id(key.hash())
             .filter(entity::Column::ExpiresAt.gt(unix_now()))
+            .find_also_related(users::Entity)
             .one(&self.db)
             .await?;
-        let Some(session) = found else {
-            return Ok(None);
-        };
-        let user = users::Entity::find_by_id(session.user_id)
-            .one(&self.db)
-            .await?;
-        Ok(user.filter(|u| u.is_active).map(User::from))
+        Ok(found
+            .and_then(|(_, user)| user)
+            .filter(|u| u.is_active)
+            .map(User::from))
     }
 
     /// Ends one session; ending an unknown one is not an error.

@@ -1,5 +1,9 @@
 //! The room catalog: which rooms exist, their titles, and who may enter.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
 use thiserror::Error;
 use whisper_protocol::RoomId;
@@ -71,16 +75,60 @@ pub enum CatalogError {
     Storage(#[from] sea_orm::DbErr),
 }
 
-/// The `rooms` table.
+/// How long a room read from the database is trusted without reading it
+/// again. Changes made through this catalog take effect at once; changes
+/// made elsewhere (another node's admin API, `whisper-manage`) within this
+/// time.
+pub const ROOM_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The `rooms` table, with the rooms in use cached in memory: every join
+/// looks its room up, and a database round trip per join was the largest
+/// cost of a connection storm (measured with `whisper-bench conns`).
+///
+/// Only rooms that exist are cached, so ids a client makes up cannot grow
+/// the cache. Clones share the cache.
 #[derive(Debug, Clone)]
 pub struct RoomCatalog {
     db: DatabaseConnection,
+    cache: Arc<RwLock<HashMap<RoomId, CachedRoom>>>,
+}
+
+#[derive(Debug)]
+struct CachedRoom {
+    room: Room,
+    fetched: Instant,
 }
 
 impl RoomCatalog {
     /// A catalog over a connection whose schema has been migrated.
     pub fn new(db: DatabaseConnection) -> Self {
-        RoomCatalog { db }
+        RoomCatalog {
+            db,
+            cache: Arc::default(),
+        }
+    }
+
+    fn cached(&self, id: RoomId) -> Option<Room> {
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .get(&id)
+            .filter(|cached| cached.fetched.elapsed() < ROOM_CACHE_TTL)
+            .map(|cached| cached.room.clone())
+    }
+
+    /// Records what the database said of a room: `None` when it is gone.
+    fn remember(&self, id: RoomId, room: Option<&Room>) {
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        match room {
+            Some(room) => {
+                let fetched = Instant::now();
+                let room = room.clone();
+                cache.insert(id, CachedRoom { room, fetched });
+            }
+            None => {
+                cache.remove(&id);
+            }
+        }
     }
 
     /// Creates a room.
@@ -109,12 +157,18 @@ impl RoomCatalog {
             .collect())
     }
 
-    /// The room with this id, if any.
+    /// The room with this id, if any: from the cache when it was read less
+    /// than [`ROOM_CACHE_TTL`] ago.
     pub async fn get(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
-        Ok(entity::Entity::find_by_id(id.0)
+        if let Some(room) = self.cached(id) {
+            return Ok(Some(room));
+        }
+        let room = entity::Entity::find_by_id(id.0)
             .one(&self.db)
             .await?
-            .map(Room::from))
+            .map(Room::from);
+        self.remember(id, room.as_ref());
+        Ok(room)
     }
 
     /// Makes a room staff-only or open to everyone.
@@ -125,12 +179,15 @@ impl RoomCatalog {
             .ok_or(CatalogError::NoSuchRoom(id))?;
         let mut row: entity::ActiveModel = row.into();
         row.staff_only = Set(staff_only);
-        Ok(row.update(&self.db).await?.into())
+        let room = Room::from(row.update(&self.db).await?);
+        self.remember(id, Some(&room));
+        Ok(room)
     }
 
     /// Deletes a room.
     pub async fn delete(&self, id: RoomId) -> Result<(), CatalogError> {
         let result = entity::Entity::delete_by_id(id.0).exec(&self.db).await?;
+        self.remember(id, None);
         if result.rows_affected == 0 {
             return Err(CatalogError::NoSuchRoom(id));
         }
@@ -176,7 +233,14 @@ mod tests {
                 .expect("update")
                 .staff_only
         );
-        catalog.delete(zoo.id).await.expect("delete");
+        // Changes through any clone reach the shared cache at once.
+        let cached = catalog.get(zoo.id).await.expect("get");
+        assert!(cached.is_some_and(|room| room.staff_only));
+        let admin = catalog.clone();
+        admin.set_staff_only(zoo.id, false).await.expect("update");
+        let cached = catalog.get(zoo.id).await.expect("get");
+        assert!(cached.is_some_and(|room| !room.staff_only));
+        admin.delete(zoo.id).await.expect("delete");
         assert_eq!(catalog.get(zoo.id).await.expect("get"), None);
         assert!(matches!(
             catalog.delete(zoo.id).await,
