@@ -9,9 +9,9 @@
 //!
 //! The fan-out path: `send` encodes the event once into a shared
 //! [`Payload`]; the layer hands every member's inbox a reference-counted
-//! clone; each member's task writes the same bytes to its socket. Writes are
-//! batched: whatever is already waiting in the inbox is queued behind the
-//! first payload and the socket is flushed once.
+//! clone; each member's task writes the same bytes to its socket (see
+//! `frames`). Writes are batched: whatever is already waiting in the inbox
+//! goes out with the first payload in one vectored write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,13 +30,17 @@ use whisper_rooms::{ChannelLayer, GroupName, Inbox, InboxClosed, LayerError, Pay
 
 use crate::Room;
 use crate::connections::ConnectionSlot;
+use crate::frames;
 use crate::rate::TokenBucket;
 use crate::state::AppState;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Most payloads written to the socket before one flush.
+/// Most payloads written to the socket in one vectored write.
 const WRITE_BATCH: usize = 64;
+
+/// Longest wait, after sending a close frame, for the client's close.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What woke the connection's task up.
 enum Wakeup {
@@ -152,27 +156,37 @@ pub(crate) async fn run<L: ChannelLayer>(
         };
         // The peer may already be gone; closing is best effort.
         let _ = socket.close(Some(frame)).await;
+        // Read until the client's own close (or for a bounded time): a socket
+        // dropped with unread input is reset, not closed, and a reset
+        // arriving before the client has read our close frame discards it
+        // (a client answering pings as it reads was losing its 1001).
+        let drained = async { while let Some(Ok(_)) = socket.next().await {} };
+        let _ = tokio::time::timeout(CLOSE_LINGER, drained).await;
     }
 }
 
 impl<L: ChannelLayer> Consumer<L> {
-    /// Writes a payload and whatever else is already waiting, then flushes
-    /// once: under load one syscall carries many frames.
+    /// Writes a payload and whatever else is already waiting, with one
+    /// vectored write: under load one syscall carries many frames.
     async fn write_events(&mut self, socket: &mut Socket, first: Payload) -> Result<(), Ending> {
-        feed(socket, first).await?;
-        let mut written = 1;
-        while written < WRITE_BATCH {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
             match self.inbox.try_recv() {
-                Some(Ok(payload)) => feed(socket, payload).await?,
+                Some(Ok(payload)) => batch.push(payload),
                 Some(Err(InboxClosed::SlowConsumer)) => {
                     return Err(Ending::Close(CloseCode::Again, "too slow to keep up"));
                 }
                 Some(Err(InboxClosed::Closed)) | None => break,
             }
-            written += 1;
         }
-        self.state.metrics.deliveries.inc_by(written as u64);
-        socket.flush().await.map_err(|_| Ending::ClientGone)
+        // Whatever tungstenite still holds (a reply, a pong) goes first, so
+        // frames never interleave.
+        socket.flush().await.map_err(|_| Ending::ClientGone)?;
+        frames::write_text_frames(socket.get_mut(), &batch)
+            .await
+            .map_err(|_| Ending::ClientGone)?;
+        self.state.metrics.deliveries.inc_by(batch.len() as u64);
+        Ok(())
     }
 
     async fn on_frame(
@@ -480,15 +494,4 @@ async fn forget_room<L: ChannelLayer>(
     if let Err(error) = layer.group_discard(group, channel).await {
         tracing::warn!(%error, "group_discard failed");
     }
-}
-
-/// Queues one payload on the socket without flushing. The payload's bytes
-/// are shared, not copied: `Utf8Bytes` wraps the same reference-counted
-/// buffer (checked as UTF-8, which `Payload` guarantees, without copying).
-async fn feed(socket: &mut Socket, payload: Payload) -> Result<(), Ending> {
-    let text = Utf8Bytes::try_from(payload.into_bytes()).map_err(|_| Ending::ClientGone)?;
-    socket
-        .feed(Message::Text(text))
-        .await
-        .map_err(|_| Ending::ClientGone)
 }

@@ -8,6 +8,8 @@
 //!   responses in one place, CSRF and cookies;
 //! - `websocket`: the upgrade handshake (session and Origin checks);
 //! - `consumer`: one WebSocket's life: commands in, room events out;
+//! - `frames`: room events written as text frames, one vectored write per
+//!   batch, without copying;
 //! - [`catalog`]: the rooms table.
 //!
 //! Starting a server on a free port, as the tests do:
@@ -28,6 +30,7 @@ pub mod catalog;
 mod config;
 mod connections;
 mod consumer;
+mod frames;
 pub(crate) mod http;
 mod metrics;
 mod rate;
