@@ -30,8 +30,8 @@ fn run_prefix() -> String {
     format!("bench-{:x}", mixed & 0xffff_ffff_ffff)
 }
 
-/// Signs up `count` users and returns, for each, the `Cookie` header its
-/// WebSockets send.
+/// Signs up `count` users on `target` and returns, for each, the `Cookie`
+/// header its WebSockets send (to any node sharing `target`'s database).
 pub async fn sign_up(target: &Target, count: usize) -> Result<Vec<String>, BenchError> {
     let client = Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -25,6 +25,12 @@ Rooms: pass ids created beforehand with --room-ids, or let the bench create
 them with `whisper-manage --database-url URL createroom` by giving
 --database-url (and --manage-bin when whisper-manage is not on PATH).
 
+Several nodes sharing rooms through Redis (each started with the same
+--redis-url and --database-url): give every URL, comma-separated or with
+--url repeated, and --server-pid one pid per URL in the same order. Member i
+of each room connects to node i mod N; the report sums the nodes' CPU and
+memory.
+
 Users are signed up through /accounts/signup/ (signup must be open), one per
 --connections-per-user sockets, with fresh names each run.
 
@@ -50,13 +56,24 @@ pub struct Cli {
 /// scenario name.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// The server's base URL (http only).
-    #[arg(long, global = true, env = "WHISPER_BENCH_URL",
-          default_value = "http://127.0.0.1:8000", value_parser = parse_url)]
-    pub url: Url,
-    /// The server's process id, to report its CPU time and memory (from /proc).
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// The server's base URL (http only). Several nodes sharing rooms
+    /// through Redis: comma-separated and/or repeated (all on the same side
+    /// of the scenario name); each room's members are spread over them in
+    /// turn, and users sign up on the first.
+    #[arg(long = "url", value_name = "URL", global = true, env = "WHISPER_BENCH_URL",
+          default_value = "http://127.0.0.1:8000", value_delimiter = ',',
+          value_parser = parse_url)]
+    pub urls: Vec<Url>,
+    /// The server's process id, to report its CPU time and memory (from
+    /// /proc); with several nodes, one pid per --url in the same order
+    /// (comma-separated and/or repeated), and the report sums them.
+    #[arg(
+        long = "server-pid",
+        value_name = "PID",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub server_pids: Vec<u32>,
     /// Rooms created beforehand, comma-separated; the scenario uses the first
     /// ones it needs.
     #[arg(long, global = true, value_delimiter = ',', value_parser = clap::value_parser!(i64).range(1..))]
@@ -170,6 +187,13 @@ impl Cli {
             Scenario::Conns(conns) => conns.rooms,
         } as usize;
         let common = &self.common;
+        if !common.server_pids.is_empty() && common.server_pids.len() != common.urls.len() {
+            return Err(BenchError::Usage(format!(
+                "{} --server-pid for {} --url nodes: give one pid per URL, in the same order",
+                common.server_pids.len(),
+                common.urls.len()
+            )));
+        }
         if common.room_ids.is_empty() && common.database_url.is_none() {
             return Err(BenchError::Usage(
                 "give the rooms to use with --room-ids, or --database-url to create them".into(),
@@ -245,8 +269,60 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(cli.common.room_ids, vec![3, 4]);
-        assert_eq!(cli.common.server_pid, Some(9));
+        assert_eq!(cli.common.server_pids, vec![9]);
         cli.validate().expect("valid");
+    }
+
+    #[test]
+    fn several_nodes_are_comma_separated_or_repeated() {
+        let cli = parse(&[
+            "fanout",
+            "--url",
+            "http://127.0.0.1:8001,http://127.0.0.1:8002",
+            "--server-pid",
+            "11,12",
+            "--url",
+            "http://localhost:8003/",
+            "--server-pid",
+            "13",
+            "--room-ids",
+            "1",
+        ])
+        .expect("parses");
+        let urls: Vec<&str> = cli.common.urls.iter().map(Url::as_str).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:8001/",
+                "http://127.0.0.1:8002/",
+                "http://localhost:8003/"
+            ]
+        );
+        assert_eq!(cli.common.server_pids, vec![11, 12, 13]);
+        cli.validate().expect("one pid per node");
+    }
+
+    #[test]
+    fn server_pids_must_match_the_nodes_one_to_one() {
+        let two_nodes = ["--url", "http://127.0.0.1:8001,http://127.0.0.1:8002"];
+        let cli = parse(&[&two_nodes[..], &["--room-ids", "1", "conns"]].concat()).expect("parses");
+        cli.validate().expect("pids are optional");
+        for pids in ["7", "7,8,9"] {
+            let cli = parse(
+                &[
+                    &two_nodes[..],
+                    &["--server-pid", pids, "--room-ids", "1", "conns"],
+                ]
+                .concat(),
+            )
+            .expect("parses");
+            assert!(
+                matches!(cli.validate(), Err(BenchError::Usage(_))),
+                "{pids}"
+            );
+        }
+        assert!(parse(&["--url", "http://127.0.0.1:8001,,http://b", "conns"]).is_err());
+        assert!(parse(&["--server-pid", "7,x", "conns"]).is_err());
     }
 
     #[test]

@@ -87,15 +87,16 @@ pub struct SourceAddresses {
 }
 
 impl SourceAddresses {
-    /// `count` addresses from 127.0.0.2 on, or none when `count` is 0 or the
-    /// server is not on a loopback address (the kernel chooses then).
-    pub fn new(count: u32, target: &Target) -> SourceAddresses {
-        let count = if target.addr.ip().is_loopback() && target.addr.is_ipv4() {
-            count
-        } else {
-            0
-        };
-        SourceAddresses { count }
+    /// `count` addresses from 127.0.0.2 on, or none when `count` is 0 or a
+    /// server node is not on an IPv4 loopback address (the kernel chooses
+    /// then).
+    pub fn new(count: u32, servers: impl IntoIterator<Item = SocketAddr>) -> SourceAddresses {
+        let all_loopback = servers
+            .into_iter()
+            .all(|addr| addr.ip().is_loopback() && addr.is_ipv4());
+        SourceAddresses {
+            count: if all_loopback { count } else { 0 },
+        }
     }
 
     /// How many addresses are used (0: the kernel's choice).
@@ -494,15 +495,17 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn source_addresses_cycle_over_loopback() {
-        let url = Url::parse("http://127.0.0.1:8000").expect("url");
-        let target = Target::resolve(&url).await.expect("resolves");
-        let sources = SourceAddresses::new(300, &target);
+    #[test]
+    fn source_addresses_cycle_over_loopback() {
+        let node: SocketAddr = "127.0.0.1:8000".parse().expect("addr");
+        let other: SocketAddr = "127.0.0.1:8001".parse().expect("addr");
+        let sources = SourceAddresses::new(300, [node, other]);
         assert_eq!(sources.nth(0), Some("127.0.0.2".parse().expect("ip")));
         assert_eq!(sources.nth(253), Some("127.0.0.255".parse().expect("ip")));
         assert_eq!(sources.nth(254), Some("127.0.1.0".parse().expect("ip")));
         assert_eq!(sources.nth(300), sources.nth(0));
-        assert_eq!(SourceAddresses::new(0, &target).nth(5), None);
+        assert_eq!(SourceAddresses::new(0, [node]).nth(5), None);
+        let remote: SocketAddr = "192.0.2.1:8000".parse().expect("addr");
+        assert_eq!(SourceAddresses::new(300, [node, remote]).count(), 0);
     }
 }

@@ -1,6 +1,10 @@
 //! `conns`: many connections, each joined to one room, then a few timed
 //! broadcasts.
 //!
+//! Connection `i` joins room `i mod R` as that room's member `i / R`, and
+//! connects to the node that place gives it ([`crate::nodes`]), so every
+//! room spans every node; the announcer is on the first node.
+//!
 //! Connections are opened `--connect-concurrency` at a time, from several
 //! loopback source addresses, each by its own task that keeps reading for
 //! the rest of the run (every join broadcasts ENTER to the room, so a
@@ -9,8 +13,8 @@
 //! connection (the announcer, in every room) sends one message per room
 //! per broadcast; each receiver counts the broadcast and raises its
 //! "last arrival" time, and the broadcast's time is that last arrival minus
-//! the send time. The server's RSS is read before the first connection and
-//! after every connection has received a broadcast.
+//! the send time. The server's RSS (all nodes together) is read before the
+//! first connection and after every connection has received a broadcast.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +30,7 @@ use crate::cli::ConnsArgs;
 use crate::connection::{Connection, Received, Target};
 use crate::error::BenchError;
 use crate::incoming::Incoming;
-use crate::procfs::{CpuSample, round3, rss_kib};
+use crate::procfs::{CpuSample, round3, servers_rss_kib};
 use crate::progress::{Progress, note};
 use crate::setup::Setup;
 use crate::stamp::{Stamp, now_ns};
@@ -75,7 +79,7 @@ struct Shared {
 pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
     let total = args.connections as usize;
     let resources = setup.resources(total + 1, args.rooms as usize).await?;
-    let server_pid = setup.common.server_pid;
+    let server_pids = &setup.common.server_pids[..];
     let shared = Arc::new(Shared {
         joined: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
@@ -96,9 +100,9 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
         closes: Mutex::new(BTreeMap::new()),
     });
 
-    let rss_before = server_pid.and_then(rss_kib);
+    let rss_before = servers_rss_kib(server_pids);
     let announce = announcer(
-        &setup.target,
+        setup.nodes.first(),
         &resources.cookies[0],
         &resources.rooms,
         args.message_bytes as usize,
@@ -106,18 +110,19 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
     )
     .await?;
 
-    let cpu_from = CpuSample::take(server_pid);
+    let cpu_from = CpuSample::take(server_pids);
     let slots = Arc::new(Semaphore::new(setup.common.connect_concurrency as usize));
     let progress = Progress::bar("connecting", total);
     let started_ns = now_ns();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total);
+    let rooms = resources.rooms.len();
     for index in 0..total {
         // Connection i is the (i + 1)th socket: the announcer took user 0's first.
         let cookie = resources.cookies[(index + 1) % resources.cookies.len()].clone();
-        let room = resources.rooms[index % resources.rooms.len()];
+        let room = resources.rooms[index % rooms];
+        let target = setup.nodes.for_member(index / rooms).clone();
         let source = resources.sources.nth(index);
-        let target = setup.target.clone();
         let shared = shared.clone();
         let slots = slots.clone();
         tasks.push(tokio::spawn(async move {
@@ -149,14 +154,14 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
         .load(Ordering::Relaxed)
         .saturating_sub(started_ns) as f64
         / 1e9;
-    let connect_cpu = CpuSample::take(server_pid).since(&cpu_from);
+    let connect_cpu = CpuSample::take(server_pids).since(&cpu_from);
     progress.finish(&format!(
         "{joined} connections joined in {connect_s:.2} s ({failed} failed)"
     ));
     let settle_s = settle(&shared).await;
     note(&format!("joins settled after {settle_s:.2} s more"));
 
-    let broadcast_cpu_from = CpuSample::take(server_pid);
+    let broadcast_cpu_from = CpuSample::take(server_pids);
     let mut times_ms = Vec::with_capacity(args.broadcasts as usize);
     let mut incomplete = 0;
     for (index, round) in shared.rounds.iter().enumerate() {
@@ -192,8 +197,8 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
         }
         tokio::time::sleep(BETWEEN_BROADCASTS).await;
     }
-    let broadcast_cpu = CpuSample::take(server_pid).since(&broadcast_cpu_from);
-    let rss_after = server_pid.and_then(rss_kib);
+    let broadcast_cpu = CpuSample::take(server_pids).since(&broadcast_cpu_from);
+    let rss_after = servers_rss_kib(server_pids);
     let elapsed_s = started.elapsed().as_secs_f64();
     shared.done.cancel();
     drop(announce);
@@ -214,7 +219,7 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
     Ok(json!({
         "scenario": "conns",
         "params": {
-            "url": setup.target.base.as_str(),
+            "url": setup.nodes.urls(),
             "connections": total,
             "rooms": args.rooms,
             "room_ids": resources.rooms.iter().map(|room| room.0).collect::<Vec<_>>(),

@@ -1,6 +1,7 @@
 //! `fanout`: R rooms x M members, the first S members of each room sending.
 //!
-//! Every member is one task owning one connection. After all have joined,
+//! Every member is one task owning one connection, to the node its place in
+//! the room gives it ([`crate::nodes`]). After all have joined,
 //! the controller starts the senders; each member checks, per sender, that
 //! sequence numbers only grow (order) and how many arrived (loss), and
 //! records latency from the stamp in the text into its own histogram. At
@@ -114,6 +115,8 @@ struct MemberSpec {
     sender: Option<u32>,
     cookie: String,
     source: Option<IpAddr>,
+    /// The node it connects to.
+    target: Arc<Target>,
 }
 
 /// Order and count of one sender's messages, as one member saw them.
@@ -209,12 +212,12 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
             sender: (position < senders).then_some(first_sender + position),
             cookie: resources.cookies[index % resources.cookies.len()].clone(),
             source: resources.sources.nth(index),
+            target: setup.nodes.for_member(position as usize).clone(),
         };
         tasks.push(tokio::spawn(member(
             spec,
             shared.clone(),
             plan.clone(),
-            setup.target.clone(),
             slots.clone(),
         )));
     }
@@ -244,7 +247,8 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
     }
     let connect_s = connect_started.elapsed().as_secs_f64();
     progress.finish(&format!(
-        "{total} members joined {room_count} rooms in {connect_s:.2} s"
+        "{total} members joined {room_count} rooms on {} nodes in {connect_s:.2} s",
+        setup.nodes.len()
     ));
     tokio::time::sleep(SETTLE).await;
 
@@ -263,9 +267,9 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         args.duration.as_secs_f64()
     ));
     tokio::time::sleep_until((start + args.warmup).into()).await;
-    let cpu_from = CpuSample::take(setup.common.server_pid);
+    let cpu_from = CpuSample::take(&setup.common.server_pids);
     tokio::time::sleep_until((start + args.warmup + args.duration).into()).await;
-    let cpu = CpuSample::take(setup.common.server_pid).since(&cpu_from);
+    let cpu = CpuSample::take(&setup.common.server_pids).since(&cpu_from);
     shared.stop_sending.cancel();
 
     // Senders publish their totals as soon as they see the stop; members
@@ -295,7 +299,7 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
     Ok(json!({
         "scenario": "fanout",
         "params": {
-            "url": setup.target.base.as_str(),
+            "url": setup.nodes.urls(),
             "rooms": args.rooms,
             "room_ids": resources.rooms.iter().map(|room| room.0).collect::<Vec<_>>(),
             "members": args.members,
@@ -388,14 +392,13 @@ async fn member(
     spec: MemberSpec,
     shared: Arc<Shared>,
     plan: Arc<MemberPlan>,
-    target: Arc<Target>,
     slots: Arc<Semaphore>,
 ) -> Option<MemberReport> {
     let joined: Result<Connection, ConnectError> = tokio::select! {
         () = shared.abort.cancelled() => return None,
         joined = async {
             let _slot = slots.acquire().await;
-            let mut conn = Connection::open(&target, &spec.cookie, spec.source, READ_BUFFER).await?;
+            let mut conn = Connection::open(&spec.target, &spec.cookie, spec.source, READ_BUFFER).await?;
             conn.join(spec.room).await?;
             Ok(conn)
         } => joined,

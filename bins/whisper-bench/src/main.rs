@@ -1,7 +1,8 @@
 //! `whisper-bench`: a load generator that speaks Whisper's protocol the way
 //! browsers do, and reports one JSON line per run.
 //!
-//! Map: [`cli`] parses, [`setup`] provides rooms ([`rooms`]) and users
+//! Map: [`cli`] parses, [`nodes`] are the server nodes connections are
+//! spread over, [`setup`] provides rooms ([`rooms`]) and users
 //! ([`accounts`]), [`connection`] opens and drives one WebSocket,
 //! [`frame`] is WebSocket framing, [`incoming`] reads server frames cheaply, [`stamp`] is what every
 //! message carries, and the scenarios are [`fanout`] and [`conns`].
@@ -20,6 +21,7 @@ mod fanout;
 mod frame;
 mod incoming;
 mod latency;
+mod nodes;
 mod procfs;
 mod progress;
 mod rooms;
@@ -27,8 +29,8 @@ mod setup;
 mod stamp;
 
 use cli::{Cli, Scenario};
-use connection::Target;
 use error::BenchError;
+use nodes::Nodes;
 use setup::Setup;
 
 fn main() -> ExitCode {
@@ -65,9 +67,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, threads: usize) -> Result<serde_json::Value, BenchError> {
-    let target = Target::resolve(&cli.common.url).await?;
     let setup = Setup {
-        target: target.into(),
+        nodes: Nodes::resolve(&cli.common.urls).await?,
         common: cli.common,
         threads,
     };

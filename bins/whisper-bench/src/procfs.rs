@@ -28,7 +28,7 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
 }
 
 /// A process's resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> Option<u64> {
+fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -40,29 +40,54 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// CPU times of the server and the bench at one moment.
-#[derive(Debug, Clone, Copy)]
+/// The resident memory of all server nodes together, in KiB; `None`
+/// without pids or when one of them cannot be read (a partial sum would
+/// pass for the whole).
+pub fn servers_rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| rss_kib(pid)).sum()
+}
+
+/// CPU times of the server nodes and the bench at one moment.
+#[derive(Debug, Clone)]
 pub struct CpuSample {
     at: Instant,
-    server: Option<f64>,
+    /// One entry per server pid, in `--server-pid` order.
+    servers: Vec<Option<f64>>,
     bench: Option<f64>,
 }
 
 impl CpuSample {
-    /// Reads both now; the server's only when its pid is known.
-    pub fn take(server_pid: Option<u32>) -> CpuSample {
+    /// Reads the bench's CPU time and every server node's now.
+    pub fn take(server_pids: &[u32]) -> CpuSample {
         CpuSample {
             at: Instant::now(),
-            server: server_pid.and_then(|pid| cpu_seconds(&pid.to_string())),
+            servers: server_pids
+                .iter()
+                .map(|pid| cpu_seconds(&pid.to_string()))
+                .collect(),
             bench: cpu_seconds("self"),
         }
     }
 
-    /// The CPU each side used from `earlier` to this sample.
+    /// The CPU each side used from `earlier` to this sample; the server
+    /// side sums the nodes.
     pub fn since(&self, earlier: &CpuSample) -> CpuSplit {
         let interval_s = self.at.duration_since(earlier.at).as_secs_f64();
         let used = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
-        let server_s = used(self.server, earlier.server);
+        let by_node: Vec<Option<f64>> = self
+            .servers
+            .iter()
+            .zip(&earlier.servers)
+            .map(|(&now, &then)| used(now, then))
+            .collect();
+        let server_s = if by_node.is_empty() {
+            None
+        } else {
+            by_node.iter().copied().sum::<Option<f64>>()
+        };
         let bench_s = used(self.bench, earlier.bench);
         let cores = |seconds: Option<f64>| seconds.map(|s| round3(s / interval_s.max(1e-9)));
         CpuSplit {
@@ -71,6 +96,8 @@ impl CpuSample {
             bench_s: bench_s.map(round3),
             server_cores: cores(server_s),
             bench_cores: cores(bench_s),
+            server_s_by_node: (by_node.len() > 1)
+                .then(|| by_node.into_iter().map(|s| s.map(round3)).collect()),
         }
     }
 }
@@ -80,14 +107,18 @@ impl CpuSample {
 pub struct CpuSplit {
     /// Wall-clock length of the interval.
     pub interval_s: f64,
-    /// The server's CPU seconds (`null` without `--server-pid`).
+    /// The server's CPU seconds, summed over its nodes (`null` without
+    /// `--server-pid`, or when a node's could not be read).
     pub server_s: Option<f64>,
     /// The bench's CPU seconds.
     pub bench_s: Option<f64>,
-    /// The server's average number of busy cores.
+    /// The server's average number of busy cores, all nodes together.
     pub server_cores: Option<f64>,
     /// The bench's average number of busy cores.
     pub bench_cores: Option<f64>,
+    /// Each node's CPU seconds in `--server-pid` order; only with several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_s_by_node: Option<Vec<Option<f64>>>,
 }
 
 /// Three decimals: enough for a report, and stable JSON.
@@ -116,16 +147,41 @@ mod tests {
 
     #[test]
     fn this_process_has_cpu_time_and_memory() {
+        let me = std::process::id();
         assert!(cpu_seconds("self").is_some_and(|s| s >= 0.0));
-        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert!(rss_kib(me).is_some_and(|kib| kib > 0));
         assert_eq!(rss_kib(u32::MAX), None);
+        assert_eq!(servers_rss_kib(&[]), None);
+        assert_eq!(servers_rss_kib(&[me, u32::MAX]), None);
+        let one = servers_rss_kib(&[me]).expect("own memory");
+        // The same process twice counts twice (nodes are distinct processes).
+        let twice = servers_rss_kib(&[me, me]).expect("own memory");
+        assert!(twice > one, "{twice} <= {one}");
     }
 
     #[test]
     fn a_split_without_a_server_has_no_server_side() {
-        let first = CpuSample::take(None);
-        let split = CpuSample::take(None).since(&first);
+        let first = CpuSample::take(&[]);
+        let split = CpuSample::take(&[]).since(&first);
         assert_eq!(split.server_s, None);
+        assert_eq!(split.server_s_by_node, None);
         assert!(split.bench_s.is_some());
+    }
+
+    #[test]
+    fn several_nodes_sum_and_are_listed() {
+        let me = std::process::id();
+        let first = CpuSample::take(&[me, me]);
+        let split = CpuSample::take(&[me, me]).since(&first);
+        let by_node = split.server_s_by_node.clone().expect("two nodes");
+        assert_eq!(by_node.len(), 2);
+        let sum: f64 = by_node.iter().map(|s| s.expect("readable")).sum();
+        let total = split.server_s.expect("readable");
+        assert!((total - sum).abs() < 0.002, "{total} vs {sum}");
+        let one = CpuSample::take(&[me]).since(&CpuSample::take(&[me]));
+        assert!(one.server_s.is_some());
+        assert_eq!(one.server_s_by_node, None);
+        let gone = CpuSample::take(&[me, u32::MAX]);
+        assert_eq!(gone.since(&gone).server_s, None);
     }
 }

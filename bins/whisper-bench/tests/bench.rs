@@ -1,10 +1,14 @@
-//! The bench binary against a real server started in this process: short
-//! runs of each scenario must report clean numbers, and mistakes on the
-//! command line must get one line and exit code 2.
+//! The bench binary against a real server started in this process (or two
+//! sharing rooms through a redis-server of the test's own): short runs of
+//! each scenario must report clean numbers, and mistakes on the command
+//! line must get one line and exit code 2.
 
 use std::process::{Command, Output};
+use std::sync::Mutex;
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use whisper_rooms::{RedisConfig, RedisLayer};
+use whisper_testkit::RedisServer;
 use whisper_tests::TestServer;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_whisper-bench");
@@ -17,6 +21,41 @@ async fn bench_server() -> TestServer {
         config.max_connections_per_user = 10_000;
     })
     .await
+}
+
+/// A bench server on `database_url` whose rooms go through `redis`, as
+/// `whisper-server --redis-url` runs; only the first node of a database
+/// migrates it. It is never restarted (its layer is made once).
+async fn redis_node(redis: &RedisServer, database_url: &str, migrate: bool) -> TestServer {
+    let layer = RedisLayer::connect(RedisConfig::new(redis.url()))
+        .await
+        .expect("Redis layer");
+    let layer = Mutex::new(Some(layer));
+    TestServer::start_with_layer(
+        |config| {
+            config.max_messages_per_second = 1_000_000;
+            config.max_connections_per_user = 10_000;
+            config.database_url = database_url.to_owned();
+            config.migrate = migrate;
+        },
+        move |_| {
+            layer
+                .lock()
+                .expect("layer lock")
+                .take()
+                .expect("the node starts once")
+        },
+    )
+    .await
+}
+
+/// The value of the sample `name` in a node's `/metrics`.
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let (status, text) = server.get("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
 }
 
 /// Runs the bench off the async runtime (the server lives on it).
@@ -99,6 +138,73 @@ async fn a_closed_loop_fanout_loses_nothing() {
     assert!(results["latency"]["p99_ms"].as_f64().is_some(), "{line}");
     assert!(line["cpu"]["server_s"].as_f64().is_some(), "{line}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanout_over_two_nodes_sharing_redis_loses_nothing() {
+    const MEMBERS: u64 = 6;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("shared.db").display()
+    );
+    let a = redis_node(&redis, &database_url, true).await;
+    let b = redis_node(&redis, &database_url, false).await;
+    let room = a.create_room("across nodes", false).await;
+    let pid = std::process::id().to_string();
+    let output = bench(args(&[
+        "--url",
+        &a.url(""),
+        "--url",
+        &b.url(""),
+        "--room-ids",
+        &room.to_string(),
+        "--server-pid",
+        &format!("{pid},{pid}"),
+        "fanout",
+        "--members",
+        &MEMBERS.to_string(),
+        "--senders",
+        "2",
+        "--window",
+        "8",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+    ]))
+    .await;
+    let line = report(&output);
+    assert_eq!(line["params"]["url"], json!([a.url("/"), b.url("/")]));
+    let results = &line["results"];
+    let messages = results["messages"].as_u64().expect("messages");
+    assert!(messages > 0, "{line}");
+    assert_eq!(results["lost"], 0, "{line}");
+    assert_eq!(results["out_of_order"], 0, "{line}");
+    assert_eq!(results["disconnected"], 0, "{line}");
+    assert_eq!(
+        results["deliveries"].as_u64(),
+        Some(messages * MEMBERS),
+        "{line}"
+    );
+    // Half the members on each node: each node delivered every message
+    // (the warm-up's too) to its three.
+    for node in [&a, &b] {
+        let delivered = metric(node, "whisper_deliveries_total").await;
+        assert!(
+            delivered >= (messages * MEMBERS / 2) as f64,
+            "{delivered} deliveries on {}: {line}",
+            node.url("")
+        );
+    }
+    assert_eq!(
+        line["cpu"]["server_s_by_node"].as_array().map(Vec::len),
+        Some(2),
+        "{line}"
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,6 +349,21 @@ fn bad_arguments_get_one_line_and_exit_2() {
         assert!(stderr.starts_with("error: "), "{bad:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{bad:?}");
     }
+}
+
+#[test]
+fn several_urls_come_from_the_environment_with_one_pid_each() {
+    let output = Command::new(BENCH)
+        .env("WHISPER_BENCH_URL", "http://127.0.0.1:1,http://127.0.0.1:2")
+        .args(["--server-pid", "7", "conns", "--room-ids", "1"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 --server-pid for 2 --url nodes"),
+        "{stderr}"
+    );
 }
 
 #[test]
