@@ -18,9 +18,18 @@
 //! Closed loop: a sender keeps at most `--window` messages that have not
 //! come back to it yet, refilling as echoes arrive (and taking every echo
 //! already received before refilling, so one write carries many sends).
-//! Open loop: a sender sends `--rate` messages a second on a timer,
-//! stamped with the scheduled time, so a stalled server shows as latency
-//! rather than as a politely slower sender (coordinated omission).
+//! It also stays at most [`MAX_LAG`] messages ahead of the slowest member
+//! of its room: the echo says the server took the message, not that the
+//! bench's other members have read it, and a bench member left further
+//! behind than the server's inbox (1,024 frames) is closed as a slow
+//! consumer, which measures the bench, not the server.
+//! Open loop: a sender sends `--rate` messages a second on a timer. Each
+//! message is stamped when it is written, not when the timer was due:
+//! tokio's timer fires up to a millisecond late, which is the bench's
+//! lateness, not the server's. A stalled server still shows as latency
+//! (the sender does not wait for it, so messages queue at the server, not
+//! in the bench), and the bench's own lateness is reported beside it as
+//! `send_lag`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -51,6 +60,10 @@ use crate::stamp::{Stamp, now_ns, to_ns};
 const READ_BUFFER: usize = 64 * 1024;
 /// "Not yet published" in [`Shared::sent`].
 const UNSET: u64 = u64::MAX;
+/// How far a closed-loop sender may run ahead of its room's slowest member.
+const MAX_LAG: u64 = 512;
+/// How soon a sender held back by [`MAX_LAG`] looks again.
+const LAG_RECHECK: Duration = Duration::from_millis(1);
 /// Pause between the last join and the start, so the ENTER events of the
 /// joins are delivered before anything is measured.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -91,6 +104,9 @@ struct Shared {
     /// How many of each sender's messages the server refused with an error.
     refused: Vec<AtomicU64>,
     senders_published: AtomicUsize,
+    /// Per member, then per sender of its room: the next sequence number
+    /// it expects, published after each read (closed loop only reads it).
+    progress: Vec<AtomicU64>,
     joined: AtomicUsize,
     failed: AtomicUsize,
     first_failure: Mutex<Option<String>>,
@@ -98,6 +114,8 @@ struct Shared {
 
 /// The parts of the plan every member reads.
 struct MemberPlan {
+    /// Members per room.
+    members: usize,
     load: Load,
     message_bytes: usize,
     drain: Duration,
@@ -106,6 +124,10 @@ struct MemberPlan {
 
 /// Who one member is.
 struct MemberSpec {
+    /// Its index among all members; a room's members are consecutive.
+    index: usize,
+    /// The first index of its room's members.
+    first_member: usize,
     room: RoomId,
     /// Global id of the room's first sender; the room's senders are
     /// `first_sender .. first_sender + senders`.
@@ -134,11 +156,19 @@ struct SenderState {
     in_flight: u32,
     sent_in_window: u64,
     published: bool,
+    /// Open loop: how late each send was against its timer, in the window.
+    send_lag: Option<Histogram<u32>>,
+    /// Held back by [`MAX_LAG`] with nothing in flight: no echo will come
+    /// to wake it, so it looks again shortly.
+    waiting_for_members: bool,
 }
 
 /// One member while it runs.
 struct Member {
     conn: Connection,
+    index: usize,
+    first_member: usize,
+    members: usize,
     room: RoomId,
     first_sender: u32,
     tracks: Vec<Track>,
@@ -154,6 +184,7 @@ struct Member {
 /// What a member hands back at the end.
 struct MemberReport {
     first_sender: u32,
+    send_lag: Option<Histogram<u32>>,
     tracks: Vec<Track>,
     sent_in_window: u64,
     latency: Option<Histogram<u32>>,
@@ -186,11 +217,15 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         sent: (0..total_senders).map(|_| AtomicU64::new(UNSET)).collect(),
         refused: (0..total_senders).map(|_| AtomicU64::new(0)).collect(),
         senders_published: AtomicUsize::new(0),
+        progress: (0..total * senders as usize)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
         joined: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         first_failure: Mutex::new(None),
     });
     let plan = Arc::new(MemberPlan {
+        members,
         load,
         message_bytes: args.message_bytes as usize,
         drain: args.drain,
@@ -206,6 +241,8 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         let position = (index % members) as u32;
         let first_sender = room_index as u32 * senders;
         let spec = MemberSpec {
+            index,
+            first_member: room_index * members,
             room: resources.rooms[room_index],
             first_sender,
             senders,
@@ -324,6 +361,7 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
 /// Merges the members' reports into the `results` object.
 fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Value {
     let mut latency = run_histogram();
+    let mut send_lag = run_histogram();
     let mut deliveries = 0u64;
     let mut messages = 0u64;
     let mut lost = 0u64;
@@ -337,6 +375,9 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
         foreign += report.foreign;
         if let Some(histogram) = &report.latency {
             merge(&mut latency, histogram);
+        }
+        if let Some(histogram) = &report.send_lag {
+            merge(&mut send_lag, histogram);
         }
         for (offset, track) in report.tracks.iter().enumerate() {
             let id = report.first_sender as usize + offset;
@@ -384,6 +425,7 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
         "disconnected": closed.values().sum::<u64>(),
         "disconnect_reasons": closed,
         "latency": LatencySummary::of(&latency),
+        "send_lag": (!send_lag.is_empty()).then(|| LatencySummary::of(&send_lag)),
     })
 }
 
@@ -418,6 +460,9 @@ async fn member(
     shared.joined.fetch_add(1, Ordering::Relaxed);
     let member = Member {
         conn,
+        index: spec.index,
+        first_member: spec.first_member,
+        members: plan.members,
         room: spec.room,
         first_sender: spec.first_sender,
         tracks: vec![Track::default(); spec.senders as usize],
@@ -427,6 +472,8 @@ async fn member(
             in_flight: 0,
             sent_in_window: 0,
             published: false,
+            send_lag: None,
+            waiting_for_members: false,
         }),
         window: None,
         latency: None,
@@ -481,7 +528,7 @@ impl Member {
                     running = true;
                     self.window = shared.window.get().copied();
                     match plan.load {
-                        Load::Closed { window } => self.fill_window(window, plan),
+                        Load::Closed { window } => self.fill_window(window, plan, shared),
                         Load::Open { rate } => ticker = self.ticker(rate, plan),
                     }
                     if let Err(reason) = self.conn.flush().await {
@@ -490,10 +537,21 @@ impl Member {
                     }
                 }
                 scheduled = next_tick(&mut ticker), if running && !stopped => {
-                    self.send_one(to_ns(scheduled.into_std()), plan);
+                    let now = now_ns();
+                    self.record_send_lag(now, to_ns(scheduled.into_std()));
+                    self.send_one(now, plan);
                     if let Err(reason) = self.conn.flush().await {
                         self.closed = Some(reason.into());
                         break;
+                    }
+                }
+                () = tokio::time::sleep(LAG_RECHECK), if self.waiting_for_members() && !stopped => {
+                    if let Some(window) = closed_window {
+                        self.fill_window(window, plan, shared);
+                        if let Err(reason) = self.conn.flush().await {
+                            self.closed = Some(reason.into());
+                            break;
+                        }
                     }
                 }
                 received = self.conn.recv() => {
@@ -511,6 +569,7 @@ impl Member {
                     if self.closed.is_some() {
                         break;
                     }
+                    self.publish_progress(shared);
                     if let Some(window) = closed_window.filter(|_| running && !stopped) {
                         // Take every echo that already arrived, then refill
                         // the window with one write.
@@ -523,7 +582,7 @@ impl Member {
                         if self.closed.is_some() {
                             break;
                         }
-                        self.fill_window(window, plan);
+                        self.fill_window(window, plan, shared);
                         if let Err(reason) = self.conn.flush().await {
                             self.closed = Some(reason.into());
                             break;
@@ -541,6 +600,7 @@ impl Member {
         }
         MemberReport {
             first_sender: self.first_sender,
+            send_lag: self.sender.as_mut().and_then(|s| s.send_lag.take()),
             tracks: self.tracks,
             sent_in_window: self.sender.as_ref().map_or(0, |s| s.sent_in_window),
             latency: self.latency,
@@ -617,14 +677,53 @@ impl Member {
     }
 
     /// Queues sends until `window` are in flight (written by the next
-    /// flush, all at once).
-    fn fill_window(&mut self, window: u32, plan: &MemberPlan) {
+    /// flush, all at once), staying within [`MAX_LAG`] of the room's
+    /// slowest member.
+    fn fill_window(&mut self, window: u32, plan: &MemberPlan, shared: &Shared) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        let offset = (sender.id - self.first_sender) as usize;
+        let senders = self.tracks.len();
+        let slowest = (self.first_member..self.first_member + self.members)
+            .map(|member| shared.progress[member * senders + offset].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let limit = slowest + MAX_LAG;
         while self
             .sender
             .as_ref()
-            .is_some_and(|sender| sender.in_flight < window)
+            .is_some_and(|sender| sender.in_flight < window && sender.next_seq < limit)
         {
             self.send_one(now_ns(), plan);
+        }
+        if let Some(sender) = &mut self.sender {
+            sender.waiting_for_members = sender.in_flight == 0 && sender.next_seq >= limit;
+        }
+    }
+
+    /// Records how late a timed send is, if it is in the measured window.
+    fn record_send_lag(&mut self, now: u64, scheduled: u64) {
+        let in_window = self.window.is_some_and(|window| window.contains(now));
+        if let Some(sender) = self.sender.as_mut().filter(|_| in_window) {
+            sender
+                .send_lag
+                .get_or_insert_with(member_histogram)
+                .saturating_record(now.saturating_sub(scheduled));
+        }
+    }
+
+    fn waiting_for_members(&self) -> bool {
+        self.sender
+            .as_ref()
+            .is_some_and(|sender| sender.waiting_for_members)
+    }
+
+    /// Tells the room's senders how far this member has read.
+    fn publish_progress(&self, shared: &Shared) {
+        let senders = self.tracks.len();
+        for (offset, track) in self.tracks.iter().enumerate() {
+            shared.progress[self.index * senders + offset].store(track.next_seq, Ordering::Relaxed);
         }
     }
 

@@ -23,6 +23,10 @@ use whisper_auth::SessionKey;
 use crate::http::{HttpError, Response, SESSION_COOKIE, cookie, respond};
 use crate::state::AppState;
 
+/// Bytes read from a client's socket at a time. A chat command is a few
+/// hundred bytes; 4 KiB was a third of an idle connection's memory.
+const READ_BUFFER: usize = 1024;
+
 /// Checks the handshake and, when it passes, answers 101 and hands the
 /// upgraded socket to a new consumer task.
 pub(crate) async fn upgrade<L: ChannelLayer>(
@@ -73,9 +77,10 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
     // Clients send little, so a small read buffer: tungstenite allocates it
     // up front and clears its free part on every poll, which at the default
     // 128 KiB dominated both the per-connection memory and the CPU of
-    // idle-ish sockets (measured with whisper-bench and perf).
+    // idle-ish sockets (measured with whisper-bench and perf). A longer
+    // frame still arrives whole: the buffer grows to the frame's length.
     let ws_config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(frame_limit))
         .max_frame_size(Some(frame_limit));
     let state = state.clone();
