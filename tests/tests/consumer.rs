@@ -4,12 +4,19 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use whisper_tests::TestServer;
+use whisper_tests::{TestServer, WsClient};
 
 fn last_update(users: &Value, user_id: &str) -> f64 {
     users["data"]["users"][user_id]["last_update"]
         .as_f64()
         .expect("last_update is a number")
+}
+
+async fn room_users(client: &mut WsClient, room: i64) -> Value {
+    client
+        .send_json(json!({"command": "room_users", "room": room}))
+        .await;
+    client.recv_json().await
 }
 
 /// The original app's consumer test, step by step, with exact JSON.
@@ -295,4 +302,30 @@ async fn join_is_idempotent_and_rooms_per_connection_are_limited() {
     a.send_json(json!({"command": "leave", "room": 999})).await;
     assert_eq!(a.recv_text().await, r#"{"error":"ROOM_INVALID"}"#);
     server.stop().await;
+}
+
+/// Sends refresh the sender's presence at most once a second: a busy
+/// sender costs one layer call per message, not two.
+#[tokio::test]
+async fn sends_refresh_presence_at_most_once_a_second() {
+    let server = TestServer::start().await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let mut a = server.connect(&ann).await;
+    a.join(room).await;
+    let joined = last_update(&room_users(&mut a, room).await, "1");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.send_json(json!({"command": "send", "room": room, "message": "soon"}))
+        .await;
+    a.recv_text().await;
+    assert_eq!(
+        last_update(&room_users(&mut a, room).await, "1"),
+        joined,
+        "a send right after the join leaves last_update alone"
+    );
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    a.send_json(json!({"command": "send", "room": room, "message": "later"}))
+        .await;
+    a.recv_text().await;
+    assert!(last_update(&room_users(&mut a, room).await, "1") > joined);
 }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -63,7 +63,15 @@ enum Ending {
 struct JoinedRoom {
     group: GroupName,
     staff_only: bool,
+    /// When this connection last refreshed its presence here.
+    presence_touched: Instant,
 }
+
+/// How often, at most, a sender's messages refresh its presence (its
+/// `last_update` in `room_users`): a busy sender then pays one layer round
+/// trip per message, not two (a Redis one, across nodes). Shorter when the
+/// presence TTL is short, so an active sender never lapses.
+const PRESENCE_REFRESH: Duration = Duration::from_secs(1);
 
 /// One connection's state. Dropping it, however the connection ended
 /// (panics included), leaves every joined room: see the `Drop` impl.
@@ -311,6 +319,7 @@ impl<L: ChannelLayer> Consumer<L> {
             JoinedRoom {
                 group,
                 staff_only: room.staff_only,
+                presence_touched: Instant::now(),
             },
         );
         Ok(encode::join_reply(id, &room.title))
@@ -342,20 +351,26 @@ impl<L: ChannelLayer> Consumer<L> {
         .await;
     }
 
-    /// Broadcasts a message to a joined room, the sender included.
+    /// Broadcasts a message to a joined room, the sender included, and
+    /// refreshes the sender's presence now and then.
     async fn send(&mut self, id: RoomId, message: &str) -> Result<(), ErrorCode> {
-        let group = &self
-            .joined
-            .get(&id)
-            .ok_or(ErrorCode::RoomAccessDenied)?
-            .group;
+        let joined = self.joined.get(&id).ok_or(ErrorCode::RoomAccessDenied)?;
         if message.len() > self.state.config.max_message_bytes {
             return Err(ErrorCode::MessageTooLarge);
         }
         // Encoded once here; every member gets the same bytes.
-        self.broadcast(group, encode::message(id, &self.user.username, message))
-            .await?;
-        self.touch_presence(id).await;
+        self.broadcast(
+            &joined.group,
+            encode::message(id, &self.user.username, message),
+        )
+        .await?;
+        let refresh = PRESENCE_REFRESH.min(self.state.config.presence_ttl / 4);
+        if joined.presence_touched.elapsed() >= refresh {
+            self.touch_presence(id).await;
+            if let Some(joined) = self.joined.get_mut(&id) {
+                joined.presence_touched = Instant::now();
+            }
+        }
         Ok(())
     }
 
