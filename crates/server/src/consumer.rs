@@ -14,9 +14,12 @@
 //! goes out with the first payload in one vectored write.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -42,10 +45,21 @@ const WRITE_BATCH: usize = 64;
 /// Longest wait, after sending a close frame, for the client's close.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Most `send` broadcasts one connection has under way at once. A layer
+/// call may be a network round trip (a Redis PUBLISH); a client sending
+/// faster than that would otherwise be held to one message per round trip.
+/// Past this many, the connection stops reading until one completes.
+const MAX_SENDS_IN_FLIGHT: usize = 64;
+
+/// A `send`'s broadcast under way: `Err` is the error to answer.
+type SendInFlight = Pin<Box<dyn Future<Output = Result<(), ErrorCode>> + Send>>;
+
 /// What woke the connection's task up.
 enum Wakeup {
     Frame(Option<Result<Message, tungstenite::Error>>),
     Payload(Result<Payload, InboxClosed>),
+    /// A `send` broadcast completed.
+    Sent(Result<(), ErrorCode>),
     Recheck,
     KeepAlive,
     Shutdown,
@@ -86,6 +100,10 @@ struct Consumer<L: ChannelLayer> {
     rate: TokenBucket,
     /// When the client last sent anything (a pong included).
     last_heard: Instant,
+    /// `send` broadcasts under way, oldest first; made at the first send.
+    /// Only ever reached through `get_mut`: the mutex is never locked, it
+    /// only makes the queue `Sync` so `&self` methods can await.
+    sends: Mutex<Option<FuturesOrdered<SendInFlight>>>,
     /// Held for the connection's life: the per-user connection cap.
     _slot: ConnectionSlot,
 }
@@ -129,6 +147,7 @@ pub(crate) async fn run<L: ChannelLayer>(
         joined: HashMap::new(),
         rate,
         last_heard: Instant::now(),
+        sends: Mutex::new(None),
         _slot: admitted.slot,
     };
     let ending = loop {
@@ -136,7 +155,12 @@ pub(crate) async fn run<L: ChannelLayer>(
             biased;
             () = shutdown.cancelled() => Wakeup::Shutdown,
             payload = consumer.inbox.recv() => Wakeup::Payload(payload),
-            frame = socket.next() => Wakeup::Frame(frame),
+            // Before the socket: a send is under way (its layer call
+            // started) before the next frame is read.
+            sent = next_sent(pending(&mut consumer.sends)) => Wakeup::Sent(sent),
+            frame = socket.next(), if consumer.sends_in_flight() < MAX_SENDS_IN_FLIGHT => {
+                Wakeup::Frame(frame)
+            }
             _ = recheck.tick() => Wakeup::Recheck,
             _ = keep_alive.tick() => Wakeup::KeepAlive,
         };
@@ -150,6 +174,8 @@ pub(crate) async fn run<L: ChannelLayer>(
                 Err(Ending::Close(CloseCode::Error, "channel closed"))
             }
             Wakeup::Frame(frame) => consumer.on_frame(&mut socket, frame).await,
+            Wakeup::Sent(Ok(())) => Ok(()),
+            Wakeup::Sent(Err(code)) => reply(&mut socket, encode::error(code)).await,
             Wakeup::Recheck => Box::pin(consumer.recheck_session(&mut socket)).await,
             Wakeup::KeepAlive => consumer.keep_alive(&mut socket).await,
         };
@@ -203,34 +229,16 @@ impl<L: ChannelLayer> Consumer<L> {
         frame: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), Ending> {
         self.last_heard = Instant::now();
-        let is_data = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
-        if is_data {
-            self.state.metrics.messages_received.inc();
-        }
-        if is_data && !self.rate.try_take(Instant::now()) {
-            self.state.metrics.frames_dropped.inc();
-            // Refused unread; the reply's write also slows a flooding
-            // client down, since it waits on the client reading.
-            return socket
-                .send(Message::text(encode::error(ErrorCode::RateLimited)))
-                .await
-                .map_err(|_| Ending::ClientGone);
-        }
-        let reply = match frame {
+        let text = match frame {
             None | Some(Ok(Message::Close(_))) => return Err(Ending::ClientGone),
-            // Boxed, as is every database call here: a future is as large
-            // as its largest state, and inline these would make every
-            // connection's task ~1.9 KiB bigger for the whole of its life
-            // (3.7 KiB to 1.8 KiB, measured with size_of_val).
-            Some(Ok(Message::Text(text))) => Box::pin(self.handle(&text)).await,
-            Some(Ok(Message::Binary(_))) => Some(encode::error(ErrorCode::BadRequest)),
+            Some(Ok(Message::Text(text))) => Some(text),
+            Some(Ok(Message::Binary(_))) => None,
             // tungstenite answers pings itself; pongs need nothing.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
             Some(Err(tungstenite::Error::Capacity(_))) => {
                 // Past the hard cap: say why, then close; the frame was never buffered.
-                let _ = socket
-                    .send(Message::text(encode::error(ErrorCode::MessageTooLarge)))
-                    .await;
+                self.finish_sends(socket).await?;
+                let _ = reply(socket, encode::error(ErrorCode::MessageTooLarge)).await;
                 return Err(Ending::Close(CloseCode::Size, "frame too large"));
             }
             Some(Err(tungstenite::Error::Utf8(_))) => {
@@ -238,26 +246,66 @@ impl<L: ChannelLayer> Consumer<L> {
             }
             Some(Err(_)) => return Err(Ending::ClientGone),
         };
-        match reply {
-            Some(reply) => socket
-                .send(Message::text(reply))
-                .await
-                .map_err(|_| Ending::ClientGone),
-            None => Ok(()),
+        self.state.metrics.messages_received.inc();
+        if !self.rate.try_take(Instant::now()) {
+            self.state.metrics.frames_dropped.inc();
+            // Refused unread; the reply's write also slows a flooding
+            // client down, since it waits on the client reading.
+            self.finish_sends(socket).await?;
+            return reply(socket, encode::error(ErrorCode::RateLimited)).await;
         }
+        let command = text
+            .as_deref()
+            .map_or(Err(ErrorCode::BadRequest), decode_command);
+        // A `send` joins the broadcasts under way; anything else waits for
+        // them first, so broadcasts and replies keep the client's order.
+        let is_send = matches!(command, Ok(Command::Send { .. }));
+        if !is_send {
+            self.finish_sends(socket).await?;
+        }
+        // Boxed, as is every database call here: a future is as large as
+        // its largest state, and inline these would make every connection's
+        // task ~1.9 KiB bigger for the whole of its life (3.7 KiB to
+        // 1.8 KiB, measured with size_of_val).
+        let Some(answer) = Box::pin(self.handle(command)).await else {
+            return Ok(());
+        };
+        self.finish_sends(socket).await?;
+        reply(socket, answer).await
     }
 
-    /// Answers one text frame: a reply to send, or `None` (a `send` that
-    /// succeeded is answered by the message's own echo).
-    async fn handle(&mut self, text: &str) -> Option<String> {
-        let result = match decode_command(text) {
+    /// Answers one command: a reply to send, or `None` (a `send` is
+    /// answered by the message's own echo, or later by an error).
+    async fn handle(&mut self, command: Result<Command, ErrorCode>) -> Option<String> {
+        let result = match command {
             Ok(Command::Join { room }) => self.join(room).await.map(Some),
             Ok(Command::Leave { room }) => self.leave(room).await.map(Some),
-            Ok(Command::Send { room, message }) => self.send(room, &message).await.map(|()| None),
+            Ok(Command::Send { room, message }) => {
+                self.start_send(room, &message).await.map(|()| None)
+            }
             Ok(Command::RoomUsers { room }) => self.room_users(room).await.map(Some),
             Err(code) => Err(code),
         };
         result.unwrap_or_else(|code| Some(encode::error(code)))
+    }
+
+    fn sends_in_flight(&mut self) -> usize {
+        pending(&mut self.sends)
+            .as_ref()
+            .map_or(0, FuturesOrdered::len)
+    }
+
+    /// Waits for every `send` under way, answering the failed ones in order.
+    async fn finish_sends(&mut self, socket: &mut Socket) -> Result<(), Ending> {
+        let Some(sends) = pending(&mut self.sends) else {
+            return Ok(());
+        };
+        while let Some(sent) = sends.next().await {
+            if let Err(code) = sent {
+                reply(socket, encode::error(code)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The room if it exists and this user may enter it.
@@ -278,9 +326,7 @@ impl<L: ChannelLayer> Consumer<L> {
     /// Logs and counts a channel-layer failure; the client hears
     /// `UNAVAILABLE`.
     fn layer_failed(&self, call: &'static str, error: &LayerError) -> ErrorCode {
-        tracing::warn!(%error, call, "channel layer call failed");
-        self.state.metrics.layer_errors.inc();
-        ErrorCode::Unavailable
+        layer_failed(&self.state, call, error)
     }
 
     /// Broadcasts an event to a room; a layer failure is `UNAVAILABLE`.
@@ -325,47 +371,60 @@ impl<L: ChannelLayer> Consumer<L> {
         Ok(encode::join_reply(id, &room.title))
     }
 
-    /// LEAVE to the room (this connection included), presence, membership,
-    /// then the reply.
+    /// Presence, LEAVE to the room (this connection included), membership
+    /// (see [`leave_room`]), then the reply.
     async fn leave(&mut self, id: RoomId) -> Result<String, ErrorCode> {
         let Some(joined) = self.joined.get(&id) else {
             self.accessible_room(id).await?;
             return Err(ErrorCode::RoomAccessDenied);
         };
         let group = joined.group.clone();
-        self.broadcast(&group, encode::leave(id, &self.user.username))
-            .await?;
+        self.leave_room(id, &group)
+            .await
+            .map_err(|error| self.layer_failed("group_send", &error))?;
         self.joined.remove(&id);
-        self.forget_room(id, &group).await;
         Ok(encode::leave_reply(id))
     }
 
-    async fn forget_room(&self, id: RoomId, group: &GroupName) {
-        forget_room(
+    async fn leave_room(&self, id: RoomId, group: &GroupName) -> Result<(), LayerError> {
+        let user = &self.user;
+        let channel = self.inbox.name();
+        leave_room(
             &self.state.layer,
             id,
             group,
-            self.user.id.0,
-            self.inbox.name(),
+            user.id.0,
+            &user.username,
+            channel,
         )
-        .await;
+        .await
     }
 
-    /// Broadcasts a message to a joined room, the sender included, and
+    /// Starts broadcasting a message to a joined room, the sender included
+    /// (the broadcast completes in the main loop, see `sends`), and
     /// refreshes the sender's presence now and then.
-    async fn send(&mut self, id: RoomId, message: &str) -> Result<(), ErrorCode> {
+    async fn start_send(&mut self, id: RoomId, message: &str) -> Result<(), ErrorCode> {
         let joined = self.joined.get(&id).ok_or(ErrorCode::RoomAccessDenied)?;
         if message.len() > self.state.config.max_message_bytes {
             return Err(ErrorCode::MessageTooLarge);
         }
         // Encoded once here; every member gets the same bytes.
-        self.broadcast(
-            &joined.group,
-            encode::message(id, &self.user.username, message),
-        )
-        .await?;
+        let payload = Payload::from(encode::message(id, &self.user.username, message));
+        let group = joined.group.clone();
+        let state = self.state.clone();
+        let broadcast: SendInFlight = Box::pin(async move {
+            state
+                .layer
+                .group_send(&group, payload)
+                .await
+                .map_err(|error| layer_failed(&state, "group_send", &error))
+        });
         let refresh = PRESENCE_REFRESH.min(self.state.config.presence_ttl / 4);
-        if joined.presence_touched.elapsed() >= refresh {
+        let refresh_presence = joined.presence_touched.elapsed() >= refresh;
+        pending(&mut self.sends)
+            .get_or_insert_with(FuturesOrdered::new)
+            .push_back(broadcast);
+        if refresh_presence {
             self.touch_presence(id).await;
             if let Some(joined) = self.joined.get_mut(&id) {
                 joined.presence_touched = Instant::now();
@@ -440,10 +499,9 @@ impl<L: ChannelLayer> Consumer<L> {
             .collect();
         for id in refused {
             if let Some(joined) = self.joined.remove(&id) {
-                let _ = self
-                    .broadcast(&joined.group, encode::leave(id, &self.user.username))
-                    .await;
-                self.forget_room(id, &joined.group).await;
+                if let Err(error) = self.leave_room(id, &joined.group).await {
+                    self.layer_failed("group_send", &error);
+                }
                 socket
                     .send(Message::text(encode::leave_reply(id)))
                     .await
@@ -472,14 +530,52 @@ impl<L: ChannelLayer> Drop for Consumer<L> {
         tasks.spawn(async move {
             let layer = &state.layer;
             for (id, joined) in rooms {
-                let leave = Payload::from(encode::leave(id, &username));
-                if let Err(error) = layer.group_send(&joined.group, leave).await {
+                let left = leave_room(layer, id, &joined.group, user_id, &username, channel).await;
+                if let Err(error) = left {
                     tracing::warn!(%error, "LEAVE broadcast failed");
+                    // Nobody will retry: drop the membership anyway.
+                    let _ = layer.group_discard(&joined.group, channel).await;
                 }
-                forget_room(layer, id, &joined.group, user_id, channel).await;
             }
             layer.close_channel(channel).await;
         });
+    }
+}
+
+/// Logs and counts a channel-layer failure; the client hears `UNAVAILABLE`.
+fn layer_failed<L: ChannelLayer>(
+    state: &AppState<L>,
+    call: &'static str,
+    error: &LayerError,
+) -> ErrorCode {
+    tracing::warn!(%error, call, "channel layer call failed");
+    state.metrics.layer_errors.inc();
+    ErrorCode::Unavailable
+}
+
+/// Writes a reply (or an error) through tungstenite.
+async fn reply(socket: &mut Socket, text: String) -> Result<(), Ending> {
+    socket
+        .send(Message::text(text))
+        .await
+        .map_err(|_| Ending::ClientGone)
+}
+
+/// The sends under way, without locking (see `Consumer::sends`).
+fn pending(
+    sends: &mut Mutex<Option<FuturesOrdered<SendInFlight>>>,
+) -> &mut Option<FuturesOrdered<SendInFlight>> {
+    sends.get_mut().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The next `send` broadcast to complete; never, when none is under way.
+async fn next_sent(sends: &mut Option<FuturesOrdered<SendInFlight>>) -> Result<(), ErrorCode> {
+    match sends {
+        Some(sends) if !sends.is_empty() => match sends.next().await {
+            Some(sent) => sent,
+            None => std::future::pending().await,
+        },
+        _ => std::future::pending().await,
     }
 }
 
@@ -493,20 +589,26 @@ fn jittered(period: std::time::Duration) -> std::time::Duration {
     period.mul_f64(0.5 + f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX))
 }
 
-/// Marks a user's presence in a room left and drops the channel's
-/// membership; failures are logged, since the connection is leaving either
-/// way.
-async fn forget_room<L: ChannelLayer>(
+/// Leaves a room the way the others should see it: presence marked left
+/// first (whoever sees LEAVE and then asks `room_users` sees it too), then
+/// LEAVE to the room (this channel included), then the membership dropped.
+/// A failed LEAVE broadcast is returned, the membership kept; the other
+/// failures are only logged, the connection leaving either way.
+async fn leave_room<L: ChannelLayer>(
     layer: &L,
     id: RoomId,
     group: &GroupName,
     user_id: i64,
+    username: &str,
     channel: whisper_rooms::ChannelName,
-) {
+) -> Result<(), LayerError> {
     if let Err(error) = layer.presence_leave(id, user_id).await {
         tracing::warn!(%error, "presence_leave failed");
     }
+    let leave = Payload::from(encode::leave(id, username));
+    layer.group_send(group, leave).await?;
     if let Err(error) = layer.group_discard(group, channel).await {
         tracing::warn!(%error, "group_discard failed");
     }
+    Ok(())
 }

@@ -25,8 +25,9 @@
 //!   it has at least one local member, and unsubscribes when the last one
 //!   leaves, so Redis only sends a node what some connection there wants.
 //!
-//! Commands (PUBLISH, presence) go through a deadpool-redis pool; pub/sub
-//! needs a connection of its own, owned by one background task (see
+//! Commands (PUBLISH, presence) go through a deadpool-redis pool, PUBLISHes
+//! queued and pipelined in call order by one task (see `publisher.rs`);
+//! pub/sub needs a connection of its own, owned by one background task (see
 //! `subscriber.rs`). Every call to Redis is bounded by a timeout, so when
 //! Redis goes away callers get [`LayerError::Unavailable`] promptly instead
 //! of hanging, and a broadcast is never reported sent unless Redis accepted
@@ -43,6 +44,7 @@
 //! | `{prefix}:presence:{room id}` | hash, expires `presence_ttl` after its last write | field: user id; value: `{"left":false,"last_update":1700000000.5,"username":"ann","name":"Ann"}` |
 
 mod presence;
+mod publisher;
 mod subscriber;
 
 use std::borrow::Cow;
@@ -57,6 +59,7 @@ use redis::{AsyncConnectionConfig, FromRedisValue};
 use tokio::sync::{mpsc, oneshot};
 use whisper_protocol::{PresenceEntry, RoomId};
 
+use self::publisher::Publisher;
 use self::subscriber::{Join, Request, Subscriber};
 use crate::memory::LocalChannels;
 use crate::{ChannelLayer, ChannelName, GroupName, Inbox, LayerConfig, LayerError, Payload};
@@ -142,6 +145,7 @@ impl fmt::Debug for RedisConfig {
 pub struct RedisLayer {
     node: Arc<Node>,
     pool: Pool,
+    publisher: Publisher,
     keys: Keys,
     presence_ttl: Duration,
     /// To the subscriber task; dropping it (with the layer) stops the task.
@@ -195,6 +199,7 @@ impl RedisLayer {
         let (requests, subscriber) = Subscriber::new(Arc::clone(&node), client, keys.clone());
         let redis_layer = RedisLayer {
             node,
+            publisher: Publisher::start(pool.clone()),
             pool,
             keys,
             presence_ttl: layer.presence_ttl,
@@ -303,10 +308,11 @@ impl ChannelLayer for RedisLayer {
         // One PUBLISH, whatever the number of members and nodes: the cost
         // of a broadcast in Redis does not grow with the room. Ok only once
         // Redis has accepted it, so Ok never covers a message that was not
-        // sent.
-        let mut publish = redis::cmd("PUBLISH");
-        publish.arg(self.keys.group(group)).arg(payload.as_bytes());
-        self.command("PUBLISH", COMMAND_TIMEOUT, &publish).await
+        // sent. Queued at the first poll, so broadcasts started in an order
+        // are published in that order.
+        self.publisher
+            .publish(self.keys.group(group), payload)
+            .await
     }
 
     async fn send(&self, channel: ChannelName, payload: Payload) -> Result<(), LayerError> {

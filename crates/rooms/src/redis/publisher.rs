@@ -1,0 +1,92 @@
+//! The node's PUBLISHes, written to Redis in the order they were asked
+//! for, as many per round trip as have queued up.
+//!
+//! A broadcast is only reported sent once Redis has accepted its PUBLISH,
+//! so a sender that waited for each would be held to one message per round
+//! trip. Instead every `group_send` queues its PUBLISH at once (at its
+//! first poll, in call order) and waits for the answer, while one task
+//! writes whatever is queued as a single pipeline on one connection:
+//! Redis runs a pipeline's commands in order, so broadcasts keep the order
+//! they were started in, across connections of the node and within each.
+//! The busier the node, the longer the pipelines.
+
+use deadpool_redis::Pool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{COMMAND_TIMEOUT, Failure, bounded};
+use crate::{LayerError, Payload};
+
+/// Most PUBLISHes in one pipeline.
+const MAX_PIPELINE: usize = 512;
+
+/// One queued PUBLISH and who waits for its answer.
+struct Publish {
+    channel: String,
+    payload: Payload,
+    answer: oneshot::Sender<Result<(), String>>,
+}
+
+/// The queue in front of the publishing task; dropping it stops the task
+/// once the queue is drained.
+pub(super) struct Publisher {
+    queue: mpsc::UnboundedSender<Publish>,
+}
+
+impl Publisher {
+    /// Starts the publishing task on the current tokio runtime.
+    pub(super) fn start(pool: Pool) -> Publisher {
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(publish_queued(pool, requests));
+        Publisher { queue }
+    }
+
+    /// Queues a PUBLISH now and waits, at most [`COMMAND_TIMEOUT`], for
+    /// Redis to accept it.
+    pub(super) async fn publish(
+        &self,
+        channel: String,
+        payload: Payload,
+    ) -> Result<(), LayerError> {
+        let (answer, answered) = oneshot::channel();
+        let queued = self.queue.send(Publish {
+            channel,
+            payload,
+            answer,
+        });
+        if queued.is_err() {
+            return Err(LayerError::Unavailable(
+                "the Redis publishing task has stopped".to_owned(),
+            ));
+        }
+        match bounded("PUBLISH", COMMAND_TIMEOUT, answered).await? {
+            Ok(()) => Ok(()),
+            Err(error) => Err(LayerError::Unavailable(error)),
+        }
+    }
+}
+
+/// The publishing task: takes everything queued, writes it as one
+/// pipeline, answers every waiter, and again, until the layer is dropped.
+async fn publish_queued(pool: Pool, mut requests: mpsc::UnboundedReceiver<Publish>) {
+    let mut batch = Vec::new();
+    while requests.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
+        let mut pipeline = redis::pipe();
+        for publish in &batch {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(&publish.channel)
+                .arg(publish.payload.as_bytes())
+                .ignore();
+        }
+        let written = bounded("PUBLISH", COMMAND_TIMEOUT, async {
+            let mut connection = pool.get().await?;
+            Ok::<(), Failure>(pipeline.query_async(&mut connection).await?)
+        })
+        .await
+        .map_err(|error| error.to_string());
+        for publish in batch.drain(..) {
+            // The waiter may have given up (timed out); nothing to tell.
+            let _ = publish.answer.send(written.clone());
+        }
+    }
+}
