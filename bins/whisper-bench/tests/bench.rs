@@ -88,25 +88,17 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|arg| (*arg).to_owned()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_loop_fanout_loses_nothing() {
-    let server = bench_server().await;
-    let rooms = [
-        server.create_room("bench one", false).await,
-        server.create_room("bench two", false).await,
-    ];
-    let output = bench(args(&[
-        "--url",
-        &server.url(""),
-        "--room-ids",
-        &format!("{},{}", rooms[0], rooms[1]),
-        "--server-pid",
-        &std::process::id().to_string(),
+/// The options in `common`, then a short closed-loop fanout over `rooms`
+/// rooms of `members`: two senders per room keep eight messages each in
+/// flight for a second.
+fn short_fanout(common: &[&str], rooms: u64, members: u64) -> Vec<String> {
+    let mut all = args(common);
+    all.extend(args(&[
         "fanout",
         "--rooms",
-        "2",
+        &rooms.to_string(),
         "--members",
-        "5",
+        &members.to_string(),
         "--senders",
         "2",
         "--window",
@@ -115,7 +107,29 @@ async fn a_closed_loop_fanout_loses_nothing() {
         "1",
         "--warmup",
         "0.3",
-    ]))
+    ]));
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_fanout_loses_nothing() {
+    let server = bench_server().await;
+    let rooms = [
+        server.create_room("bench one", false).await,
+        server.create_room("bench two", false).await,
+    ];
+    let output = bench(short_fanout(
+        &[
+            "--url",
+            &server.url(""),
+            "--room-ids",
+            &format!("{},{}", rooms[0], rooms[1]),
+            "--server-pid",
+            &std::process::id().to_string(),
+        ],
+        2,
+        5,
+    ))
     .await;
     let line = report(&output);
     assert_eq!(line["scenario"], "fanout");
@@ -153,27 +167,20 @@ async fn a_fanout_over_two_nodes_sharing_redis_loses_nothing() {
     let b = redis_node(&redis, &database_url, false).await;
     let room = a.create_room("across nodes", false).await;
     let pid = std::process::id().to_string();
-    let output = bench(args(&[
-        "--url",
-        &a.url(""),
-        "--url",
-        &b.url(""),
-        "--room-ids",
-        &room.to_string(),
-        "--server-pid",
-        &format!("{pid},{pid}"),
-        "fanout",
-        "--members",
-        &MEMBERS.to_string(),
-        "--senders",
-        "2",
-        "--window",
-        "8",
-        "--duration",
-        "1",
-        "--warmup",
-        "0.3",
-    ]))
+    let output = bench(short_fanout(
+        &[
+            "--url",
+            &a.url(""),
+            "--url",
+            &b.url(""),
+            "--room-ids",
+            &room.to_string(),
+            "--server-pid",
+            &format!("{pid},{pid}"),
+        ],
+        1,
+        MEMBERS,
+    ))
     .await;
     let line = report(&output);
     assert_eq!(line["params"]["url"], json!([a.url("/"), b.url("/")]));
