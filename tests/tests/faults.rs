@@ -1,5 +1,6 @@
 //! Faults: the database going away and coming back, a client that stops
-//! reading, a panic inside one connection's task, and SIGTERM.
+//! reading, a panic inside one connection's task, a refused broadcast among
+//! sends in flight, and SIGTERM.
 
 use std::future::Future;
 use std::time::Duration;
@@ -85,11 +86,12 @@ async fn a_client_that_stops_reading_is_closed_and_the_others_keep_up() {
     server.stop().await;
 }
 
-/// A layer that panics on a payload containing `PANIC`: a bug inside one
-/// connection's task, on purpose.
-struct PanickingLayer(MemoryLayer);
+/// A layer with faults on purpose: it panics on a payload containing
+/// `PANIC` (a bug inside one connection's task) and fails a broadcast
+/// containing `FAIL` (a broker refusing one message).
+struct FaultyLayer(MemoryLayer);
 
-impl ChannelLayer for PanickingLayer {
+impl ChannelLayer for FaultyLayer {
     fn new_channel(&self) -> Inbox {
         self.0.new_channel()
     }
@@ -113,7 +115,14 @@ impl ChannelLayer for PanickingLayer {
         payload: Payload,
     ) -> impl Future<Output = Result<(), LayerError>> + Send {
         assert!(!payload.as_str().contains("PANIC"), "injected fault");
-        self.0.group_send(group, payload)
+        let refused = payload.as_str().contains("FAIL");
+        let sent = self.0.group_send(group, payload);
+        async move {
+            if refused {
+                return Err(LayerError::Unavailable("injected fault".to_owned()));
+            }
+            sent.await
+        }
     }
     fn send(
         &self,
@@ -161,7 +170,7 @@ impl ChannelLayer for PanickingLayer {
 #[tokio::test]
 async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
     let server =
-        TestServer::start_with_layer(|_| {}, |_| PanickingLayer(MemoryLayer::default())).await;
+        TestServer::start_with_layer(|_| {}, |_| FaultyLayer(MemoryLayer::default())).await;
     let room = server.create_room("Lobby", false).await;
     let ann = server.user("ann", false).await;
     let bob = server.user("bob", false).await;
@@ -206,5 +215,41 @@ async fn keep_alive_closes_silent_peers_and_keeps_live_ones() {
     let frame = silent.close_frame().await.expect("a close frame");
     assert_eq!(frame.code, CloseCode::Away);
     assert_eq!(frame.reason.as_str(), "no answer to pings");
+    server.stop().await;
+}
+
+/// Sends do not wait for each other, but a failed one is still answered,
+/// and before the reply to any later command.
+#[tokio::test]
+async fn a_failed_send_among_many_is_answered_before_later_replies() {
+    let server =
+        TestServer::start_with_layer(|_| {}, |_| FaultyLayer(MemoryLayer::default())).await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let mut a = server.connect(&ann).await;
+    a.join(room).await;
+    for message in ["one", "FAIL two", "three"] {
+        a.send_json(json!({"command": "send", "room": room, "message": message}))
+            .await;
+    }
+    a.send_json(json!({"command": "room_users", "room": room}))
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let frame = a.recv_json().await;
+        if frame.get("type").is_some() {
+            break;
+        }
+        seen.push(frame.get("message").map_or_else(
+            || frame["error"].as_str().unwrap_or_default().to_owned(),
+            |message| message.as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    let echoes: Vec<&String> = seen.iter().filter(|text| *text != "UNAVAILABLE").collect();
+    assert_eq!(echoes, ["one", "three"], "{seen:?}");
+    assert!(
+        seen.contains(&"UNAVAILABLE".to_owned()),
+        "the refused send is answered before room_users: {seen:?}"
+    );
     server.stop().await;
 }

@@ -179,6 +179,13 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Delivers to every member of the group (on every node for distributed
     /// backends). Never blocks on a slow receiver: a member whose inbox is
     /// full is closed (SlowConsumer), removed from all groups, and counted.
+    ///
+    /// Order: broadcasts to a group are delivered in the order their
+    /// futures were first polled, however their completions interleave. A
+    /// backend fixes a broadcast's place at that first poll (`MemoryLayer`
+    /// delivers then, `RedisLayer` queues its PUBLISH then), so a caller
+    /// may keep several broadcasts in flight and still have them arrive in
+    /// the order it started them.
     fn group_send(
         &self,
         group: &GroupName,

@@ -10,6 +10,9 @@
 //! goes through a broker): they wait for what must arrive, and give what
 //! must not arrive [`SETTLE`] to show up before declaring its absence.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use whisper_protocol::{PresenceEntry, RoomId};
@@ -82,6 +85,7 @@ macro_rules! channel_layer_test_suite {
             group_discard_stops_delivery: default_config,
             close_channel_leaves_every_group: default_config,
             group_send_keeps_the_senders_order: default_config,
+            group_send_order_is_fixed_at_the_first_poll: default_config,
             send_reaches_one_channel: default_config,
             slow_group_member_is_closed_while_others_receive_everything: small_inbox_config,
             slow_channel_is_closed_on_send: small_inbox_config,
@@ -262,6 +266,36 @@ pub async fn group_send_keeps_the_senders_order<L: ChannelLayer>(layer: L) {
             assert_eq!(recv(inbox).await.as_str(), i.to_string(), "out of order");
         }
     }
+}
+
+/// Broadcasts in flight together arrive in the order they were started
+/// (first polled), even when the later one is awaited first.
+pub async fn group_send_order_is_fixed_at_the_first_poll<L: ChannelLayer>(layer: L) {
+    let room = GroupName::new("room-1");
+    let mut inbox = layer.new_channel();
+    add(&layer, &room, &inbox).await;
+    let mut first = pin!(layer.group_send(&room, Payload::from("first")));
+    let mut second = pin!(layer.group_send(&room, Payload::from("second")));
+    // Start both, in order, without waiting for either; a backend may
+    // finish one at its first poll.
+    let (first_done, second_done) = poll_fn(|cx| {
+        let first_done = first.as_mut().poll(cx);
+        let second_done = second.as_mut().poll(cx);
+        Poll::Ready((first_done, second_done))
+    })
+    .await;
+    let second_sent = match second_done {
+        Poll::Ready(sent) => sent,
+        Poll::Pending => second.await,
+    };
+    let first_sent = match first_done {
+        Poll::Ready(sent) => sent,
+        Poll::Pending => first.await,
+    };
+    second_sent.expect("group_send should succeed");
+    first_sent.expect("group_send should succeed");
+    assert_eq!(recv(&mut inbox).await.as_str(), "first");
+    assert_eq!(recv(&mut inbox).await.as_str(), "second");
 }
 
 /// A direct send reaches its channel only.
