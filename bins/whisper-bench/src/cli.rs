@@ -159,8 +159,10 @@ pub struct ConnsArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: u32,
     /// Rooms the connections are spread over (round robin); each broadcast
-    /// goes to every room. One room measures a broadcast to all N.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// goes to every room. One room measures a broadcast to all N. The
+    /// announcer joins every room: past 100, start the server with a
+    /// --max-rooms-per-connection at least this.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rooms: u32,
     /// Broadcasts timed once every connection is in (the report gives their
     /// median).

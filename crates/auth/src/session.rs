@@ -1,4 +1,4 @@
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use base64::Engine;
@@ -65,10 +65,12 @@ impl SessionKey {
     /// What the database stores: SHA-256 of the key, hex. The key has 256
     /// bits of entropy, so a plain hash (no salt, no stretching) suffices.
     fn hash(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut hex = String::with_capacity(64);
+        for byte in Sha256::digest(self.0.as_bytes()) {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+        }
+        hex
     }
 }
 

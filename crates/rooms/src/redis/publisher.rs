@@ -83,7 +83,7 @@ async fn publish_queued(pool: Pool, mut requests: mpsc::UnboundedReceiver<Publis
             Ok::<(), Failure>(pipeline.query_async(&mut connection).await?)
         })
         .await
-        .map_err(|error| error.to_string());
+        .map_err(|LayerError::Unavailable(reason)| reason);
         for publish in batch.drain(..) {
             // The waiter may have given up (timed out); nothing to tell.
             let _ = publish.answer.send(written.clone());
