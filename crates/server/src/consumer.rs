@@ -43,7 +43,7 @@ type Socket = WebSocketStream<TokioIo<Upgraded>>;
 const WRITE_BATCH: usize = 64;
 
 /// Longest wait, after sending a close frame, for the client's close.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Most `send` broadcasts one connection has under way at once. A layer
 /// call may be a network round trip (a Redis PUBLISH); a client sending
@@ -582,7 +582,7 @@ async fn next_sent(sends: &mut Option<FuturesOrdered<SendInFlight>>) -> Result<(
 /// Half to one and a half `period`, at random: sockets opened together (a
 /// reconnect storm after a restart) then re-check their sessions and ping at
 /// different moments instead of all hitting the database at once, forever.
-fn jittered(period: std::time::Duration) -> std::time::Duration {
+fn jittered(period: Duration) -> Duration {
     let mut bytes = [0u8; 2];
     // Without randomness the period itself is still correct.
     let _ = getrandom::fill(&mut bytes);
