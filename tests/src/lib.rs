@@ -275,8 +275,7 @@ impl Site {
                 ],
             )
             .await;
-        let session = set_cookie_value(&response, "sessionid")?;
-        Some(Session { sessionid: session })
+        Session::from_response(&response)
     }
 
     /// Opens the chat WebSocket with this session and the server's own Origin.
@@ -354,6 +353,12 @@ impl Site {
             .send()
             .await
             .expect("POST")
+    }
+
+    /// `GET /api/me` as this session: who the server thinks it is.
+    pub async fn me(&self, session: &Session) -> serde_json::Value {
+        let response = self.get_as(session, "/api/me").await;
+        response.json().await.expect("/api/me answers JSON")
     }
 
     /// `GET path` as a logged-in browser: the session cookie is sent.
@@ -490,6 +495,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session a response (a login, a signup) set, if any.
+    pub fn from_response(response: &reqwest::Response) -> Option<Session> {
+        let sessionid = set_cookie_value(response, "sessionid")?;
+        Some(Session { sessionid })
+    }
+
     /// The Cookie header a browser would send.
     pub fn cookie(&self) -> String {
         format!("sessionid={}", self.sessionid)

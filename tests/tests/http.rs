@@ -2,7 +2,7 @@
 //! WebSocket handshake's refusals.
 
 use reqwest::StatusCode;
-use whisper_tests::{TestServer, csrf_token, http_client, set_cookie_value};
+use whisper_tests::{Session, TestServer, csrf_token, http_client, set_cookie_value};
 
 #[tokio::test]
 async fn anonymous_visitors_are_sent_to_login_and_the_api_says_401() {
@@ -69,18 +69,9 @@ async fn login_form_sets_csrf_and_a_good_login_gets_an_httponly_session() {
         "{cookie}"
     );
 
-    let session = set_cookie_value(&response, "sessionid").expect("session");
-    let me: serde_json::Value = client
-        .get(server.url("/api/me"))
-        .header("cookie", format!("sessionid={session}"))
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let session = Session::from_response(&response).expect("session");
     assert_eq!(
-        me,
+        server.me(&session).await,
         serde_json::json!({"id": 1, "username": "ann", "name": "", "is_staff": false})
     );
     server.stop().await;
@@ -192,22 +183,19 @@ async fn posts_without_a_matching_csrf_token_are_refused() {
 #[tokio::test]
 async fn signup_creates_an_account_and_logs_it_in() {
     let server = TestServer::start().await;
-    let client = http_client();
-    let csrf = csrf_token(&client, &server.url("/accounts/signup/")).await;
-    let signup = |username: &'static str, password2: &'static str| {
-        client
-            .post(server.url("/accounts/signup/"))
-            .header("cookie", format!("csrftoken={csrf}"))
-            .form(&[
-                ("username", username),
-                ("name", "Ann"),
-                ("password1", "correct horse"),
-                ("password2", password2),
-                ("csrfmiddlewaretoken", &csrf),
-            ])
-            .send()
+    let csrf = csrf_token(&http_client(), &server.url("/accounts/signup/")).await;
+    let site = *server;
+    let signup = move |username: &'static str, password2: &'static str| {
+        let fields = [
+            ("username", username),
+            ("name", "Ann"),
+            ("password1", "correct horse"),
+            ("password2", password2),
+        ];
+        let csrf = csrf.clone();
+        async move { site.post_form("/accounts/signup/", &csrf, &fields).await }
     };
-    let mismatch = signup("ann", "other horse").await.expect("signup");
+    let mismatch = signup("ann", "other horse").await;
     assert_eq!(mismatch.status(), StatusCode::OK);
     assert!(
         mismatch
@@ -217,24 +205,16 @@ async fn signup_creates_an_account_and_logs_it_in() {
             .contains("do not match")
     );
 
-    let response = signup("ann", "correct horse").await.expect("signup");
+    let response = signup("ann", "correct horse").await;
     assert_eq!(response.status(), StatusCode::FOUND);
-    let session = set_cookie_value(&response, "sessionid").expect("logged in");
-    let me: serde_json::Value = client
-        .get(server.url("/api/me"))
-        .header("cookie", format!("sessionid={session}"))
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let session = Session::from_response(&response).expect("logged in");
+    let me = server.me(&session).await;
     assert_eq!(me["username"], "ann");
     assert_eq!(me["name"], "Ann");
 
-    let taken = signup("ann", "correct horse").await.expect("signup");
+    let taken = signup("ann", "correct horse").await;
     assert!(taken.text().await.expect("page").contains("taken"));
-    let hostile = signup("<script>", "correct horse").await.expect("signup");
+    let hostile = signup("<script>", "correct horse").await;
     let page = hostile.text().await.expect("page");
     assert!(
         !page.contains("<script>") && page.contains("&lt;script&gt;"),

@@ -86,6 +86,31 @@ impl Database {
         })
     }
 
+    /// Checks that `username` is a staff superuser with this email who
+    /// logs in with `password`.
+    fn assert_superuser(&self, username: &str, email: &str, password: &str) {
+        let user = self.user(username).expect("the superuser exists");
+        assert!(user.is_staff && user.is_superuser, "{user:?}");
+        assert_eq!(user.email, email);
+        assert!(self.authenticates(username, password));
+    }
+
+    /// Runs `createroom` with `args`; the new room's id, its last line.
+    fn create_room(&self, args: &[&str]) -> String {
+        let mut command = vec!["createroom"];
+        command.extend_from_slice(args);
+        let created = self.run(&command);
+        created.assert_success();
+        let id = created
+            .stdout
+            .lines()
+            .last()
+            .expect("an id line")
+            .to_owned();
+        assert!(id.parse::<i64>().is_ok(), "{created:#?}");
+        id
+    }
+
     /// The lines of `rooms`.
     fn rooms(&self) -> Vec<String> {
         let run = self.run(&["rooms"]);
@@ -227,10 +252,7 @@ fn createsuperuser_noinput_creates_staff_superuser() {
     ]);
     run.assert_success();
     assert!(!run.stdout.contains("correct horse"), "{run:#?}");
-    let root = db.user("root").expect("root exists");
-    assert!(root.is_staff && root.is_superuser);
-    assert_eq!(root.email, "root@example.com");
-    assert!(db.authenticates("root", "correct horse"));
+    db.assert_superuser("root", "root@example.com", "correct horse");
 }
 
 #[test]
@@ -260,10 +282,7 @@ fn createsuperuser_reads_answers_from_piped_stdin() {
     run.assert_success();
     // No terminal, so no prompts: stderr stays empty for scripts.
     assert!(run.stderr.is_empty(), "{run:#?}");
-    let root = db.user("root").expect("root exists");
-    assert!(root.is_staff && root.is_superuser);
-    assert_eq!(root.email, "root@example.com");
-    assert!(db.authenticates("root", "correct horse"));
+    db.assert_superuser("root", "root@example.com", "correct horse");
 }
 
 #[test]
@@ -284,18 +303,8 @@ fn createsuperuser_refuses_mismatched_or_missing_answers() {
 #[test]
 fn rooms_are_created_listed_and_deleted() {
     let db = Database::new();
-    let created = db.run(&["createroom", "--title", "Staff room", "--staff-only"]);
-    created.assert_success();
-    let id = created
-        .stdout
-        .lines()
-        .last()
-        .expect("an id line")
-        .to_owned();
-    assert!(id.parse::<i64>().is_ok(), "{created:#?}");
-    let lobby = db.run(&["createroom", "--title", "Lobby"]);
-    lobby.assert_success();
-    let lobby_id = lobby.stdout.lines().last().expect("an id line").to_owned();
+    let id = db.create_room(&["--title", "Staff room", "--staff-only"]);
+    let lobby_id = db.create_room(&["--title", "Lobby"]);
     assert_ne!(id, lobby_id);
 
     let rooms = db.rooms();
@@ -473,14 +482,7 @@ fn every_command_works_on_postgres_too() {
     .assert_success();
     assert!(db.authenticates("ann", "battery staple"));
 
-    let created = db.run(&["createroom", "--title", "Lobby", "--staff-only"]);
-    created.assert_success();
-    let id = created
-        .stdout
-        .lines()
-        .last()
-        .expect("the id line")
-        .to_owned();
+    let id = db.create_room(&["--title", "Lobby", "--staff-only"]);
     assert!(
         db.rooms()
             .iter()
