@@ -6,6 +6,7 @@
 //! migrate` does the same by hand.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{Database, DatabaseConnection};
 
 mod m20261126_000001_create_users;
 mod m20261126_000002_create_sessions;
@@ -26,3 +27,18 @@ impl MigratorTrait for Migrator {
 }
 
 pub use sea_orm_migration::MigratorTrait;
+
+/// Opens the database at `url` and applies every pending migration: how a
+/// test, an example or a tool that needs no connection tuning starts.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let db = whisper_migrations::connect_migrated("sqlite::memory:").await.unwrap();
+/// # drop(db);
+/// # });
+/// ```
+pub async fn connect_migrated(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let db = Database::connect(url).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}

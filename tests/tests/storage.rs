@@ -1,7 +1,7 @@
 //! Storage behaves the same on SQLite and on a real PostgreSQL: every
 //! scenario here runs once against each.
 
-use sea_orm::{Database, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use whisper_auth::{AuthError, NewUser, SessionKey, SessionStore, UserStore};
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
@@ -15,12 +15,9 @@ async fn databases() -> (Vec<(&'static str, DatabaseConnection)>, tempfile::Temp
     let postgres = whisper_testkit::postgres_database();
     let mut connections = Vec::new();
     for (kind, url) in [("sqlite", sqlite), ("postgres", postgres)] {
-        let db = Database::connect(&url)
+        let db = whisper_migrations::connect_migrated(&url)
             .await
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
-        Migrator::up(&db, None)
-            .await
-            .unwrap_or_else(|e| panic!("{kind} migrate: {e}"));
         // Applying again is a no-op, as at every server start.
         Migrator::up(&db, None)
             .await

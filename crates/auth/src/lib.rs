@@ -11,12 +11,9 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use whisper_auth::sea_orm::Database;
 //! use whisper_auth::{NewUser, SessionStore, UserStore};
-//! use whisper_migrations::{Migrator, MigratorTrait};
 //!
-//! let db = Database::connect("sqlite::memory:").await.unwrap();
-//! Migrator::up(&db, None).await.unwrap();
+//! let db = whisper_migrations::connect_migrated("sqlite::memory:").await.unwrap();
 //!
 //! let users = UserStore::new(db.clone());
 //! let ann = users.create(NewUser::new("ann", "correct horse battery")).await.unwrap();

@@ -151,16 +151,12 @@ impl SessionStore {
 mod tests {
     use super::*;
     use crate::{NewUser, UserStore};
-    use whisper_migrations::MigratorTrait;
 
     #[tokio::test]
     async fn keys_resolve_until_deleted_and_only_hashes_are_stored() {
-        let db = sea_orm::Database::connect("sqlite::memory:")
+        let db = whisper_migrations::connect_migrated("sqlite::memory:")
             .await
-            .expect("sqlite");
-        whisper_migrations::Migrator::up(&db, None)
-            .await
-            .expect("migrate");
+            .expect("a migrated in-memory database");
         let ann = UserStore::new(db.clone())
             .create(NewUser::new("ann", "long enough"))
             .await

@@ -312,15 +312,11 @@ fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use whisper_migrations::MigratorTrait;
 
     async fn store() -> UserStore {
-        let db = sea_orm::Database::connect("sqlite::memory:")
+        let db = whisper_migrations::connect_migrated("sqlite::memory:")
             .await
-            .expect("sqlite");
-        whisper_migrations::Migrator::up(&db, None)
-            .await
-            .expect("migrate");
+            .expect("a migrated in-memory database");
         UserStore::new(db)
     }
 

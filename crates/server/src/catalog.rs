@@ -198,16 +198,12 @@ impl RoomCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use whisper_migrations::MigratorTrait;
 
     #[tokio::test]
     async fn rooms_are_created_listed_by_title_and_deleted() {
-        let db = sea_orm::Database::connect("sqlite::memory:")
+        let db = whisper_migrations::connect_migrated("sqlite::memory:")
             .await
-            .expect("sqlite");
-        whisper_migrations::Migrator::up(&db, None)
-            .await
-            .expect("migrate");
+            .expect("a migrated in-memory database");
         let catalog = RoomCatalog::new(db);
         let zoo = catalog.create("Zoo", false).await.expect("create");
         let staff = catalog.create("  Admins ", true).await.expect("create");
