@@ -61,16 +61,29 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// Fills `web/templates/<name>`: every `{{key}}` becomes the HTML-escaped
-/// value given for it. One pass, so a value that itself contains `{{...}}`
-/// is never expanded.
+/// Fills `web/templates/<name>`: a line `{{> part}}` becomes the file
+/// `web/templates/partials/<part>.html` (what every page shares, such as
+/// the head), then every `{{key}}` becomes the HTML-escaped value given
+/// for it. Partials come from the embedded files only, and values are
+/// filled in one pass after them, so a value that itself contains
+/// `{{...}}` is never expanded.
 pub(crate) fn render(name: &str, values: &[(&str, &str)]) -> Result<String, HttpError> {
-    let file = WebAssets::get(&format!("templates/{name}"))
-        .ok_or_else(|| HttpError::Internal(format!("missing template {name}")))?;
-    let template = std::str::from_utf8(&file.data)
-        .map_err(|_| HttpError::Internal(format!("template {name} is not UTF-8")))?;
+    let page = template_text(&format!("templates/{name}"))?;
+    let mut template = String::with_capacity(page.len() + 256);
+    for line in page.split_inclusive('\n') {
+        match line
+            .trim()
+            .strip_prefix("{{> ")
+            .and_then(|l| l.strip_suffix("}}"))
+        {
+            Some(part) => {
+                template.push_str(&template_text(&format!("templates/partials/{part}.html"))?)
+            }
+            None => template.push_str(line),
+        }
+    }
     let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
+    let mut rest = template.as_str();
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
@@ -90,6 +103,14 @@ pub(crate) fn render(name: &str, values: &[(&str, &str)]) -> Result<String, Http
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// An embedded template file's text.
+fn template_text(path: &str) -> Result<String, HttpError> {
+    let file = WebAssets::get(path)
+        .ok_or_else(|| HttpError::Internal(format!("missing template {path}")))?;
+    String::from_utf8(file.data.into_owned())
+        .map_err(|_| HttpError::Internal(format!("template {path} is not UTF-8")))
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -149,5 +170,11 @@ mod tests {
         let chat =
             render("chat.html", &[("csrf_token", "T"), ("username", "ann")]).expect("chat renders");
         assert!(chat.contains("/static/chat.js"));
+        let admin = render("admin.html", &[("csrf_token", "T"), ("username", "sam")])
+            .expect("admin renders");
+        for page in [&login, &signup, &chat, &admin] {
+            assert!(page.contains(r#"<link rel="stylesheet" href="/static/style.css">"#));
+            assert!(!page.contains("{{"));
+        }
     }
 }
