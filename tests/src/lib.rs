@@ -507,6 +507,11 @@ impl Session {
     }
 }
 
+/// A LEAVE event as the server encodes it.
+fn leave_event(room: i64, username: &str) -> String {
+    format!(r#"{{"msg_type":5,"room":{room},"username":"{username}"}}"#)
+}
+
 /// One chat WebSocket.
 pub struct WsClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -569,6 +574,36 @@ impl WsClient {
             }
             assert_eq!(frame["msg_type"], 4, "expected the join reply, got {frame}");
         }
+    }
+
+    /// Asks for `room`'s users and returns the reply.
+    pub async fn room_users(&mut self, room: i64) -> Value {
+        self.send_json(serde_json::json!({"command": "room_users", "room": room}))
+            .await;
+        self.recv_json().await
+    }
+
+    /// Asserts that the next frame is `username`'s LEAVE event in `room`,
+    /// byte for byte.
+    pub async fn expect_leave(&mut self, room: i64, username: &str) {
+        assert_eq!(self.recv_text().await, leave_event(room, username));
+    }
+
+    /// Asserts that the next two frames are the leave reply and the
+    /// leaver's own LEAVE event, in either order (the reply is written
+    /// directly, the event comes through the channel layer).
+    pub async fn expect_own_leave(&mut self, room: i64, username: &str) {
+        let mut seen = vec![self.recv_text().await, self.recv_text().await];
+        seen.sort();
+        let mut expected = vec![
+            format!(r#"{{"leave":"{room}"}}"#),
+            leave_event(room, username),
+        ];
+        expected.sort();
+        assert_eq!(
+            seen, expected,
+            "the leaver gets the reply and its own LEAVE"
+        );
     }
 
     /// Asserts that nothing arrives for `wait`.

@@ -4,19 +4,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use whisper_tests::{TestServer, WsClient};
+use whisper_tests::TestServer;
 
 fn last_update(users: &Value, user_id: &str) -> f64 {
     users["data"]["users"][user_id]["last_update"]
         .as_f64()
         .expect("last_update is a number")
-}
-
-async fn room_users(client: &mut WsClient, room: i64) -> Value {
-    client
-        .send_json(json!({"command": "room_users", "room": room}))
-        .await;
-    client.recv_json().await
 }
 
 /// The original app's consumer test, step by step, with exact JSON.
@@ -68,9 +61,7 @@ async fn original_multichat_scenario_replays_byte_for_byte() {
     a.send_json(json!({"command": "send", "room": room, "message": "again"}))
         .await;
     a.recv_text().await;
-    a.send_json(json!({"command": "room_users", "room": room}))
-        .await;
-    let second = a.recv_json().await;
+    let second = a.room_users(room).await;
     assert!(
         last_update(&second, "1") > before,
         "last_update increases after a send"
@@ -87,33 +78,16 @@ async fn original_multichat_scenario_replays_byte_for_byte() {
         format!(r#"{{"msg_type":4,"room":{room},"username":"bob"}}"#)
     );
 
-    b.send_json(json!({"command": "room_users", "room": room}))
-        .await;
-    let both = b.recv_json().await;
+    let both = b.room_users(room).await;
     assert_eq!(both["data"]["users"]["1"]["username"], "ann");
     assert_eq!(both["data"]["users"]["2"]["username"], "bob");
     assert_eq!(both["data"]["users"]["2"]["left"], false);
 
     a.send_json(json!({"command": "leave", "room": room})).await;
-    let mut seen_by_ann = vec![a.recv_text().await, a.recv_text().await];
-    seen_by_ann.sort();
-    let mut expected = vec![
-        format!(r#"{{"leave":"{room}"}}"#),
-        format!(r#"{{"msg_type":5,"room":{room},"username":"ann"}}"#),
-    ];
-    expected.sort();
-    assert_eq!(
-        seen_by_ann, expected,
-        "the leaver gets the reply and its own LEAVE"
-    );
-    assert_eq!(
-        b.recv_text().await,
-        format!(r#"{{"msg_type":5,"room":{room},"username":"ann"}}"#)
-    );
+    a.expect_own_leave(room, "ann").await;
+    b.expect_leave(room, "ann").await;
 
-    b.send_json(json!({"command": "room_users", "room": room}))
-        .await;
-    let after = b.recv_json().await;
+    let after = b.room_users(room).await;
     assert_eq!(after["data"]["users"]["1"]["left"], true);
     assert_eq!(after["data"]["users"]["2"]["left"], false);
     server.stop().await;
@@ -216,13 +190,8 @@ async fn an_abrupt_disconnect_sends_leave_to_the_others() {
     assert_eq!(b.recv_json().await["msg_type"], 4);
 
     a.vanish();
-    assert_eq!(
-        b.recv_text().await,
-        format!(r#"{{"msg_type":5,"room":{room},"username":"ann"}}"#)
-    );
-    b.send_json(json!({"command": "room_users", "room": room}))
-        .await;
-    assert_eq!(b.recv_json().await["data"]["users"]["1"]["left"], true);
+    b.expect_leave(room, "ann").await;
+    assert_eq!(b.room_users(room).await["data"]["users"]["1"]["left"], true);
     server.stop().await;
 }
 
@@ -313,13 +282,13 @@ async fn sends_refresh_presence_at_most_once_a_second() {
     let ann = server.user("ann", false).await;
     let mut a = server.connect(&ann).await;
     a.join(room).await;
-    let joined = last_update(&room_users(&mut a, room).await, "1");
+    let joined = last_update(&a.room_users(room).await, "1");
     tokio::time::sleep(Duration::from_millis(20)).await;
     a.send_json(json!({"command": "send", "room": room, "message": "soon"}))
         .await;
     a.recv_text().await;
     assert_eq!(
-        last_update(&room_users(&mut a, room).await, "1"),
+        last_update(&a.room_users(room).await, "1"),
         joined,
         "a send right after the join leaves last_update alone"
     );
@@ -327,5 +296,5 @@ async fn sends_refresh_presence_at_most_once_a_second() {
     a.send_json(json!({"command": "send", "room": room, "message": "later"}))
         .await;
     a.recv_text().await;
-    assert!(last_update(&room_users(&mut a, room).await, "1") > joined);
+    assert!(last_update(&a.room_users(room).await, "1") > joined);
 }

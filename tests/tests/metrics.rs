@@ -28,9 +28,7 @@ async fn metrics_count_connections_rooms_messages_and_deliveries() {
     b.recv_json().await;
     // The burst (4) is spent: join and send; two more pass, the rest drop.
     for _ in 0..5 {
-        a.send_json(json!({"command": "room_users", "room": room}))
-            .await;
-        a.recv_json().await;
+        a.room_users(room).await;
     }
 
     let (status, text) = server.get("/metrics").await;

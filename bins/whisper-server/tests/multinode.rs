@@ -84,10 +84,7 @@ async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
     assert_eq!(on_a.recv_text().await, from_b);
 
     for client in [&mut on_a, &mut on_b] {
-        client
-            .send_json(json!({"command": "room_users", "room": room}))
-            .await;
-        let users = client.recv_json().await;
+        let users = client.room_users(room).await;
         assert_eq!(users["data"]["users"]["1"]["username"], "ann");
         assert_eq!(users["data"]["users"]["2"]["username"], "bob");
     }
@@ -103,13 +100,11 @@ async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
     }
 
     on_a.vanish();
+    on_b.expect_leave(room, "ann").await;
     assert_eq!(
-        on_b.recv_text().await,
-        format!(r#"{{"msg_type":5,"room":{room},"username":"ann"}}"#)
+        on_b.room_users(room).await["data"]["users"]["1"]["left"],
+        true
     );
-    on_b.send_json(json!({"command": "room_users", "room": room}))
-        .await;
-    assert_eq!(on_b.recv_json().await["data"]["users"]["1"]["left"], true);
     drop(cluster.redis);
 }
 
