@@ -86,6 +86,14 @@ impl Database {
         })
     }
 
+    /// Runs `args` and checks the failure contract (exit 2, one line) and
+    /// that the line mentions `mention`.
+    fn assert_refused(&self, args: &[&str], mention: &str) {
+        let run = self.run(args);
+        let line = run.assert_error(2);
+        assert!(line.contains(mention), "{line}");
+    }
+
     /// Checks that `username` is a staff superuser with this email who
     /// logs in with `password`.
     fn assert_superuser(&self, username: &str, email: &str, password: &str) {
@@ -199,8 +207,10 @@ fn createuser_refuses_a_taken_username() {
     let ann = db.user("ann").expect("ann exists");
     assert_eq!((ann.name.as_str(), ann.is_staff), ("Ann", false));
 
-    let again = db.run(&["createuser", "--username", "ann", "--password", "other one"]);
-    assert!(again.assert_error(2).contains("taken"));
+    db.assert_refused(
+        &["createuser", "--username", "ann", "--password", "other one"],
+        "taken",
+    );
     assert!(db.authenticates("ann", "correct horse"));
     assert_eq!(db.user_count(), 1);
 }
@@ -258,16 +268,14 @@ fn createsuperuser_noinput_creates_staff_superuser() {
 #[test]
 fn createsuperuser_noinput_needs_username_and_password() {
     let db = Database::new();
-    let line = db
-        .run(&["createsuperuser", "--noinput", "--username", "root"])
-        .assert_error(2)
-        .to_owned();
-    assert!(line.contains("--password"), "{line}");
-    let line = db
-        .run(&["createsuperuser", "--noinput", "--password", "long enough"])
-        .assert_error(2)
-        .to_owned();
-    assert!(line.contains("--username"), "{line}");
+    db.assert_refused(
+        &["createsuperuser", "--noinput", "--username", "root"],
+        "--password",
+    );
+    db.assert_refused(
+        &["createsuperuser", "--noinput", "--password", "long enough"],
+        "--username",
+    );
     // Refused while parsing, before the database is even opened.
     assert!(!db.file_exists());
 }
@@ -316,8 +324,7 @@ fn rooms_are_created_listed_and_deleted() {
 
     db.run(&["deleteroom", &id]).assert_success();
     assert_eq!(db.rooms().len(), 1);
-    let again = db.run(&["deleteroom", &id]);
-    assert!(again.assert_error(2).contains(&id));
+    db.assert_refused(&["deleteroom", &id], &id);
     assert_eq!(db.rooms().len(), 1);
 }
 
@@ -325,8 +332,7 @@ fn rooms_are_created_listed_and_deleted() {
 fn bad_room_input_gets_one_line_and_writes_nothing() {
     let db = Database::new();
     db.run(&["createroom", "--title", "   "]).assert_error(2);
-    let line = db.run(&["deleteroom", "lobby"]).assert_error(2).to_owned();
-    assert!(line.contains("lobby"), "{line}");
+    db.assert_refused(&["deleteroom", "lobby"], "lobby");
     db.run(&["deleteroom", "-1"]).assert_error(2);
     db.run(&["deleteroom"]).assert_error(2);
     assert!(db.rooms().is_empty());
@@ -399,11 +405,7 @@ fn command_line_mistakes_get_one_line_and_exit_2() {
     let db = Database::new();
     db.run(&["frobnicate"]).assert_error(2);
     db.run(&["rooms", "--bogus"]).assert_error(2);
-    let line = db
-        .run(&["createuser", "--username", "ann"])
-        .assert_error(2)
-        .to_owned();
-    assert!(line.contains("--password"), "{line}");
+    db.assert_refused(&["createuser", "--username", "ann"], "--password");
     assert!(!db.file_exists());
 }
 
