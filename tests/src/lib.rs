@@ -165,6 +165,19 @@ impl TestServer {
             .expect("login succeeds")
     }
 
+    /// Ann and Bob, both in `room`: Bob joins first and has read Ann's
+    /// ENTER, so neither has a frame waiting.
+    pub async fn ann_and_bob_in(&self, room: i64) -> (WsClient, WsClient) {
+        let ann = self.user("ann", false).await;
+        let bob = self.user("bob", false).await;
+        let mut a = self.connect(&ann).await;
+        let mut b = self.connect(&bob).await;
+        b.join(room).await;
+        a.join(room).await;
+        assert_eq!(b.recv_json().await["msg_type"], 4, "Ann's ENTER");
+        (a, b)
+    }
+
     /// Stops the server gracefully and starts a new one on the same address
     /// and database, as an operator's restart would: sessions and rooms
     /// survive, connections and presence do not.

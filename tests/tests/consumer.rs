@@ -181,13 +181,7 @@ async fn one_connection_multiplexes_three_rooms() {
 async fn an_abrupt_disconnect_sends_leave_to_the_others() {
     let server = TestServer::start().await;
     let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut a = server.connect(&ann).await;
-    let mut b = server.connect(&bob).await;
-    b.join(room).await;
-    a.join(room).await;
-    assert_eq!(b.recv_json().await["msg_type"], 4);
+    let (a, mut b) = server.ann_and_bob_in(room).await;
 
     a.vanish();
     b.expect_leave(room, "ann").await;

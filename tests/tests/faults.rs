@@ -172,13 +172,7 @@ async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
     let server =
         TestServer::start_with_layer(|_| {}, |_| FaultyLayer(MemoryLayer::default())).await;
     let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut a = server.connect(&ann).await;
-    let mut b = server.connect(&bob).await;
-    b.join(room).await;
-    a.join(room).await;
-    b.recv_text().await;
+    let (mut a, mut b) = server.ann_and_bob_in(room).await;
 
     a.send_json(json!({"command": "send", "room": room, "message": "PANIC"}))
         .await;
@@ -191,6 +185,7 @@ async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
     b.send_json(json!({"command": "send", "room": room, "message": "fine"}))
         .await;
     assert_eq!(b.recv_json().await["message"], "fine");
+    let ann = server.login("ann", "correct horse").await.expect("login");
     let mut again = server.connect(&ann).await;
     again.join(room).await;
     server.stop().await;

@@ -185,14 +185,7 @@ async fn the_server_survives_the_battery_and_still_chats() {
     }
 
     // A normal pair of users still chats.
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut a = server.connect(&ann).await;
-    let mut b = server.connect(&bob).await;
-    for client in [&mut a, &mut b] {
-        client.join(room).await;
-    }
-    assert_eq!(a.recv_json().await["msg_type"], 4);
+    let (mut a, mut b) = server.ann_and_bob_in(room).await;
     a.send_json(json!({"command": "send", "room": room, "message": "still standing"}))
         .await;
     assert_eq!(a.recv_json().await["message"], "still standing");

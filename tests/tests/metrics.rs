@@ -14,14 +14,7 @@ fn sample(text: &str, name: &str) -> f64 {
 async fn metrics_count_connections_rooms_messages_and_deliveries() {
     let server = TestServer::start_with(|config| config.max_messages_per_second = 2).await;
     let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut a = server.connect(&ann).await;
-    let mut b = server.connect(&bob).await;
-    for client in [&mut a, &mut b] {
-        client.join(room).await;
-    }
-    a.recv_json().await;
+    let (mut a, mut b) = server.ann_and_bob_in(room).await;
     a.send_json(json!({"command": "send", "room": room, "message": "one"}))
         .await;
     a.recv_json().await;
@@ -38,7 +31,7 @@ async fn metrics_count_connections_rooms_messages_and_deliveries() {
     assert_eq!(sample(&text, "whisper_rooms"), 1.0);
     // Ann: join, send, five room_users; Bob: join.
     assert_eq!(sample(&text, "whisper_messages_received_total"), 8.0);
-    // ENTER of bob to ann, then "one" to both.
+    // ENTER of Ann to Bob, then "one" to both.
     assert_eq!(sample(&text, "whisper_deliveries_total"), 3.0);
     assert!(sample(&text, "whisper_frames_dropped_total") >= 2.0);
     assert_eq!(sample(&text, "whisper_slow_consumer_closes_total"), 0.0);
