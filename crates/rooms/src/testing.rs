@@ -451,28 +451,41 @@ fn user_ids(entries: &[PresenceEntry]) -> Vec<i64> {
     entries.iter().map(|entry| entry.user_id).collect()
 }
 
-/// The inbox's next result, failing the test if none comes in time.
-async fn recv_result(inbox: &mut Inbox) -> Result<Payload, InboxClosed> {
-    tokio::time::timeout(DELIVERY_TIMEOUT, inbox.recv())
+/// The inbox's next result, failing the test if none comes within `wait`.
+pub async fn recv_result_within(inbox: &mut Inbox, wait: Duration) -> Result<Payload, InboxClosed> {
+    tokio::time::timeout(wait, inbox.recv())
         .await
-        .unwrap_or_else(|_| panic!("{} received nothing in {DELIVERY_TIMEOUT:?}", inbox.name()))
+        .unwrap_or_else(|_| panic!("{} received nothing in {wait:?}", inbox.name()))
 }
 
-/// The inbox's next payload, failing the test if it is closed or none comes.
-async fn recv(inbox: &mut Inbox) -> Payload {
+/// The inbox's next payload, failing the test if it is closed or none comes
+/// within `wait`: for tests of a backend's own behaviour beyond the suite.
+pub async fn recv_within(inbox: &mut Inbox, wait: Duration) -> Payload {
     let name = inbox.name();
-    recv_result(inbox)
+    recv_result_within(inbox, wait)
         .await
         .unwrap_or_else(|closed| panic!("{name} should be open: {closed}"))
 }
 
-/// Fails the test if anything arrives within [`SETTLE`].
-async fn assert_silent(inbox: &mut Inbox) {
-    tokio::time::sleep(SETTLE).await;
+/// Fails the test if anything arrives within `wait`.
+pub async fn assert_silent_for(inbox: &mut Inbox, wait: Duration) {
+    tokio::time::sleep(wait).await;
     if let Some(unexpected) = inbox.try_recv() {
         panic!(
             "{} should have received nothing, got {unexpected:?}",
             inbox.name()
         );
     }
+}
+
+async fn recv_result(inbox: &mut Inbox) -> Result<Payload, InboxClosed> {
+    recv_result_within(inbox, DELIVERY_TIMEOUT).await
+}
+
+async fn recv(inbox: &mut Inbox) -> Payload {
+    recv_within(inbox, DELIVERY_TIMEOUT).await
+}
+
+async fn assert_silent(inbox: &mut Inbox) {
+    assert_silent_for(inbox, SETTLE).await;
 }
