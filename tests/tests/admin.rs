@@ -37,8 +37,16 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// With the right CSRF token.
-const OK_CSRF: Option<&str> = Some("");
+/// [`call`] with the right CSRF token, as the admin page sends it.
+async fn call_with_csrf(
+    server: &TestServer,
+    session: &Session,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    call(server, session, Some(""), method, path, body).await
+}
 
 #[tokio::test]
 async fn staff_manage_rooms_and_staff_flags() {
@@ -55,10 +63,9 @@ async fn staff_manage_rooms_and_staff_flags() {
             .contains("/static/admin.js")
     );
 
-    let (status, room) = call(
+    let (status, room) = call_with_csrf(
         &server,
         &admin,
-        OK_CSRF,
         Method::POST,
         "/api/admin/rooms",
         Some(json!({"title": "New room", "staff_only": true})),
@@ -69,10 +76,9 @@ async fn staff_manage_rooms_and_staff_flags() {
     assert_eq!(room["staff_only"], true);
     let id = room["id"].as_i64().expect("id");
 
-    let (status, room) = call(
+    let (status, room) = call_with_csrf(
         &server,
         &admin,
-        OK_CSRF,
         Method::PATCH,
         &format!("/api/admin/rooms/{id}"),
         Some(json!({"staff_only": false})),
@@ -92,10 +98,9 @@ async fn staff_manage_rooms_and_staff_flags() {
         .clone();
     assert_eq!(ann["is_staff"], false);
     let ann_id = ann["id"].as_i64().expect("id");
-    let (status, ann) = call(
+    let (status, ann) = call_with_csrf(
         &server,
         &admin,
-        OK_CSRF,
         Method::PATCH,
         &format!("/api/admin/users/{ann_id}"),
         Some(json!({"is_staff": true})),
@@ -104,20 +109,18 @@ async fn staff_manage_rooms_and_staff_flags() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ann["is_staff"], true);
 
-    let (status, _) = call(
+    let (status, _) = call_with_csrf(
         &server,
         &admin,
-        OK_CSRF,
         Method::DELETE,
         &format!("/api/admin/rooms/{id}"),
         None,
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(
+    let (status, _) = call_with_csrf(
         &server,
         &admin,
-        OK_CSRF,
         Method::DELETE,
         &format!("/api/admin/rooms/{id}"),
         None,
@@ -176,7 +179,7 @@ async fn bad_admin_requests_are_refused_clearly() {
         ),
     ];
     for (method, path, body, expected) in cases {
-        let (status, _) = call(&server, &admin, OK_CSRF, method.clone(), path, body.clone()).await;
+        let (status, _) = call_with_csrf(&server, &admin, method.clone(), path, body.clone()).await;
         assert_eq!(status, expected, "{method} {path} {body:?}");
     }
     server.stop().await;
@@ -218,7 +221,7 @@ async fn non_staff_and_forged_requests_change_nothing() {
         ),
     ];
     for (method, path, body) in &attempts {
-        let (status, _) = call(&server, &ann, OK_CSRF, method.clone(), path, body.clone()).await;
+        let (status, _) = call_with_csrf(&server, &ann, method.clone(), path, body.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "non-staff {method} {path}");
     }
     for (method, path, body) in attempts.iter().skip(1) {
