@@ -1,7 +1,9 @@
 //! Bad input and endings: malformed frames get error replies on a
 //! connection that stays open, an oversized frame closes only its own
-//! connection, and shutdown closes sockets with 1001.
+//! connection, shutdown closes sockets with 1001, and the SQLite file takes
+//! parallel reads and writes.
 
+use futures_util::future::join_all;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -110,4 +112,38 @@ async fn shutdown_closes_websockets_with_going_away() {
     let frame = a.close_frame().await.expect("a close frame");
     assert_eq!(frame.code, CloseCode::Away);
     stopping.await.expect("server stopped");
+}
+
+/// The server's pool of SQLite connections shares the file with an
+/// operator's writes from another connection, as whisper-manage makes them:
+/// logins (a read and a write each), handshakes and joins run in parallel
+/// with room creation, and none is refused with "database is locked".
+#[tokio::test]
+async fn parallel_logins_handshakes_and_operator_writes_all_succeed() {
+    const PEOPLE: usize = 16;
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    for i in 0..PEOPLE {
+        server
+            .create_user(&format!("user{i}"), "correct horse", false)
+            .await;
+    }
+    let server = &server;
+    let people = (0..PEOPLE).map(|i| async move {
+        let session = server
+            .login(&format!("user{i}"), "correct horse")
+            .await
+            .expect("login succeeds");
+        let mut socket = server.connect(&session).await;
+        socket.join(lobby).await
+    });
+    let rooms =
+        (0..PEOPLE).map(|i| async move { server.create_room(&format!("Room {i}"), false).await });
+    let (joins, mut created) = tokio::join!(join_all(people), join_all(rooms));
+    for join in joins {
+        assert_eq!(join["join"], json!(lobby.to_string()));
+    }
+    created.sort_unstable();
+    created.dedup();
+    assert_eq!(created.len(), PEOPLE, "every room has an id of its own");
 }
