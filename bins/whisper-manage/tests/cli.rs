@@ -328,6 +328,52 @@ fn rooms_are_created_listed_and_deleted() {
     assert_eq!(db.rooms().len(), 1);
 }
 
+/// The server keeps a SQLite file open in WAL mode while an operator runs
+/// commands: they work beside its open connection, and it sees what they
+/// wrote.
+#[test]
+fn commands_work_on_a_file_a_server_holds_open_in_wal_mode() {
+    let db = Database::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let server_side = whisper_migrations::connect_migrated(&db.url)
+            .await
+            .expect("a migrated database");
+        let mode: String = select_one(&server_side, "PRAGMA journal_mode = WAL").await;
+        assert_eq!(mode, "wal");
+
+        db.create_room(&["--title", "Lobby"]);
+        db.run(&[
+            "createuser",
+            "--username",
+            "ann",
+            "--password",
+            "correct horse",
+        ])
+        .assert_success();
+
+        let rooms: i64 = select_one(&server_side, "SELECT COUNT(*) FROM rooms").await;
+        let users: i64 = select_one(&server_side, "SELECT COUNT(*) FROM users").await;
+        assert_eq!((rooms, users), (1, 1));
+        let mode: String = select_one(&server_side, "PRAGMA journal_mode").await;
+        assert_eq!(mode, "wal", "the file stays in WAL mode");
+    });
+}
+
+/// The one value `sql` selects.
+async fn select_one<T: sea_orm::TryGetable>(db: &sea_orm::DatabaseConnection, sql: &str) -> T {
+    use sea_orm::{ConnectionTrait, Statement};
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect(sql)
+        .expect("a row")
+        .try_get_by_index(0)
+        .expect("a value of the asked type")
+}
+
 #[test]
 fn bad_room_input_gets_one_line_and_writes_nothing() {
     let db = Database::new();
