@@ -48,6 +48,28 @@ async fn call_with_csrf(
     call(server, session, Some(""), method, path, body).await
 }
 
+/// Someone signed in on the admin page, calling its API as its script does.
+struct AdminPage<'a> {
+    server: &'a TestServer,
+    session: &'a Session,
+}
+
+impl AdminPage<'_> {
+    /// [`call_with_csrf`]; panics unless the answer has status `expected`.
+    async fn expect(
+        &self,
+        expected: StatusCode,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, value) =
+            call_with_csrf(self.server, self.session, method.clone(), path, body).await;
+        assert_eq!(status, expected, "{method} {path}");
+        value
+    }
+}
+
 #[tokio::test]
 async fn staff_manage_rooms_and_staff_flags() {
     let server = TestServer::start().await;
@@ -63,30 +85,31 @@ async fn staff_manage_rooms_and_staff_flags() {
             .contains("/static/admin.js")
     );
 
-    let (status, room) = call_with_csrf(
-        &server,
-        &admin,
-        Method::POST,
-        "/api/admin/rooms",
-        Some(json!({"title": "New room", "staff_only": true})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let page = AdminPage {
+        server: &server,
+        session: &admin,
+    };
+    let new_room = json!({"title": "New room", "staff_only": true});
+    let room = page
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/admin/rooms",
+            Some(new_room),
+        )
+        .await;
     assert_eq!(room["title"], "New room");
     assert_eq!(room["staff_only"], true);
     let id = room["id"].as_i64().expect("id");
+    let room_path = format!("/api/admin/rooms/{id}");
 
-    let (status, room) = call_with_csrf(
-        &server,
-        &admin,
-        Method::PATCH,
-        &format!("/api/admin/rooms/{id}"),
-        Some(json!({"staff_only": false})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let change = json!({"staff_only": false});
+    let room = page
+        .expect(StatusCode::OK, Method::PATCH, &room_path, Some(change))
+        .await;
     assert_eq!(room["staff_only"], false);
 
+    // Reading needs no CSRF token.
     let (status, users) = call(&server, &admin, None, Method::GET, "/api/admin/users", None).await;
     assert_eq!(status, StatusCode::OK);
     let ann = users
@@ -97,36 +120,17 @@ async fn staff_manage_rooms_and_staff_flags() {
         .expect("ann listed")
         .clone();
     assert_eq!(ann["is_staff"], false);
-    let ann_id = ann["id"].as_i64().expect("id");
-    let (status, ann) = call_with_csrf(
-        &server,
-        &admin,
-        Method::PATCH,
-        &format!("/api/admin/users/{ann_id}"),
-        Some(json!({"is_staff": true})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let ann_path = format!("/api/admin/users/{}", ann["id"].as_i64().expect("id"));
+    let change = json!({"is_staff": true});
+    let ann = page
+        .expect(StatusCode::OK, Method::PATCH, &ann_path, Some(change))
+        .await;
     assert_eq!(ann["is_staff"], true);
 
-    let (status, _) = call_with_csrf(
-        &server,
-        &admin,
-        Method::DELETE,
-        &format!("/api/admin/rooms/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call_with_csrf(
-        &server,
-        &admin,
-        Method::DELETE,
-        &format!("/api/admin/rooms/{id}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    page.expect(StatusCode::NO_CONTENT, Method::DELETE, &room_path, None)
+        .await;
+    page.expect(StatusCode::NOT_FOUND, Method::DELETE, &room_path, None)
+        .await;
     server.stop().await;
 }
 
