@@ -103,6 +103,11 @@ impl Database {
         assert!(self.authenticates(username, password));
     }
 
+    /// Runs `createuser` for `username` with `password` and nothing else.
+    fn create_user(&self, username: &str, password: &str) -> Run {
+        self.run(&["createuser", "--username", username, "--password", password])
+    }
+
     /// Runs `createroom` with `args`; the new room's id, its last line.
     fn create_room(&self, args: &[&str]) -> String {
         let mut command = vec!["createroom"];
@@ -346,14 +351,7 @@ fn commands_work_on_a_file_a_server_holds_open_in_wal_mode() {
         assert_eq!(mode, "wal");
 
         db.create_room(&["--title", "Lobby"]);
-        db.run(&[
-            "createuser",
-            "--username",
-            "ann",
-            "--password",
-            "correct horse",
-        ])
-        .assert_success();
+        db.create_user("ann", "correct horse").assert_success();
 
         let rooms: i64 = select_one(&server_side, "SELECT COUNT(*) FROM rooms").await;
         let users: i64 = select_one(&server_side, "SELECT COUNT(*) FROM users").await;
@@ -387,14 +385,7 @@ fn bad_room_input_gets_one_line_and_writes_nothing() {
 #[test]
 fn setstaff_grants_and_removes_staff() {
     let db = Database::new();
-    db.run(&[
-        "createuser",
-        "--username",
-        "bob",
-        "--password",
-        "long enough",
-    ])
-    .assert_success();
+    db.create_user("bob", "long enough").assert_success();
     db.run(&["setstaff", "--username", "bob"]).assert_success();
     assert!(db.user("bob").expect("bob").is_staff);
     db.run(&["setstaff", "--username", "bob", "--off"])
@@ -407,14 +398,7 @@ fn setstaff_grants_and_removes_staff() {
 #[test]
 fn changepassword_replaces_the_password() {
     let db = Database::new();
-    db.run(&[
-        "createuser",
-        "--username",
-        "ann",
-        "--password",
-        "old password",
-    ])
-    .assert_success();
+    db.create_user("ann", "old password").assert_success();
     db.run(&[
         "changepassword",
         "--username",
@@ -491,22 +475,8 @@ fn an_unopenable_database_is_an_operational_error() {
 fn every_command_works_on_postgres_too() {
     let db = Database::postgres();
     db.run(&["migrate"]).assert_success();
-    db.run(&[
-        "createuser",
-        "--username",
-        "ann",
-        "--password",
-        "correct horse",
-    ])
-    .assert_success();
-    db.run(&[
-        "createuser",
-        "--username",
-        "ann",
-        "--password",
-        "correct horse",
-    ])
-    .assert_error(2);
+    db.create_user("ann", "correct horse").assert_success();
+    db.create_user("ann", "correct horse").assert_error(2);
     db.run(&[
         "createsuperuser",
         "--username",
