@@ -339,21 +339,18 @@ mod tests {
 
     #[test]
     fn cross_flag_mistakes_are_usage_errors() {
-        let cli = parse(&[
-            "fanout",
-            "--members",
-            "2",
-            "--senders",
-            "3",
-            "--room-ids",
-            "1",
-        ])
-        .expect("parses");
-        assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
-        let cli = parse(&["conns", "--rooms", "3", "--room-ids", "1,2"]).expect("parses");
-        assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
-        let cli = parse(&["conns"]).expect("parses");
-        assert!(matches!(cli.validate(), Err(BenchError::Usage(_))));
+        for line in [
+            "fanout --members 2 --senders 3 --room-ids 1",
+            "conns --rooms 3 --room-ids 1,2",
+            "conns",
+        ] {
+            let args: Vec<&str> = line.split(' ').collect();
+            let cli = parse(&args).expect("parses");
+            assert!(
+                matches!(cli.validate(), Err(BenchError::Usage(_))),
+                "{line}"
+            );
+        }
     }
 
     #[test]
