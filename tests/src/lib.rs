@@ -489,15 +489,9 @@ pub async fn csrf_token(client: &reqwest::Client, url: &str) -> String {
 /// The value a response's Set-Cookie gives to `name`.
 pub fn set_cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
     response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(|value| {
-            let (pair, _) = value.split_once(';').unwrap_or((value, ""));
-            let (key, val) = pair.split_once('=')?;
-            (key.trim() == name && !val.is_empty()).then(|| val.to_owned())
-        })
+        .cookies()
+        .find(|cookie| cookie.name() == name && !cookie.value().is_empty())
+        .map(|cookie| cookie.value().to_owned())
 }
 
 /// A logged-in browser's session.

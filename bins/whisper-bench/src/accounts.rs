@@ -113,13 +113,7 @@ async fn sign_up_one(
 /// The value a response's Set-Cookie gives to `name`.
 fn set_cookie(response: &Response, name: &str) -> Option<String> {
     response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(|value| {
-            let pair = value.split(';').next()?;
-            let (key, val) = pair.split_once('=')?;
-            (key.trim() == name && !val.is_empty()).then(|| val.trim().to_owned())
-        })
+        .cookies()
+        .find(|cookie| cookie.name() == name && !cookie.value().is_empty())
+        .map(|cookie| cookie.value().to_owned())
 }
