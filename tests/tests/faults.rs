@@ -95,6 +95,9 @@ impl ChannelLayer for FaultyLayer {
     fn new_channel(&self) -> Inbox {
         self.0.new_channel()
     }
+    fn presence_ttl(&self) -> std::time::Duration {
+        self.0.presence_ttl()
+    }
     fn group_add(
         &self,
         group: &GroupName,

@@ -65,6 +65,10 @@ impl ChannelLayer for CountingLayer {
         self.inner.new_channel()
     }
 
+    fn presence_ttl(&self) -> std::time::Duration {
+        self.inner.presence_ttl()
+    }
+
     async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {
         self.inner.group_add(group, channel).await
     }

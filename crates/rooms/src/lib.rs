@@ -212,6 +212,11 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Empty groups are forgotten, so this tracks live rooms.
     fn group_count(&self) -> usize;
 
+    /// How long a room's presence lives without updates
+    /// ([`LayerConfig::presence_ttl`]), so a host paces its presence
+    /// refreshes without a second copy of the setting.
+    fn presence_ttl(&self) -> Duration;
+
     /// Whether the backend can currently carry messages (for `/healthz`).
     fn is_available(&self) -> impl Future<Output = bool> + Send;
 

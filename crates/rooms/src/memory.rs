@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use whisper_protocol::{PresenceEntry, RoomId};
 
@@ -55,6 +55,10 @@ impl Default for MemoryLayer {
 impl ChannelLayer for MemoryLayer {
     fn new_channel(&self) -> Inbox {
         self.channels.new_channel()
+    }
+
+    fn presence_ttl(&self) -> Duration {
+        self.presence().ttl()
     }
 
     async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {

@@ -31,6 +31,11 @@ struct RoomPresence {
 }
 
 impl PresenceTable {
+    /// How long a room lives without updates.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// An empty table whose rooms expire `ttl` after their last update.
     pub(crate) fn new(ttl: Duration, now: Instant) -> Self {
         PresenceTable {

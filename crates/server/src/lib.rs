@@ -7,7 +7,8 @@
 //! - `http`: the router and its handlers, one error type mapped to
 //!   responses in one place, CSRF and cookies;
 //! - `websocket`: the upgrade handshake (session and Origin checks);
-//! - `consumer`: one WebSocket's life: commands in, room events out;
+//! - `consumer`: one WebSocket's life: the transport around the chat
+//!   rules of `whisper-chat` (frames in, their answers and room events out);
 //! - `frames`: room events written as text frames, one vectored write per
 //!   batch, without copying;
 //! - [`catalog`]: the rooms table.
@@ -33,7 +34,6 @@ mod consumer;
 mod frames;
 pub(crate) mod http;
 mod metrics;
-mod rate;
 mod server;
 mod state;
 mod websocket;

@@ -9,26 +9,28 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use whisper_chat::{Chat, RoomDirectory};
 use whisper_rooms::ChannelLayer;
 
-/// Counters bumped by connections and requests.
+/// Counters bumped by the transport and by requests; the chat rules keep
+/// their own ([`whisper_chat::Counters`]), read here when scraped.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    /// Frames received on WebSockets.
-    pub messages_received: Counter,
     /// Frames written to WebSockets from inboxes (room events).
     pub deliveries: Counter,
-    /// Frames refused unread because the connection exceeded its rate.
-    pub frames_dropped: Counter,
-    /// Channel-layer calls that failed (answered `UNAVAILABLE`).
-    pub layer_errors: Counter,
     /// HTTP requests served (WebSocket handshakes included).
     pub http_requests: Counter,
 }
 
 impl Metrics {
     /// The Prometheus text exposition of every metric.
-    pub fn render<L: ChannelLayer>(&self, layer: &L, connections: usize) -> String {
+    pub fn render<L: ChannelLayer, D: RoomDirectory>(
+        &self,
+        chat: &Chat<L, D>,
+        connections: usize,
+    ) -> String {
+        let layer = chat.layer();
+        let counters = chat.counters();
         let mut registry = Registry::with_prefix("whisper");
         registry.register(
             "connections",
@@ -43,7 +45,7 @@ impl Metrics {
         registry.register(
             "messages_received",
             "Frames received on WebSockets",
-            self.messages_received.clone(),
+            ConstCounter::new(counters.frames_received()),
         );
         registry.register(
             "deliveries",
@@ -53,7 +55,7 @@ impl Metrics {
         registry.register(
             "frames_dropped",
             "Frames refused unread for exceeding the rate limit",
-            self.frames_dropped.clone(),
+            ConstCounter::new(counters.frames_rate_limited()),
         );
         registry.register(
             "slow_consumer_closes",
@@ -63,7 +65,7 @@ impl Metrics {
         registry.register(
             "layer_errors",
             "Channel layer calls that failed",
-            self.layer_errors.clone(),
+            ConstCounter::new(counters.layer_errors()),
         );
         registry.register(
             "http_requests",

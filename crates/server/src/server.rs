@@ -15,10 +15,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, UserStore};
+use whisper_chat::{Chat, Limits};
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 
-use crate::state::AppState;
+use crate::state::{AppState, CatalogRooms};
 use crate::{Config, RoomCatalog, http};
 
 /// How long shutdown waits for open connections to finish after telling them
@@ -113,15 +114,23 @@ impl<L: ChannelLayer> Server<L> {
                     addr: config.bind,
                     source,
                 })?;
+        let rooms = RoomCatalog::new(db.clone());
+        let limits = Limits {
+            max_message_bytes: config.max_message_bytes,
+            max_rooms_per_connection: config.max_rooms_per_connection,
+            max_messages_per_second: config.max_messages_per_second,
+            ..Limits::default()
+        };
+        let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), limits));
         let state = Arc::new(AppState {
             users: UserStore::new(db.clone()),
             sessions: SessionStore::new(db.clone()),
-            rooms: RoomCatalog::new(db.clone()),
+            rooms,
+            chat,
             throttle: LoginThrottle::default(),
             connections: Default::default(),
             metrics: Default::default(),
             db,
-            layer,
             config,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

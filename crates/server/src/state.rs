@@ -1,10 +1,14 @@
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, UserStore};
+use whisper_chat::{Chat, RoomDirectory};
+use whisper_protocol::RoomId;
 
 use crate::connections::ConnectionCounts;
-use crate::{Config, RoomCatalog};
+use crate::{CatalogError, Config, RoomCatalog};
 
 /// What every request and connection shares. Built once by
 /// [`crate::Server::bind`]; handlers get it behind an `Arc`.
@@ -14,14 +18,35 @@ pub(crate) struct AppState<L> {
     pub users: UserStore,
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
+    /// The rooms table, for the admin API and the room list. Its cache is
+    /// shared with the chat's [`CatalogRooms`].
     pub rooms: RoomCatalog,
-    pub layer: L,
+    /// The chat rules' shared part: the channel layer, the rooms they look
+    /// up, the limits, the counters.
+    pub chat: Arc<Chat<L, CatalogRooms>>,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Open WebSockets per user.
-    pub connections: std::sync::Arc<ConnectionCounts>,
+    pub connections: Arc<ConnectionCounts>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+}
+
+/// The rooms table as the chat rules look rooms up (through the catalog's
+/// cache: every join looks its room up).
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogRooms(pub RoomCatalog);
+
+impl RoomDirectory for CatalogRooms {
+    type Error = CatalogError;
+
+    async fn room(&self, id: RoomId) -> Result<Option<whisper_chat::Room>, CatalogError> {
+        Ok(self.0.get(id).await?.map(|room| whisper_chat::Room {
+            id: room.id,
+            title: room.title,
+            staff_only: room.staff_only,
+        }))
+    }
 }

@@ -265,6 +265,10 @@ impl ChannelLayer for RedisLayer {
         self.node.channels.new_channel()
     }
 
+    fn presence_ttl(&self) -> Duration {
+        self.presence_ttl
+    }
+
     async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {
         if !self.node.channels.contains(channel) {
             // Closed: adding it does nothing, and needs no subscription.

@@ -81,7 +81,7 @@ pub(crate) async fn healthz<L: ChannelLayer>(state: &AppState<L>) -> Result<Resp
         tokio::time::timeout(bound, state.db.ping()).await,
         Ok(Ok(()))
     );
-    let layer = tokio::time::timeout(bound, state.layer.is_available())
+    let layer = tokio::time::timeout(bound, state.chat.layer().is_available())
         .await
         .unwrap_or(false);
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };

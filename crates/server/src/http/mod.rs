@@ -116,9 +116,7 @@ async fn route<L: ChannelLayer>(
         (&Method::GET, "/metrics") => Ok(respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state
-                .metrics
-                .render(&state.layer, state.connections.total()),
+            state.metrics.render(&state.chat, state.connections.total()),
         )),
         (&Method::GET, p) if p.starts_with("/static/") => assets::serve_static(&request),
         (&Method::GET, "/admin/") => admin::page(state, &request).await,

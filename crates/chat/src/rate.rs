@@ -4,7 +4,8 @@ use std::time::Instant;
 
 /// Allows `rate` frames per second on average and bursts of up to
 /// `burst`, so a person typing fast is never limited but a script flooding
-/// a room is. Refilled lazily on each check: no timer, no task.
+/// a room is. Refilled lazily on each check from the time the host passes
+/// in: no timer, no task.
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
     rate: f64,
@@ -14,13 +15,13 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: u32, burst: u32) -> Self {
+    /// A full bucket at `now`.
+    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
         TokenBucket {
             rate: f64::from(rate),
             burst: f64::from(burst.max(1)),
             tokens: f64::from(burst.max(1)),
-            refilled: Instant::now(),
+            refilled: now,
         }
     }
 
@@ -47,7 +48,7 @@ mod tests {
     #[test]
     fn bursts_then_refills_at_the_rate() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(10, 3);
+        let mut bucket = TokenBucket::new(10, 3, start);
         assert!((0..3).all(|_| bucket.try_take(start)));
         assert!(!bucket.try_take(start));
         assert!(bucket.try_take(start + Duration::from_millis(100)));

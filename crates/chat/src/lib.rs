@@ -1,0 +1,283 @@
+//! The rules of one Whisper chat connection, without a transport.
+//!
+//! A chat connection takes commands (`join`, `leave`, `send`,
+//! `room_users`) and answers them by the rules of Whisper's protocol: who
+//! may enter which room, what the others see and in which order, what is
+//! refused and with which error, how much one connection may do. Those
+//! rules live here, once, so every host runs the same ones: Whisper's own
+//! server (hyper and tungstenite), or a service of yours that mounts the
+//! chat on its own HTTP stack (the repository's `examples/axum-chat`).
+//!
+//! The host keeps the socket. It reads a frame, hands its text to
+//! [`Connection::on_frame`] with the time, and writes the frames it gets
+//! back; it writes whatever arrives in the connection's [`Inbox`] (room
+//! events, shared bytes encoded once per broadcast) as it comes; and when
+//! the socket ends it runs [`Connection::depart`]. There are no sockets,
+//! no timers and no tasks in this crate: time is passed in, and the only
+//! I/O is through the [`ChannelLayer`] and the [`RoomDirectory`] the host
+//! chooses.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//!
+//! use whisper_chat::{Chat, ChatUser, Connection, Limits, Room, StaticRooms};
+//! use whisper_protocol::RoomId;
+//! use whisper_rooms::{ChannelLayer, MemoryLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let rooms = StaticRooms::new([Room::new(RoomId(1), "Lobby")]);
+//! let chat = Arc::new(Chat::new(MemoryLayer::default(), rooms, Limits::default()));
+//!
+//! // What a host does for each new socket:
+//! let mut inbox = chat.layer().new_channel();
+//! let user = ChatUser::new(7, "ann", "Ann");
+//! let mut ann = Connection::new(chat.clone(), user, inbox.name(), Instant::now());
+//!
+//! let reply = ann.on_frame(Some(r#"{"command":"join","room":1}"#), Instant::now()).await;
+//! assert_eq!(reply, [r#"{"join":"1","title":"Lobby"}"#]);
+//!
+//! // A send is answered by the message itself, through the inbox.
+//! let send = r#"{"command":"send","room":1,"message":"hi"}"#;
+//! assert!(ann.on_frame(Some(send), Instant::now()).await.is_empty());
+//! assert_eq!(ann.finish_sends().await, Vec::<String>::new());
+//! let event = inbox.recv().await.unwrap();
+//! assert_eq!(event.as_str(), r#"{"msg_type":0,"room":1,"username":"ann","message":"hi"}"#);
+//!
+//! // When the socket is gone: leave every room, close the inbox.
+//! ann.depart().await;
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use whisper_protocol::{ErrorCode, RoomId};
+use whisper_rooms::{ChannelLayer, LayerError};
+
+mod connection;
+mod rate;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use connection::Connection;
+
+/// A room as the rules need it: whether it exists, its title for the join
+/// reply, and who may enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// The room's id, as clients send it.
+    pub id: RoomId,
+    /// Sent in the join reply.
+    pub title: String,
+    /// Only staff may join, send to or list the users of this room.
+    pub staff_only: bool,
+}
+
+impl Room {
+    /// A room anyone may join.
+    pub fn new(id: RoomId, title: impl Into<String>) -> Self {
+        Room {
+            id,
+            title: title.into(),
+            staff_only: false,
+        }
+    }
+
+    /// The same room, for staff only.
+    pub fn staff_only(mut self) -> Self {
+        self.staff_only = true;
+        self
+    }
+
+    /// Whether `user` may enter.
+    pub fn admits(&self, user: &ChatUser) -> bool {
+        user.is_staff || !self.staff_only
+    }
+}
+
+/// A user as the rules need it. The host decides who the user is (a
+/// session cookie, a bearer token); the rules only use these fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatUser {
+    /// The host's id for the user; presence entries are keyed by it.
+    pub id: i64,
+    /// The name shown on messages, ENTER and LEAVE.
+    pub username: String,
+    /// The display name listed by `room_users`.
+    pub name: String,
+    /// Staff may use staff-only rooms.
+    pub is_staff: bool,
+}
+
+impl ChatUser {
+    /// A user who is not staff.
+    pub fn new(id: i64, username: impl Into<String>, name: impl Into<String>) -> Self {
+        ChatUser {
+            id,
+            username: username.into(),
+            name: name.into(),
+            is_staff: false,
+        }
+    }
+
+    /// The same user, as staff.
+    pub fn staff(mut self) -> Self {
+        self.is_staff = true;
+        self
+    }
+}
+
+/// Where the rules look rooms up: a database table, a configuration file,
+/// a fixed list. Looked up on every join and `room_users`, so a host with
+/// a slow store caches (Whisper's server does).
+pub trait RoomDirectory: Send + Sync + 'static {
+    /// Why a lookup failed; the client hears `UNAVAILABLE` and the error is
+    /// logged with its sources.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The room with this id, or `None` when there is none.
+    fn room(&self, id: RoomId) -> impl Future<Output = Result<Option<Room>, Self::Error>> + Send;
+}
+
+/// A fixed set of rooms, for hosts whose rooms do not change while they run
+/// (and for tests).
+#[derive(Debug, Clone, Default)]
+pub struct StaticRooms(BTreeMap<RoomId, Room>);
+
+impl StaticRooms {
+    /// A directory of exactly these rooms.
+    pub fn new(rooms: impl IntoIterator<Item = Room>) -> Self {
+        StaticRooms(rooms.into_iter().map(|room| (room.id, room)).collect())
+    }
+}
+
+impl RoomDirectory for StaticRooms {
+    type Error = Infallible;
+
+    async fn room(&self, id: RoomId) -> Result<Option<Room>, Infallible> {
+        Ok(self.0.get(&id).cloned())
+    }
+}
+
+/// How much one connection may do. Every field bounds what a client can
+/// make the server spend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest chat message, in bytes of UTF-8; longer ones are refused
+    /// with `MESSAGE_TOO_LARGE`.
+    pub max_message_bytes: usize,
+    /// Most rooms one connection may be in at once (`TOO_MANY_ROOMS`).
+    pub max_rooms_per_connection: usize,
+    /// Frames per second one connection may send on average; bursts of
+    /// twice as many pass, past that frames are refused unread with
+    /// `RATE_LIMITED`.
+    pub max_messages_per_second: u32,
+    /// Most `send` broadcasts one connection has under way at once. A layer
+    /// call may be a network round trip (a Redis PUBLISH); a client sending
+    /// faster than that would otherwise be held to one message per round
+    /// trip. Past this many, [`Connection::accepts_frames`] is false and the
+    /// host stops reading until one completes.
+    pub max_sends_in_flight: usize,
+}
+
+impl Default for Limits {
+    /// Whisper's defaults: 16 KiB messages, 100 rooms, 20 frames a second,
+    /// 64 sends under way.
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 * 1024,
+            max_rooms_per_connection: 100,
+            max_messages_per_second: 20,
+            max_sends_in_flight: 64,
+        }
+    }
+}
+
+/// What the connections of one [`Chat`] did, for a host's metrics. Plain
+/// atomic counters, bumped on the hot path without locks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    frames_received: AtomicU64,
+    frames_rate_limited: AtomicU64,
+    layer_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Frames handed to [`Connection::on_frame`].
+    pub fn frames_received(&self) -> u64 {
+        self.frames_received.load(Ordering::Relaxed)
+    }
+
+    /// Frames refused unread for exceeding
+    /// [`Limits::max_messages_per_second`].
+    pub fn frames_rate_limited(&self) -> u64 {
+        self.frames_rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Channel-layer calls that failed.
+    pub fn layer_errors(&self) -> u64 {
+        self.layer_errors.load(Ordering::Relaxed)
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection of a host shares: the channel layer that carries
+/// room events, the directory of rooms, the limits, and the counters. A
+/// host makes one and hands each [`Connection`] an `Arc` of it.
+#[derive(Debug)]
+pub struct Chat<L, D> {
+    layer: L,
+    rooms: D,
+    limits: Limits,
+    counters: Counters,
+}
+
+impl<L: ChannelLayer, D: RoomDirectory> Chat<L, D> {
+    /// A chat over `layer`, serving the rooms of `rooms`.
+    pub fn new(layer: L, rooms: D, limits: Limits) -> Self {
+        Chat {
+            layer,
+            rooms,
+            limits,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The channel layer, for the host's own needs: a new connection's
+    /// inbox, health checks, metrics.
+    pub fn layer(&self) -> &L {
+        &self.layer
+    }
+
+    /// The room directory.
+    pub fn rooms(&self) -> &D {
+        &self.rooms
+    }
+
+    /// The limits every connection is held to.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// What the connections did so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Logs and counts a channel-layer failure; the client hears
+    /// `UNAVAILABLE`.
+    fn layer_failed(&self, call: &'static str, error: &LayerError) -> ErrorCode {
+        tracing::warn!(error = %error, call, "channel layer call failed");
+        Counters::bump(&self.counters.layer_errors);
+        ErrorCode::Unavailable
+    }
+}

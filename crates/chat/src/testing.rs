@@ -1,0 +1,574 @@
+//! The rules every host must keep, as scenarios a host's tests run.
+//!
+//! A host (Whisper's server, the axum example, a service of yours) wraps
+//! [`Connection`](crate::Connection) in a transport. Whether the transport
+//! keeps the rules (replies in order, a failed send answered, every room
+//! left when the socket goes) is checked by running these scenarios
+//! through it: [`chat_host_test_suite!`](crate::chat_host_test_suite)
+//! turns the list into tests, each on a fresh host built over a
+//! [`ScriptedLayer`] (a [`MemoryLayer`] that records calls and fails on
+//! request) with [`rooms`] and the [`Limits`] the scenario needs.
+//! [`InProcessHost`] is the host without any transport; this crate's own
+//! tests run the suite on it.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use whisper_protocol::{PresenceEntry, RoomId, encode};
+use whisper_rooms::{
+    ChannelLayer, ChannelName, GroupName, Inbox, LayerError, MemoryLayer, Payload,
+};
+
+use crate::{Chat, ChatUser, Connection, Limits, Room, StaticRooms};
+
+/// How long a scenario waits for a frame that must arrive.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a scenario waits before concluding that a frame did not arrive.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// A room anyone may join.
+pub const LOBBY: RoomId = RoomId(1);
+/// A staff-only room.
+pub const STAFF_ROOM: RoomId = RoomId(2);
+/// A room that does not exist.
+pub const MISSING_ROOM: RoomId = RoomId(99);
+
+/// A broadcast containing this text fails (see [`ScriptedLayer`]).
+pub const FAILING_TEXT: &str = "FAIL-THIS-SEND";
+
+/// The rooms every host is built with: [`LOBBY`] and [`STAFF_ROOM`].
+pub fn rooms() -> StaticRooms {
+    StaticRooms::new([
+        Room::new(LOBBY, "Lobby"),
+        Room::new(STAFF_ROOM, "Staff room").staff_only(),
+    ])
+}
+
+/// Ann, who is staff.
+pub fn ann() -> ChatUser {
+    ChatUser::new(1, "ann", "Ann").staff()
+}
+
+/// Bob, who is not.
+pub fn bob() -> ChatUser {
+    ChatUser::new(2, "bob", "Bob")
+}
+
+/// Carol, who is staff too.
+pub fn carol() -> ChatUser {
+    ChatUser::new(3, "carol", "Carol").staff()
+}
+
+/// The limits of scenarios that need nothing special.
+pub fn default_limits() -> Limits {
+    Limits::default()
+}
+
+/// Tight limits: 8-byte messages, one room per connection.
+pub fn small_limits() -> Limits {
+    Limits {
+        max_message_bytes: 8,
+        max_rooms_per_connection: 1,
+        ..Limits::default()
+    }
+}
+
+/// One frame a second (bursts of two).
+pub fn slow_rate_limits() -> Limits {
+    Limits {
+        max_messages_per_second: 1,
+        ..Limits::default()
+    }
+}
+
+/// A [`MemoryLayer`] that records the calls the rules make and fails the
+/// ones a scenario asks it to: every broadcast containing
+/// [`FAILING_TEXT`], and the next `group_add` after
+/// [`fail_next_group_add`](Self::fail_next_group_add).
+#[derive(Debug, Default)]
+pub struct ScriptedLayer {
+    inner: MemoryLayer,
+    fail_group_add: AtomicBool,
+    calls: Mutex<Vec<String>>,
+}
+
+impl ScriptedLayer {
+    /// Makes the next `group_add` fail as a broker that went away would.
+    pub fn fail_next_group_add(&self) {
+        self.fail_group_add.store(true, Ordering::SeqCst);
+    }
+
+    /// The calls so far, oldest first, as `"group_send room-1 {..}"`,
+    /// `"presence_leave 1 2"` (room, user), `"group_discard room-1"`.
+    pub fn calls(&self) -> Vec<String> {
+        self.log().clone()
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, call: String) {
+        self.log().push(call);
+    }
+}
+
+fn injected() -> LayerError {
+    LayerError::Unavailable("injected fault".to_owned())
+}
+
+impl ChannelLayer for ScriptedLayer {
+    fn new_channel(&self) -> Inbox {
+        self.inner.new_channel()
+    }
+
+    fn presence_ttl(&self) -> Duration {
+        self.inner.presence_ttl()
+    }
+
+    async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {
+        self.record(format!("group_add {group}"));
+        if self.fail_group_add.swap(false, Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.group_add(group, channel).await
+    }
+
+    async fn group_discard(
+        &self,
+        group: &GroupName,
+        channel: ChannelName,
+    ) -> Result<(), LayerError> {
+        self.record(format!("group_discard {group}"));
+        self.inner.group_discard(group, channel).await
+    }
+
+    async fn group_send(&self, group: &GroupName, payload: Payload) -> Result<(), LayerError> {
+        self.record(format!("group_send {group} {}", payload.as_str()));
+        if payload.as_str().contains(FAILING_TEXT) {
+            return Err(injected());
+        }
+        self.inner.group_send(group, payload).await
+    }
+
+    async fn send(&self, channel: ChannelName, payload: Payload) -> Result<(), LayerError> {
+        self.inner.send(channel, payload).await
+    }
+
+    async fn close_channel(&self, channel: ChannelName) {
+        self.inner.close_channel(channel).await;
+    }
+
+    fn slow_consumer_closes(&self) -> u64 {
+        self.inner.slow_consumer_closes()
+    }
+
+    fn group_count(&self) -> usize {
+        self.inner.group_count()
+    }
+
+    async fn is_available(&self) -> bool {
+        self.inner.is_available().await
+    }
+
+    async fn presence_touch(
+        &self,
+        room: RoomId,
+        user_id: i64,
+        username: &str,
+        name: &str,
+    ) -> Result<(), LayerError> {
+        self.inner
+            .presence_touch(room, user_id, username, name)
+            .await
+    }
+
+    async fn presence_leave(&self, room: RoomId, user_id: i64) -> Result<(), LayerError> {
+        self.record(format!("presence_leave {} {user_id}", room.0));
+        self.inner.presence_leave(room, user_id).await
+    }
+
+    async fn presence_list(&self, room: RoomId) -> Result<Vec<PresenceEntry>, LayerError> {
+        self.inner.presence_list(room).await
+    }
+}
+
+/// A host under test: it connects clients as a given user, over its
+/// transport, to a chat built on its [`ScriptedLayer`].
+pub trait ScenarioHost {
+    /// One connection as the scenario drives it.
+    type Client: ScenarioClient;
+
+    /// Opens a connection as `user`.
+    fn connect(&self, user: ChatUser) -> impl Future<Output = Self::Client>;
+
+    /// The layer under the host's chat.
+    fn layer(&self) -> &ScriptedLayer;
+}
+
+/// One client connection of a [`ScenarioHost`].
+pub trait ScenarioClient {
+    /// Sends one text frame.
+    fn send(&mut self, text: &str) -> impl Future<Output = ()>;
+
+    /// The next frame from the server, if one arrives within `wait`.
+    fn recv_within(&mut self, wait: Duration) -> impl Future<Output = Option<String>>;
+
+    /// Ends the connection as a client closing its socket does.
+    fn close(self) -> impl Future<Output = ()>;
+}
+
+/// The next frame, which must arrive within [`DELIVERY_TIMEOUT`].
+pub async fn recv(client: &mut impl ScenarioClient) -> String {
+    client
+        .recv_within(DELIVERY_TIMEOUT)
+        .await
+        .expect("a frame within the delivery timeout")
+}
+
+/// Asserts the next frames are exactly `expected`, in order.
+pub async fn expect_frames(client: &mut impl ScenarioClient, expected: &[&str]) {
+    for frame in expected {
+        assert_eq!(recv(client).await, *frame);
+    }
+}
+
+/// Asserts nothing arrives within [`SETTLE`].
+pub async fn assert_silent(client: &mut impl ScenarioClient) {
+    if let Some(frame) = client.recv_within(SETTLE).await {
+        panic!("expected silence, got {frame}");
+    }
+}
+
+/// `{"command":C,"room":R}`.
+pub fn command(name: &str, room: RoomId) -> String {
+    format!(r#"{{"command":"{name}","room":{}}}"#, room.0)
+}
+
+/// `{"command":"send","room":R,"message":M}` (M without quotes or escapes).
+pub fn send_command(room: RoomId, message: &str) -> String {
+    format!(
+        r#"{{"command":"send","room":{},"message":"{message}"}}"#,
+        room.0
+    )
+}
+
+/// Joins `room`, expecting the join reply.
+pub async fn join(client: &mut impl ScenarioClient, room: RoomId, title: &str) {
+    client.send(&command("join", room)).await;
+    expect_frames(client, &[&encode::join_reply(room, title)]).await;
+}
+
+async fn presence(host: &impl ScenarioHost, room: RoomId) -> Vec<(String, bool)> {
+    host.layer()
+        .presence_list(room)
+        .await
+        .expect("presence")
+        .into_iter()
+        .map(|entry| (entry.username, entry.left))
+        .collect()
+}
+
+fn error(code: &str) -> String {
+    format!(r#"{{"error":"{code}"}}"#)
+}
+
+/// The original multichat scenario: two users join a room, each sees the
+/// other arrive, both get every message (the sender included), presence
+/// lists both, and a leave reaches both and marks presence.
+pub async fn two_users_talk_in_a_room(host: impl ScenarioHost) {
+    let mut ann = host.connect(ann()).await;
+    let mut bob = host.connect(bob()).await;
+    join(&mut ann, LOBBY, "Lobby").await;
+    join(&mut bob, LOBBY, "Lobby").await;
+    expect_frames(&mut ann, &[&encode::enter(LOBBY, "bob")]).await;
+    // The joiner is not a member yet when ENTER goes out.
+    assert_silent(&mut bob).await;
+
+    ann.send(&send_command(LOBBY, "hello")).await;
+    let hello = encode::message(LOBBY, "ann", "hello");
+    expect_frames(&mut ann, &[&hello]).await;
+    expect_frames(&mut bob, &[&hello]).await;
+    let expected = [("ann".to_owned(), false), ("bob".to_owned(), false)];
+    assert_eq!(presence(&host, LOBBY).await, expected);
+
+    bob.send(&command("leave", LOBBY)).await;
+    let leave = encode::leave(LOBBY, "bob");
+    expect_frames(&mut bob, &[&encode::leave_reply(LOBBY), &leave]).await;
+    expect_frames(&mut ann, &[&leave]).await;
+    let expected = [("ann".to_owned(), false), ("bob".to_owned(), true)];
+    assert_eq!(presence(&host, LOBBY).await, expected);
+
+    // Gone from the room: nothing more reaches bob.
+    ann.send(&send_command(LOBBY, "again")).await;
+    expect_frames(&mut ann, &[&encode::message(LOBBY, "ann", "again")]).await;
+    assert_silent(&mut bob).await;
+}
+
+/// Staff-only rooms refuse non-staff for every command; unknown rooms are
+/// `ROOM_INVALID`; sending to or leaving a room not joined is refused.
+pub async fn access_is_checked(host: impl ScenarioHost) {
+    let mut ann = host.connect(ann()).await;
+    let mut bob = host.connect(bob()).await;
+    let denied = error("ROOM_ACCESS_DENIED");
+    for refused in [
+        command("join", STAFF_ROOM),
+        command("room_users", STAFF_ROOM),
+        command("leave", STAFF_ROOM),
+        send_command(STAFF_ROOM, "hi"),
+        send_command(LOBBY, "not joined"),
+        command("leave", LOBBY),
+    ] {
+        bob.send(&refused).await;
+        assert_eq!(recv(&mut bob).await, denied, "{refused}");
+    }
+    bob.send(&command("join", MISSING_ROOM)).await;
+    expect_frames(&mut bob, &[&error("ROOM_INVALID")]).await;
+    join(&mut ann, STAFF_ROOM, "Staff room").await;
+    // Joining twice answers again, without a second ENTER.
+    join(&mut ann, STAFF_ROOM, "Staff room").await;
+    assert_silent(&mut ann).await;
+}
+
+/// Frames that are not commands get an error, and the connection goes on.
+pub async fn bad_frames_are_answered_and_the_connection_stays(host: impl ScenarioHost) {
+    let mut bob = host.connect(bob()).await;
+    for (frame, code) in [
+        ("not json", "BAD_REQUEST"),
+        ("[1,2]", "BAD_REQUEST"),
+        (r#"{"command":"join"}"#, "BAD_REQUEST"),
+        (r#"{"command":"join","room":"one"}"#, "BAD_REQUEST"),
+        (r#"{"command":"dance","room":1}"#, "UNKNOWN_COMMAND"),
+    ] {
+        bob.send(frame).await;
+        assert_eq!(recv(&mut bob).await, error(code), "{frame}");
+    }
+    bob.send(r#"{"command":"join","room":"1"}"#).await;
+    expect_frames(&mut bob, &[&encode::join_reply(LOBBY, "Lobby")]).await;
+}
+
+/// With [`small_limits`]: a message past the size limit and a room past
+/// the per-connection limit are refused, the rest goes on.
+pub async fn limits_are_enforced(host: impl ScenarioHost) {
+    let mut bob = host.connect(bob()).await;
+    join(&mut bob, LOBBY, "Lobby").await;
+    bob.send(&send_command(LOBBY, "123456789")).await;
+    expect_frames(&mut bob, &[&error("MESSAGE_TOO_LARGE")]).await;
+    bob.send(&send_command(LOBBY, "12345678")).await;
+    expect_frames(&mut bob, &[&encode::message(LOBBY, "bob", "12345678")]).await;
+    let mut ann = host.connect(ann()).await;
+    join(&mut ann, LOBBY, "Lobby").await;
+    ann.send(&command("join", STAFF_ROOM)).await;
+    expect_frames(&mut ann, &[&error("TOO_MANY_ROOMS")]).await;
+}
+
+/// With [`slow_rate_limits`]: past the burst, frames are refused unread
+/// with `RATE_LIMITED`.
+pub async fn flooding_is_rate_limited(host: impl ScenarioHost) {
+    let mut bob = host.connect(bob()).await;
+    for _ in 0..3 {
+        bob.send(&command("join", LOBBY)).await;
+    }
+    expect_frames(
+        &mut bob,
+        &[
+            &encode::join_reply(LOBBY, "Lobby"),
+            &encode::join_reply(LOBBY, "Lobby"),
+            &error("RATE_LIMITED"),
+        ],
+    )
+    .await;
+}
+
+/// When the membership cannot be added after ENTER went out, the others
+/// are told with a LEAVE, the joiner hears `UNAVAILABLE` and is not in the
+/// room.
+pub async fn a_failed_join_is_compensated(host: impl ScenarioHost) {
+    let mut ann = host.connect(ann()).await;
+    let mut bob = host.connect(bob()).await;
+    join(&mut ann, LOBBY, "Lobby").await;
+    host.layer().fail_next_group_add();
+    bob.send(&command("join", LOBBY)).await;
+    expect_frames(&mut bob, &[&error("UNAVAILABLE")]).await;
+    expect_frames(
+        &mut ann,
+        &[&encode::enter(LOBBY, "bob"), &encode::leave(LOBBY, "bob")],
+    )
+    .await;
+    bob.send(&send_command(LOBBY, "in?")).await;
+    expect_frames(&mut bob, &[&error("ROOM_ACCESS_DENIED")]).await;
+}
+
+/// A leave marks presence left before LEAVE goes out (whoever sees LEAVE
+/// and asks `room_users` sees it too), and drops the membership after.
+pub async fn a_leave_marks_presence_before_announcing(host: impl ScenarioHost) {
+    let mut bob = host.connect(bob()).await;
+    join(&mut bob, LOBBY, "Lobby").await;
+    bob.send(&command("leave", LOBBY)).await;
+    expect_frames(&mut bob, &[&encode::leave_reply(LOBBY)]).await;
+    let calls = host.layer().calls();
+    let leave = format!("group_send room-1 {}", encode::leave(LOBBY, "bob"));
+    let order: Vec<usize> = ["presence_leave 1 2", leave.as_str(), "group_discard room-1"]
+        .iter()
+        .map(|call| {
+            calls
+                .iter()
+                .position(|made| made == call)
+                .unwrap_or_else(|| panic!("{call} in {calls:?}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{calls:?}");
+}
+
+/// A broadcast the layer refuses is answered `UNAVAILABLE`, before the
+/// answer to any later command.
+pub async fn a_failed_send_is_answered_in_order(host: impl ScenarioHost) {
+    let mut bob = host.connect(bob()).await;
+    join(&mut bob, LOBBY, "Lobby").await;
+    bob.send(&send_command(LOBBY, FAILING_TEXT)).await;
+    bob.send(&command("leave", LOBBY)).await;
+    expect_frames(
+        &mut bob,
+        &[
+            &error("UNAVAILABLE"),
+            &encode::leave_reply(LOBBY),
+            &encode::leave(LOBBY, "bob"),
+        ],
+    )
+    .await;
+}
+
+/// A connection that ends leaves every room it was in: the others see
+/// LEAVE, presence is marked left.
+pub async fn closing_leaves_every_room(host: impl ScenarioHost) {
+    let mut carol = host.connect(carol()).await;
+    let mut ann = host.connect(ann()).await;
+    join(&mut carol, LOBBY, "Lobby").await;
+    join(&mut carol, STAFF_ROOM, "Staff room").await;
+    join(&mut ann, LOBBY, "Lobby").await;
+    join(&mut ann, STAFF_ROOM, "Staff room").await;
+    expect_frames(
+        &mut carol,
+        &[
+            &encode::enter(LOBBY, "ann"),
+            &encode::enter(STAFF_ROOM, "ann"),
+        ],
+    )
+    .await;
+    ann.close().await;
+    let mut left = vec![recv(&mut carol).await, recv(&mut carol).await];
+    left.sort();
+    let mut expected = vec![
+        encode::leave(LOBBY, "ann"),
+        encode::leave(STAFF_ROOM, "ann"),
+    ];
+    expected.sort();
+    assert_eq!(left, expected);
+    let expected = [("ann".to_owned(), true), ("carol".to_owned(), false)];
+    assert_eq!(presence(&host, LOBBY).await, expected);
+}
+
+/// Runs every scenario of this module as a test, each on a fresh host:
+/// `$make` is a function from [`Limits`] to a future of the host (built
+/// over a new [`ScriptedLayer`] with [`rooms`] and those limits).
+#[macro_export]
+macro_rules! chat_host_test_suite {
+    ($make:expr) => {
+        $crate::chat_host_test_suite!(@scenarios $make;
+            two_users_talk_in_a_room: default_limits,
+            access_is_checked: default_limits,
+            bad_frames_are_answered_and_the_connection_stays: default_limits,
+            limits_are_enforced: small_limits,
+            flooding_is_rate_limited: slow_rate_limits,
+            a_failed_join_is_compensated: default_limits,
+            a_leave_marks_presence_before_announcing: default_limits,
+            a_failed_send_is_answered_in_order: default_limits,
+            closing_leaves_every_room: default_limits,
+        );
+    };
+    (@scenarios $make:expr; $($scenario:ident: $limits:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let make = $make;
+                let host = make($crate::testing::$limits()).await;
+                $crate::testing::$scenario(host).await;
+            }
+        )*
+    };
+}
+
+/// The host without a transport: each client is a [`Connection`] and its
+/// inbox, driven directly.
+pub struct InProcessHost {
+    chat: Arc<Chat<ScriptedLayer, StaticRooms>>,
+}
+
+impl InProcessHost {
+    /// A host over a new [`ScriptedLayer`] with [`rooms`] and `limits`.
+    pub fn new(limits: Limits) -> Self {
+        InProcessHost {
+            chat: Arc::new(Chat::new(ScriptedLayer::default(), rooms(), limits)),
+        }
+    }
+
+    /// The chat, for checks beyond the scenarios.
+    pub fn chat(&self) -> &Arc<Chat<ScriptedLayer, StaticRooms>> {
+        &self.chat
+    }
+}
+
+/// A client of [`InProcessHost`]: the frames the rules answered, then
+/// whatever reaches the inbox, as a socket would deliver them.
+pub struct InProcessClient {
+    /// The rules of this connection.
+    pub connection: Connection<ScriptedLayer, StaticRooms>,
+    inbox: Inbox,
+    answered: VecDeque<String>,
+}
+
+impl ScenarioHost for InProcessHost {
+    type Client = InProcessClient;
+
+    async fn connect(&self, user: ChatUser) -> InProcessClient {
+        let inbox = self.chat.layer().new_channel();
+        let connection = Connection::new(self.chat.clone(), user, inbox.name(), Instant::now());
+        InProcessClient {
+            connection,
+            inbox,
+            answered: VecDeque::new(),
+        }
+    }
+
+    fn layer(&self) -> &ScriptedLayer {
+        self.chat.layer()
+    }
+}
+
+impl ScenarioClient for InProcessClient {
+    async fn send(&mut self, text: &str) {
+        let answer = self.connection.on_frame(Some(text), Instant::now()).await;
+        self.answered.extend(answer);
+        // A transport completes sends as it goes; here, at once.
+        let failed = self.connection.finish_sends().await;
+        self.answered.extend(failed);
+    }
+
+    async fn recv_within(&mut self, wait: Duration) -> Option<String> {
+        if let Some(frame) = self.answered.pop_front() {
+            return Some(frame);
+        }
+        match tokio::time::timeout(wait, self.inbox.recv()).await {
+            Ok(Ok(payload)) => Some(payload.as_str().to_owned()),
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    async fn close(mut self) {
+        self.connection.depart().await;
+    }
+}
