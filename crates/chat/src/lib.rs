@@ -186,6 +186,16 @@ pub struct Limits {
     pub max_sends_in_flight: usize,
 }
 
+impl Limits {
+    /// The largest WebSocket frame a host should read at all. A chat
+    /// message may be up to `max_message_bytes`, and JSON escaping can grow
+    /// it (up to six bytes for one control character), so the cap leaves
+    /// room for that; a host refuses anything larger before buffering it.
+    pub fn frame_limit(&self) -> usize {
+        self.max_message_bytes.saturating_mul(8).max(64 * 1024)
+    }
+}
+
 impl Default for Limits {
     /// Whisper's defaults: 16 KiB messages, 100 rooms, 20 frames a second,
     /// 64 sends under way.
