@@ -89,8 +89,14 @@ pub fn slow_rate_limits() -> Limits {
 /// ones a scenario asks it to: every broadcast containing
 /// [`FAILING_TEXT`], and the next `group_add` after
 /// [`fail_next_group_add`](Self::fail_next_group_add).
+///
+/// Clones share one layer, so a test keeps a handle on the layer it gave
+/// a host.
+#[derive(Debug, Default, Clone)]
+pub struct ScriptedLayer(Arc<ScriptedState>);
+
 #[derive(Debug, Default)]
-pub struct ScriptedLayer {
+struct ScriptedState {
     inner: MemoryLayer,
     fail_group_add: AtomicBool,
     calls: Mutex<Vec<String>>,
@@ -99,7 +105,7 @@ pub struct ScriptedLayer {
 impl ScriptedLayer {
     /// Makes the next `group_add` fail as a broker that went away would.
     pub fn fail_next_group_add(&self) {
-        self.fail_group_add.store(true, Ordering::SeqCst);
+        self.0.fail_group_add.store(true, Ordering::SeqCst);
     }
 
     /// The calls so far, oldest first, as `"group_send room-1 {..}"`,
@@ -109,7 +115,7 @@ impl ScriptedLayer {
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn record(&self, call: String) {
@@ -123,19 +129,19 @@ fn injected() -> LayerError {
 
 impl ChannelLayer for ScriptedLayer {
     fn new_channel(&self) -> Inbox {
-        self.inner.new_channel()
+        self.0.inner.new_channel()
     }
 
     fn presence_ttl(&self) -> Duration {
-        self.inner.presence_ttl()
+        self.0.inner.presence_ttl()
     }
 
     async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {
         self.record(format!("group_add {group}"));
-        if self.fail_group_add.swap(false, Ordering::SeqCst) {
+        if self.0.fail_group_add.swap(false, Ordering::SeqCst) {
             return Err(injected());
         }
-        self.inner.group_add(group, channel).await
+        self.0.inner.group_add(group, channel).await
     }
 
     async fn group_discard(
@@ -144,7 +150,7 @@ impl ChannelLayer for ScriptedLayer {
         channel: ChannelName,
     ) -> Result<(), LayerError> {
         self.record(format!("group_discard {group}"));
-        self.inner.group_discard(group, channel).await
+        self.0.inner.group_discard(group, channel).await
     }
 
     async fn group_send(&self, group: &GroupName, payload: Payload) -> Result<(), LayerError> {
@@ -152,27 +158,27 @@ impl ChannelLayer for ScriptedLayer {
         if payload.as_str().contains(FAILING_TEXT) {
             return Err(injected());
         }
-        self.inner.group_send(group, payload).await
+        self.0.inner.group_send(group, payload).await
     }
 
     async fn send(&self, channel: ChannelName, payload: Payload) -> Result<(), LayerError> {
-        self.inner.send(channel, payload).await
+        self.0.inner.send(channel, payload).await
     }
 
     async fn close_channel(&self, channel: ChannelName) {
-        self.inner.close_channel(channel).await;
+        self.0.inner.close_channel(channel).await;
     }
 
     fn slow_consumer_closes(&self) -> u64 {
-        self.inner.slow_consumer_closes()
+        self.0.inner.slow_consumer_closes()
     }
 
     fn group_count(&self) -> usize {
-        self.inner.group_count()
+        self.0.inner.group_count()
     }
 
     async fn is_available(&self) -> bool {
-        self.inner.is_available().await
+        self.0.inner.is_available().await
     }
 
     async fn presence_touch(
@@ -182,18 +188,19 @@ impl ChannelLayer for ScriptedLayer {
         username: &str,
         name: &str,
     ) -> Result<(), LayerError> {
-        self.inner
+        self.0
+            .inner
             .presence_touch(room, user_id, username, name)
             .await
     }
 
     async fn presence_leave(&self, room: RoomId, user_id: i64) -> Result<(), LayerError> {
         self.record(format!("presence_leave {} {user_id}", room.0));
-        self.inner.presence_leave(room, user_id).await
+        self.0.inner.presence_leave(room, user_id).await
     }
 
     async fn presence_list(&self, room: RoomId) -> Result<Vec<PresenceEntry>, LayerError> {
-        self.inner.presence_list(room).await
+        self.0.inner.presence_list(room).await
     }
 }
 
