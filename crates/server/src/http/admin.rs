@@ -43,7 +43,7 @@ pub(crate) async fn page<L>(state: &AppState<L>, request: &Request) -> Result<Re
         state,
         request,
         "admin.html",
-        &[("username", &user.username)],
+        minijinja::context! { username => user.username },
     )
 }
 

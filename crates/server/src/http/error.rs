@@ -19,6 +19,8 @@ pub(crate) enum HttpError {
     TooManyConnections,
     /// The database or channel layer failed; the detail is logged, not shown.
     Internal(String),
+    /// A page template did not render (a bug in `web/templates`).
+    Template(minijinja::Error),
 }
 
 impl HttpError {
@@ -51,6 +53,14 @@ impl HttpError {
                 text,
                 "Too many open connections for this user\n",
             ),
+            HttpError::Template(error) => {
+                tracing::error!(%error, "page template failed");
+                respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    text,
+                    "Internal server error\n",
+                )
+            }
             HttpError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 respond(
@@ -60,6 +70,12 @@ impl HttpError {
                 )
             }
         }
+    }
+}
+
+impl From<minijinja::Error> for HttpError {
+    fn from(error: minijinja::Error) -> Self {
+        HttpError::Template(error)
     }
 }
 

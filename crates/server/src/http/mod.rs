@@ -11,6 +11,7 @@ mod assets;
 mod cookies;
 mod error;
 mod pages;
+mod templates;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

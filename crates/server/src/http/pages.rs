@@ -1,29 +1,33 @@
 //! The HTML pages: the chat page and the account forms.
 
 use http::{HeaderValue, StatusCode, header};
+use minijinja::{Value, context};
 use whisper_auth::{AuthError, NewUser, SessionKey, User};
 
 use super::cookies::{
     self, SESSION_COOKIE, clear_session_cookie, set_csrf_cookie, set_session_cookie,
 };
-use super::{HttpError, Request, Response, assets, cookie, current_user, redirect, respond};
+use super::{HttpError, Request, Response, cookie, current_user, redirect, respond, templates};
 use crate::state::AppState;
 
 const HTML: &str = "text/html; charset=utf-8";
 
 /// A page that holds a form: renders the template with the request's CSRF
-/// token, setting the cookie when the browser had none yet.
+/// token added to `context`, setting the cookie when the browser had none
+/// yet.
 fn form_page(
     state_secure: bool,
     request: &Request,
     status: StatusCode,
     template: &str,
-    values: &[(&str, &str)],
+    context: Value,
 ) -> Result<Response, HttpError> {
     let (token, is_new) = cookies::csrf_token(&request.head.headers)?;
-    let mut all = vec![("csrf_token", token.as_str())];
-    all.extend_from_slice(values);
-    let mut response = respond(status, HTML, assets::render(template, &all)?);
+    let page = templates::render(
+        template,
+        context! { csrf_token => token.as_str(), ..context },
+    )?;
+    let mut response = respond(status, HTML, page);
     // Pages carry a per-user token: never cache them.
     response
         .headers_mut()
@@ -40,14 +44,14 @@ pub(crate) fn render_page<L>(
     state: &AppState<L>,
     request: &Request,
     template: &str,
-    values: &[(&str, &str)],
+    context: Value,
 ) -> Result<Response, HttpError> {
     form_page(
         state.config.secure_cookies,
         request,
         StatusCode::OK,
         template,
-        values,
+        context,
     )
 }
 
@@ -57,7 +61,12 @@ pub(crate) async fn index<L>(
     request: &Request,
 ) -> Result<Response, HttpError> {
     match current_user(state, &request.head.headers).await? {
-        Some(user) => render_page(state, request, "chat.html", &[("username", &user.username)]),
+        Some(user) => render_page(
+            state,
+            request,
+            "chat.html",
+            context! { username => user.username },
+        ),
         None => Ok(redirect("/accounts/login/?next=/")),
     }
 }
@@ -85,11 +94,7 @@ fn login_page(
         request,
         status,
         "login.html",
-        &[
-            ("next", safe_next(next)),
-            ("username", username),
-            ("error", error),
-        ],
+        context! { next => safe_next(next), username, error },
     )
 }
 
@@ -180,13 +185,13 @@ fn signup_page<L>(
         request,
         status,
         "signup.html",
-        &[
-            ("username", request.field("username")),
-            ("name", request.field("name")),
-            ("email", request.field("email")),
-            ("error", error),
-            ("form_hidden", if closed { "hidden" } else { "" }),
-        ],
+        context! {
+            username => request.field("username"),
+            name => request.field("name"),
+            email => request.field("email"),
+            error,
+            closed,
+        },
     )
 }
 
