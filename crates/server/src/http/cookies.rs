@@ -57,7 +57,7 @@ pub(crate) fn csrf_token(headers: &HeaderMap) -> Result<(String, bool), HttpErro
 
 fn random_token() -> Result<String, HttpError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| HttpError::Internal(e.to_string()))?;
+    getrandom::fill(&mut bytes)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
