@@ -1,10 +1,10 @@
 //! The embedded web client: its static files (the templates are read from
 //! the same embedded folder by `templates`).
 
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use rust_embed::RustEmbed;
 
-use super::{HttpError, Request, Response, respond};
+use super::{HttpError, Response, respond};
 
 /// Everything under `web/`, compiled into the binary so the server is one
 /// file to deploy.
@@ -12,10 +12,12 @@ use super::{HttpError, Request, Response, respond};
 #[folder = "../../web/"]
 pub(super) struct WebAssets;
 
-/// Serves `/static/<path>` from `web/static/`, with an ETag so browsers
-/// revalidate cheaply instead of downloading again.
-pub(crate) fn serve_static(request: &Request) -> Result<Response, HttpError> {
-    let path = request.head.uri.path().trim_start_matches("/static/");
+/// `GET /static/<path>`: a file of `web/static/`, with an ETag so browsers
+/// revalidate cheaply instead of downloading again. The path is taken as
+/// sent (not percent-decoded), and no part of it may be empty or start
+/// with a dot.
+pub(crate) async fn serve_static(uri: Uri, headers: HeaderMap) -> Result<Response, HttpError> {
+    let path = uri.path().trim_start_matches("/static/");
     if path
         .split('/')
         .any(|part| part.is_empty() || part.starts_with('.'))
@@ -24,9 +26,7 @@ pub(crate) fn serve_static(request: &Request) -> Result<Response, HttpError> {
     }
     let file = WebAssets::get(&format!("static/{path}")).ok_or(HttpError::NotFound)?;
     let etag = format!("\"{}\"", hex_prefix(&file.metadata.sha256_hash()));
-    let unchanged = request
-        .head
-        .headers
+    let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|value| value.as_bytes() == etag.as_bytes());
     let mut response = if unchanged {

@@ -8,6 +8,7 @@
 use std::error::Error;
 use std::fmt;
 
+use axum::response::IntoResponse;
 use http::StatusCode;
 use thiserror::Error;
 use whisper_auth::AuthError;
@@ -56,10 +57,8 @@ pub(crate) enum HttpError {
     Random(#[from] getrandom::Error),
 }
 
-impl HttpError {
-    /// The response for this error; a failure of the server is logged with
-    /// its whole chain of causes.
-    pub fn into_response(self) -> Response {
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
         let text = "text/plain; charset=utf-8";
         match self {
             HttpError::NotFound => respond(StatusCode::NOT_FOUND, text, "Not found\n"),
