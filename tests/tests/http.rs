@@ -359,3 +359,52 @@ async fn websocket_needs_a_session_and_an_allowed_origin() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_declared_path_asked_with_another_method_is_405_with_its_methods() {
+    let server = TestServer::start().await;
+    let client = http_client();
+    let csrf = csrf_token(&client, &server.url("/accounts/login/")).await;
+    let cases = [
+        ("DELETE", "/", "GET,HEAD"),
+        ("PUT", "/accounts/login/", "GET,HEAD,POST"),
+        ("GET", "/accounts/logout/", "POST"),
+        ("POST", "/api/rooms", "GET,HEAD"),
+        ("POST", "/chat/stream/", "GET,HEAD"),
+        ("OPTIONS", "/static/chat.js", "GET,HEAD"),
+        ("GET", "/api/admin/rooms", "POST"),
+        ("PUT", "/api/admin/rooms/1", "DELETE,PATCH"),
+        ("DELETE", "/api/admin/users/1", "PATCH"),
+    ];
+    for (method, path, allowed) in cases {
+        // A valid token, so the refusal is the method's and not CSRF's.
+        let response = client
+            .request(method.parse().expect("method"), server.url(path))
+            .header("cookie", format!("csrftoken={csrf}"))
+            .header("x-csrftoken", &csrf)
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let allow = response.headers()["allow"].to_str().expect("allow");
+        let mut methods: Vec<_> = allow.split(',').map(str::trim).collect();
+        methods.sort_unstable();
+        assert_eq!(methods.join(","), allowed, "{method} {path}");
+        assert_eq!(response.text().await.expect("body"), "Method not allowed\n");
+    }
+    let unknown = client
+        .delete(server.url("/nowhere"))
+        .header("cookie", format!("csrftoken={csrf}"))
+        .header("x-csrftoken", &csrf)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(unknown.headers().get("allow").is_none());
+    assert_eq!(unknown.text().await.expect("body"), "Not found\n");
+    server.stop().await;
+}

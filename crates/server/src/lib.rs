@@ -4,8 +4,9 @@
 //! The code map (see ARCHITECTURE.md for the whole workspace):
 //! - `server`: the accept loop, one task per HTTP connection, graceful
 //!   shutdown (stop accepting, close WebSockets with 1001, drain);
-//! - `http`: the router and its handlers, one error type mapped to
-//!   responses in one place, CSRF and cookies;
+//! - `http`: the axum router (each route declared once), its handlers
+//!   and extractors, one error type mapped to responses in one place,
+//!   CSRF, cookies and the page templates;
 //! - `websocket`: the upgrade handshake (session and Origin checks);
 //! - `consumer`: one WebSocket's life: the transport around the chat
 //!   rules of `whisper-chat` (frames in, their answers and room events out);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -14,6 +15,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use whisper_auth::{LoginThrottle, SessionStore, UserStore};
 use whisper_chat::{Chat, Limits};
 use whisper_migrations::{Migrator, MigratorTrait};
@@ -91,6 +93,8 @@ pub enum ServerError {
 pub struct Server<L> {
     listener: TcpListener,
     state: Arc<AppState<L>>,
+    /// Built once; each connection serves a clone (an `Arc` inside).
+    router: Router,
 }
 
 impl<L: ChannelLayer> Server<L> {
@@ -135,7 +139,12 @@ impl<L: ChannelLayer> Server<L> {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        Ok(Server { listener, state })
+        let router = http::router(state.clone());
+        Ok(Server {
+            listener,
+            state,
+            router,
+        })
     }
 
     /// The address actually listened on (useful with port 0).
@@ -148,7 +157,11 @@ impl<L: ChannelLayer> Server<L> {
     /// WebSocket to close with 1001 and every HTTP connection to finish its
     /// request, and waits for them (at most ten seconds).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { listener, state } = self;
+        let Server {
+            listener,
+            state,
+            router,
+        } = self;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -157,7 +170,7 @@ impl<L: ChannelLayer> Server<L> {
                     Ok((stream, remote)) => {
                         // Chat frames are small and latency-bound.
                         let _ = stream.set_nodelay(true);
-                        state.tasks.spawn(serve_connection(state.clone(), stream, remote));
+                        state.tasks.spawn(serve_connection(state.clone(), router.clone(), stream, remote));
                     }
                     // Out of file descriptors and the like: back off briefly
                     // instead of spinning, and keep serving.
@@ -184,13 +197,13 @@ impl<L: ChannelLayer> Server<L> {
 
 async fn serve_connection<L: ChannelLayer>(
     state: Arc<AppState<L>>,
+    router: Router,
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
 ) {
-    let service_state = state.clone();
-    let service = service_fn(move |request| {
-        let state = service_state.clone();
-        async move { Ok::<_, std::convert::Infallible>(http::handle(state, request, remote).await) }
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(http::ClientAddr(remote));
+        router.clone().oneshot(request)
     });
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
+use axum::extract::{Request, State};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -27,11 +27,13 @@ use crate::state::AppState;
 /// hundred bytes; 4 KiB was a third of an idle connection's memory.
 const READ_BUFFER: usize = 1024;
 
-/// Checks the handshake and, when it passes, answers 101 and hands the
-/// upgraded socket to a new consumer task.
+/// `GET /chat/stream/`: checks the handshake and, when it passes, answers
+/// 101 and hands the upgraded socket to a new consumer task. It takes the
+/// whole request, whose extensions carry hyper's upgrade handle: the
+/// consumer writes raw frames on hyper's upgraded stream itself.
 pub(crate) async fn upgrade<L: ChannelLayer>(
-    state: &Arc<AppState<L>>,
-    mut request: http::Request<Incoming>,
+    State(state): State<Arc<AppState<L>>>,
+    mut request: Request,
 ) -> Result<Response, HttpError> {
     let headers = request.headers();
     let is_websocket = header_has_token(headers, header::UPGRADE, "websocket")
@@ -83,7 +85,6 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(frame_limit))
         .max_frame_size(Some(frame_limit));
-    let state = state.clone();
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         match on_upgrade.await {

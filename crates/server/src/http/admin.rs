@@ -1,49 +1,43 @@
 //! The staff-only admin page and the JSON API behind it: rooms (create,
 //! delete, staff-only flag) and users (staff flag).
 //!
-//! Every route checks staff status itself; the router has already checked
-//! CSRF for the unsafe ones, so a foreign page cannot drive them with a
-//! staff member's cookies.
+//! Every route takes [`Staff`], so no one else reaches a handler; the
+//! unsafe ones were CSRF-checked before routing, so a foreign page cannot
+//! drive them with a staff member's cookies.
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use http::StatusCode;
+use minijinja::context;
 use serde::{Deserialize, Serialize};
 use whisper_auth::{User, UserId};
 use whisper_protocol::RoomId;
+use whisper_rooms::ChannelLayer;
 
-use super::{HttpError, Request, Response, current_user, json, redirect, respond};
+use super::cookies::CsrfToken;
+use super::extract::{JsonBody, PathId, Staff};
+use super::pages::form_page;
+use super::{HttpError, Response, json, redirect, respond};
 use crate::Room;
 use crate::state::AppState;
 
-/// The logged-in staff member, or 401 (anonymous) / 403 (not staff).
-async fn staff<L>(state: &AppState<L>, request: &Request) -> Result<User, HttpError> {
-    let user = current_user(state, &request.head.headers)
-        .await?
-        .ok_or(HttpError::Unauthorized)?;
-    if !user.is_staff {
-        return Err(HttpError::Forbidden("staff only"));
-    }
-    Ok(user)
-}
-
-/// The numeric id at the end of an admin API path.
-pub(crate) fn path_id(path: &str, prefix: &str) -> Result<i64, HttpError> {
-    path.strip_prefix(prefix)
-        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|id| id.parse().ok())
-        .ok_or(HttpError::NotFound)
-}
-
-/// `GET /admin/`: the admin page, for staff.
-pub(crate) async fn page<L>(state: &AppState<L>, request: &Request) -> Result<Response, HttpError> {
-    if current_user(state, &request.head.headers).await?.is_none() {
+/// `GET /admin/`: the admin page, for staff; anonymous visitors are sent
+/// to log in first.
+pub(crate) async fn page<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    staff: Option<Staff>,
+    csrf: CsrfToken,
+) -> Result<Response, HttpError> {
+    let Some(Staff(user)) = staff else {
         return Ok(redirect("/accounts/login/?next=/admin/"));
-    }
-    let user = staff(state, request).await?;
-    super::pages::render_page(
-        state,
-        request,
+    };
+    form_page(
+        &state,
+        &csrf,
+        StatusCode::OK,
         "admin.html",
-        &[("username", &user.username)],
+        context! { username => user.username },
     )
 }
 
@@ -89,48 +83,48 @@ impl<'a> From<&'a User> for UserJson<'a> {
 }
 
 /// `GET /api/admin/users`: every user by username.
-pub(crate) async fn users<L>(
-    state: &AppState<L>,
-    request: &Request,
+pub(crate) async fn users<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    _: Staff,
 ) -> Result<Response, HttpError> {
-    staff(state, request).await?;
     let users = state.users.list().await?;
     let entries: Vec<UserJson<'_>> = users.iter().map(UserJson::from).collect();
     Ok(json(StatusCode::OK, &entries))
 }
 
+/// The body of `POST /api/admin/rooms`, as the admin page sends it.
 #[derive(Deserialize)]
-struct NewRoom {
+pub(crate) struct NewRoom {
     title: String,
     #[serde(default)]
     staff_only: bool,
 }
 
 /// `POST /api/admin/rooms` with `{"title":..,"staff_only":..}`: 201 and the room.
-pub(crate) async fn create_room<L>(
-    state: &AppState<L>,
-    request: &Request,
+pub(crate) async fn create_room<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    Staff(user): Staff,
+    JsonBody(new): JsonBody<NewRoom>,
 ) -> Result<Response, HttpError> {
-    let user = staff(state, request).await?;
-    let new: NewRoom = request.json()?;
     let room = state.rooms.create(&new.title, new.staff_only).await?;
     tracing::info!(by = %user.username, room = %room.id, "room created");
     Ok(room_json(StatusCode::CREATED, &room))
 }
 
+/// The body of `PATCH /api/admin/rooms/{id}`: of a room, the admin page
+/// changes only the staff-only flag.
 #[derive(Deserialize)]
-struct RoomChange {
+pub(crate) struct RoomChange {
     staff_only: bool,
 }
 
 /// `PATCH /api/admin/rooms/{id}` with `{"staff_only":..}`.
-pub(crate) async fn update_room<L>(
-    state: &AppState<L>,
-    request: &Request,
-    id: i64,
+pub(crate) async fn update_room<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    PathId(id): PathId,
+    _: Staff,
+    JsonBody(change): JsonBody<RoomChange>,
 ) -> Result<Response, HttpError> {
-    staff(state, request).await?;
-    let change: RoomChange = request.json()?;
     let room = state
         .rooms
         .set_staff_only(RoomId(id), change.staff_only)
@@ -139,12 +133,11 @@ pub(crate) async fn update_room<L>(
 }
 
 /// `DELETE /api/admin/rooms/{id}`: 204.
-pub(crate) async fn delete_room<L>(
-    state: &AppState<L>,
-    request: &Request,
-    id: i64,
+pub(crate) async fn delete_room<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    PathId(id): PathId,
+    Staff(user): Staff,
 ) -> Result<Response, HttpError> {
-    let user = staff(state, request).await?;
     state.rooms.delete(RoomId(id)).await?;
     tracing::info!(by = %user.username, room = id, "room deleted");
     Ok(respond(
@@ -154,19 +147,20 @@ pub(crate) async fn delete_room<L>(
     ))
 }
 
+/// The body of `PATCH /api/admin/users/{id}`: of a user, the admin page
+/// changes only the staff flag.
 #[derive(Deserialize)]
-struct UserChange {
+pub(crate) struct UserChange {
     is_staff: bool,
 }
 
 /// `PATCH /api/admin/users/{id}` with `{"is_staff":..}`.
-pub(crate) async fn update_user<L>(
-    state: &AppState<L>,
-    request: &Request,
-    id: i64,
+pub(crate) async fn update_user<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    PathId(id): PathId,
+    Staff(by): Staff,
+    JsonBody(change): JsonBody<UserChange>,
 ) -> Result<Response, HttpError> {
-    let by = staff(state, request).await?;
-    let change: UserChange = request.json()?;
     let target = state
         .users
         .get(UserId(id))

@@ -1,10 +1,14 @@
 //! JSON endpoints for the page's script and for monitoring.
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use http::StatusCode;
 use serde::Serialize;
 use whisper_rooms::ChannelLayer;
 
-use super::{HttpError, Request, Response, current_user, json};
+use super::extract::CurrentUser;
+use super::{HttpError, Response, json, respond};
 use crate::state::AppState;
 
 /// The body of `GET /api/me`; fields in the order of DESIGN §3.
@@ -34,11 +38,8 @@ struct Health {
 }
 
 /// `GET /api/me`: who is logged in.
-pub(crate) async fn me<L>(state: &AppState<L>, request: &Request) -> Result<Response, HttpError> {
-    let user = current_user(state, &request.head.headers)
-        .await?
-        .ok_or(HttpError::Unauthorized)?;
-    Ok(json(
+pub(crate) async fn me(CurrentUser(user): CurrentUser) -> Response {
+    json(
         StatusCode::OK,
         &Me {
             id: user.id.0,
@@ -46,18 +47,15 @@ pub(crate) async fn me<L>(state: &AppState<L>, request: &Request) -> Result<Resp
             name: &user.name,
             is_staff: user.is_staff,
         },
-    ))
+    )
 }
 
 /// `GET /api/rooms`: every room by title, staff-only ones included (and
 /// marked), as the original listed them; joining is where access is checked.
-pub(crate) async fn rooms<L>(
-    state: &AppState<L>,
-    request: &Request,
+pub(crate) async fn rooms<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    _: CurrentUser,
 ) -> Result<Response, HttpError> {
-    current_user(state, &request.head.headers)
-        .await?
-        .ok_or(HttpError::Unauthorized)?;
     let rooms = state.rooms.list().await?;
     let groups: Vec<_> = rooms.iter().map(|room| room.group_name()).collect();
     let entries: Vec<_> = rooms
@@ -74,7 +72,7 @@ pub(crate) async fn rooms<L>(
 }
 
 /// `GET /healthz`: 200 when the database and the channel layer answer.
-pub(crate) async fn healthz<L: ChannelLayer>(state: &AppState<L>) -> Result<Response, HttpError> {
+pub(crate) async fn healthz<L: ChannelLayer>(State(state): State<Arc<AppState<L>>>) -> Response {
     // Each check is bounded: a health check that hangs is no answer.
     let bound = std::time::Duration::from_secs(2);
     let database = matches!(
@@ -91,12 +89,23 @@ pub(crate) async fn healthz<L: ChannelLayer>(state: &AppState<L>) -> Result<Resp
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    Ok(json(
+    json(
         status,
         &Health {
             status: word(healthy),
             database: word(database),
             channel_layer: word(layer),
         },
-    ))
+    )
+}
+
+/// `GET /metrics`: this node's counters, as Prometheus text.
+pub(crate) async fn metrics<L: ChannelLayer>(State(state): State<Arc<AppState<L>>>) -> Response {
+    respond(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        state
+            .metrics
+            .render(&state.chat, state.connections.total()),
+    )
 }

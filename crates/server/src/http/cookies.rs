@@ -6,9 +6,11 @@
 //! `X-CSRFToken` header. A foreign site can make the browser send the
 //! cookie, but cannot read it to put it in the form.
 
+use axum::extract::FromRequestParts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, SameSite};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, header};
 use subtle::ConstantTimeEq;
 use whisper_auth::{SESSION_LIFETIME, SessionKey};
@@ -46,18 +48,33 @@ pub(crate) fn check_csrf(headers: &HeaderMap, submitted: Option<&str>) -> Result
     Ok(())
 }
 
-/// The request's CSRF token, or a new one (then `is_new`, and the caller
-/// must set the cookie with [`set_csrf_cookie`]).
-pub(crate) fn csrf_token(headers: &HeaderMap) -> Result<(String, bool), HttpError> {
-    match cookie(headers, CSRF_COOKIE) {
-        Some(token) if token.len() >= 32 => Ok((token, false)),
-        _ => Ok((random_token()?, true)),
+/// The CSRF token a page puts in its forms: the browser's own, or a new
+/// one the response must set with [`set_csrf_cookie`] (then `is_new`).
+pub(crate) struct CsrfToken {
+    pub value: String,
+    pub is_new: bool,
+}
+
+impl<S: Sync> FromRequestParts<S> for CsrfToken {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match cookie(&parts.headers, CSRF_COOKIE) {
+            Some(value) if value.len() >= 32 => Ok(CsrfToken {
+                value,
+                is_new: false,
+            }),
+            _ => Ok(CsrfToken {
+                value: random_token()?,
+                is_new: true,
+            }),
+        }
     }
 }
 
 fn random_token() -> Result<String, HttpError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| HttpError::Internal(e.to_string()))?;
+    getrandom::fill(&mut bytes)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 

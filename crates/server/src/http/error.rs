@@ -1,28 +1,64 @@
+//! The one error type of the HTTP layer, and the one place it becomes a
+//! response.
+//!
+//! Handlers and extractors return `Result<_, HttpError>` and never build an
+//! error page themselves, so a status, its body and whether it is logged
+//! are decided here for every route alike.
+
+use std::error::Error;
+use std::fmt;
+
+use axum::response::IntoResponse;
 use http::StatusCode;
+use thiserror::Error;
 use whisper_auth::AuthError;
 
 use super::{Response, json, respond};
 use crate::CatalogError;
 
-/// Everything a handler can fail with, mapped to a response in
-/// [`HttpError::into_response`] and nowhere else.
-#[derive(Debug)]
+/// Everything a handler can fail with. The variants a client caused say
+/// what to show it; the others keep the failure that caused them, so the
+/// log of a 500 names its cause down to the driver's error.
+#[derive(Debug, Error)]
 pub(crate) enum HttpError {
+    /// No route, or no such room or user.
+    #[error("not found")]
     NotFound,
+    /// The path exists but not with this method.
+    #[error("method not allowed")]
     MethodNotAllowed,
     /// Not logged in, on an API route.
+    #[error("not logged in")]
     Unauthorized,
+    /// Logged in but not allowed, or the request failed a check (CSRF,
+    /// Origin) that says nothing more to the client than why.
+    #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The request could not be read as what the route takes.
+    #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The body is longer than the server reads.
+    #[error("request body too large")]
     PayloadTooLarge,
     /// The user already has as many WebSockets open as allowed.
+    #[error("too many open connections for this user")]
     TooManyConnections,
-    /// The database or channel layer failed; the detail is logged, not shown.
-    Internal(String),
+    /// Users or sessions could not be read or written.
+    #[error("accounts")]
+    Auth(#[source] AuthError),
+    /// The rooms table could not be read or written.
+    #[error("rooms catalog")]
+    Catalog(#[source] CatalogError),
+    /// A page template did not render (a bug in `web/templates`).
+    #[error("template")]
+    Template(#[from] minijinja::Error),
+    /// The operating system gave no random bytes for a CSRF token.
+    #[error("randomness")]
+    Random(#[from] getrandom::Error),
 }
 
-impl HttpError {
-    pub fn into_response(self) -> Response {
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
         let text = "text/plain; charset=utf-8";
         match self {
             HttpError::NotFound => respond(StatusCode::NOT_FOUND, text, "Not found\n"),
@@ -51,8 +87,12 @@ impl HttpError {
                 text,
                 "Too many open connections for this user\n",
             ),
-            HttpError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
+            HttpError::Auth(_)
+            | HttpError::Catalog(_)
+            | HttpError::Template(_)
+            | HttpError::Random(_) => {
+                // The client learns nothing of the cause; the log gets all of it.
+                tracing::error!(error = %Chain(&self), "request failed");
                 respond(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     text,
@@ -63,11 +103,27 @@ impl HttpError {
     }
 }
 
+/// An error and each of its sources, `outer: inner: innermost`, so a log
+/// line shows the whole cause whatever the log format.
+struct Chain<'a>(&'a dyn Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<AuthError> for HttpError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::NoSuchUser => HttpError::NotFound,
-            other => HttpError::Internal(other.to_string()),
+            other => HttpError::Auth(other),
         }
     }
 }
@@ -79,7 +135,22 @@ impl From<CatalogError> for HttpError {
                 HttpError::BadRequest("room titles are 1 to 255 characters")
             }
             CatalogError::NoSuchRoom(_) => HttpError::NotFound,
-            CatalogError::Storage(_) => HttpError::Internal(error.to_string()),
+            storage @ CatalogError::Storage(_) => HttpError::Catalog(storage),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        let error = HttpError::Catalog(CatalogError::Storage(sea_orm::DbErr::Custom(
+            "disk full".into(),
+        )));
+        let line = Chain(&error).to_string();
+        assert!(line.starts_with("rooms catalog: storage: "), "{line}");
+        assert!(line.ends_with("disk full"), "{line}");
     }
 }

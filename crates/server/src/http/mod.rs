@@ -1,26 +1,44 @@
-//! The HTTP side: one router, one error type, one place that adds security
-//! headers.
+//! The HTTP side: one axum [`Router`] that declares every route once, one
+//! error type, one place that adds security headers.
 //!
-//! Every unsafe method (anything but GET, HEAD, OPTIONS) has its body read
-//! (up to [`MAX_BODY_BYTES`]) and its CSRF token checked here, before any
-//! handler runs, so no handler can forget it.
+//! Each route's path and methods are written once, in [`router`]; axum
+//! derives from that same declaration both the dispatch and, for a known
+//! path asked with another method, the 405 and its `Allow` header. What
+//! every request needs is applied around the routes, not inside handlers,
+//! so no handler can forget it:
+//! - [`extract::check_unsafe_request`]: every unsafe method (anything but
+//!   GET, HEAD, OPTIONS) has its body read (up to
+//!   [`extract::MAX_BODY_BYTES`]) and its CSRF token checked before routing;
+//! - [`every_request`]: counted for `/metrics`, and its response given the
+//!   security headers;
+//! - who is asking is an extractor ([`extract::CurrentUser`],
+//!   [`extract::Staff`]): a handler that needs a user or a staff member
+//!   says so in its signature, and anyone else is refused before it runs.
+//!
+//! The router is served by the accept loop in `server.rs` (hyper's own
+//! connection, with its header limits, timeouts and upgrades), not by
+//! `axum::serve`. `/chat/stream/` is a route like the others; its handler
+//! takes the whole request and upgrades it itself.
 
 mod admin;
 mod api;
 mod assets;
 mod cookies;
 mod error;
+mod extract;
 mod pages;
+mod templates;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::routing::{get, patch, post};
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use whisper_auth::{SessionKey, User};
+use http::{HeaderValue, StatusCode, header};
 use whisper_rooms::ChannelLayer;
 
 use crate::state::AppState;
@@ -28,162 +46,71 @@ use crate::websocket;
 pub(crate) use cookies::SESSION_COOKIE;
 pub use cookies::cookie;
 pub(crate) use error::HttpError;
+pub(crate) use extract::ClientAddr;
 
-/// Every response body is a complete buffer: pages and JSON are small.
-pub(crate) type Body = Full<Bytes>;
 /// A response as handlers build it.
-pub(crate) type Response = http::Response<Body>;
+pub(crate) type Response = axum::response::Response;
 
-/// Largest request body read (forms are a few hundred bytes).
-const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// What a handler gets: the request head, its body (read for unsafe
-/// methods only), the body parsed as a form when it is one, the peer.
-pub(crate) struct Request {
-    pub head: http::request::Parts,
-    pub body: Bytes,
-    pub form: HashMap<String, String>,
-    pub remote: SocketAddr,
+/// Every route of the server, with the layers every request passes.
+pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
+    Router::new()
+        .route("/", get(pages::index))
+        .route(
+            "/accounts/login/",
+            get(pages::login_form).post(pages::login),
+        )
+        .route(
+            "/accounts/signup/",
+            get(pages::signup_form).post(pages::signup),
+        )
+        .route("/accounts/logout/", post(pages::logout))
+        .route("/api/me", get(api::me))
+        .route("/api/rooms", get(api::rooms))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/static/{*path}", get(assets::serve_static))
+        .route("/chat/stream/", get(websocket::upgrade))
+        .route("/admin/", get(admin::page))
+        .route("/api/admin/users", get(admin::users))
+        .route("/api/admin/rooms", post(admin::create_room))
+        .route(
+            "/api/admin/rooms/{id}",
+            patch(admin::update_room).delete(admin::delete_room),
+        )
+        .route("/api/admin/users/{id}", patch(admin::update_user))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(extract::check_unsafe_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            every_request::<L>,
+        ))
+        .with_state(state)
 }
 
-impl Request {
-    /// A form field, or "" when absent.
-    pub fn field(&self, name: &str) -> &str {
-        self.form.get(name).map_or("", String::as_str)
-    }
-
-    /// The body as JSON of type `T` (the admin API's requests).
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|_| HttpError::BadRequest("expected a JSON body"))
-    }
-
-    /// A query-string parameter.
-    pub fn query(&self, name: &str) -> Option<String> {
-        let query = self.head.uri.query()?;
-        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .ok()?
-            .into_iter()
-            .find_map(|(key, value)| (key == name).then_some(value))
-    }
+/// Any path no route declares. axum adds nothing to it, so the body is
+/// the same as every other 404's.
+async fn not_found() -> HttpError {
+    HttpError::NotFound
 }
 
-/// Serves one request; never fails (errors become responses).
-pub(crate) async fn handle<L: ChannelLayer>(
-    state: Arc<AppState<L>>,
-    request: http::Request<Incoming>,
-    remote: SocketAddr,
+/// A declared path asked with a method it was not declared with; axum adds
+/// the `Allow` header from the route's declaration.
+async fn method_not_allowed() -> HttpError {
+    HttpError::MethodNotAllowed
+}
+
+/// Counts the request and gives its response, whatever it is (a page, an
+/// error, a 101), the security headers.
+async fn every_request<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    request: Request,
+    next: Next,
 ) -> Response {
     state.metrics.http_requests.inc();
-    let mut response = route(&state, request, remote)
-        .await
-        .unwrap_or_else(HttpError::into_response);
+    let mut response = next.run(request).await;
     add_security_headers(response.headers_mut());
     response
-}
-
-async fn route<L: ChannelLayer>(
-    state: &Arc<AppState<L>>,
-    request: http::Request<Incoming>,
-    remote: SocketAddr,
-) -> Result<Response, HttpError> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    if path == "/chat/stream/" {
-        // The upgrade needs the whole hyper request, body untouched.
-        return match method {
-            Method::GET => websocket::upgrade(state, request).await,
-            _ => Err(HttpError::MethodNotAllowed),
-        };
-    }
-    let request = read_request(request, remote).await?;
-    // HEAD is GET without a body; hyper leaves the body out.
-    let method = if method == Method::HEAD {
-        Method::GET
-    } else {
-        method
-    };
-    match (&method, path.as_str()) {
-        (&Method::GET, "/") => pages::index(state, &request).await,
-        (&Method::GET, "/accounts/login/") => pages::login_form(state, &request),
-        (&Method::POST, "/accounts/login/") => pages::login(state, &request).await,
-        (&Method::GET, "/accounts/signup/") => pages::signup_form(state, &request),
-        (&Method::POST, "/accounts/signup/") => pages::signup(state, &request).await,
-        (&Method::POST, "/accounts/logout/") => pages::logout(state, &request).await,
-        (&Method::GET, "/api/me") => api::me(state, &request).await,
-        (&Method::GET, "/api/rooms") => api::rooms(state, &request).await,
-        (&Method::GET, "/healthz") => api::healthz(state).await,
-        (&Method::GET, "/metrics") => Ok(respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(&state.chat, state.connections.total()),
-        )),
-        (&Method::GET, p) if p.starts_with("/static/") => assets::serve_static(&request),
-        (&Method::GET, "/admin/") => admin::page(state, &request).await,
-        (&Method::GET, "/api/admin/users") => admin::users(state, &request).await,
-        (&Method::POST, "/api/admin/rooms") => admin::create_room(state, &request).await,
-        (method, p) if p.starts_with("/api/admin/rooms/") => {
-            let id = admin::path_id(p, "/api/admin/rooms/")?;
-            match *method {
-                Method::PATCH => admin::update_room(state, &request, id).await,
-                Method::DELETE => admin::delete_room(state, &request, id).await,
-                _ => Err(HttpError::MethodNotAllowed),
-            }
-        }
-        (&Method::PATCH, p) if p.starts_with("/api/admin/users/") => {
-            let id = admin::path_id(p, "/api/admin/users/")?;
-            admin::update_user(state, &request, id).await
-        }
-        (
-            _,
-            "/" | "/accounts/login/" | "/accounts/signup/" | "/accounts/logout/" | "/api/me"
-            | "/api/rooms" | "/healthz" | "/metrics" | "/admin/" | "/api/admin/users"
-            | "/api/admin/rooms",
-        ) => Err(HttpError::MethodNotAllowed),
-        _ => Err(HttpError::NotFound),
-    }
-}
-
-/// Reads the body of unsafe methods, parses it when it is a form, and
-/// checks CSRF: the token comes from the form field or the `X-CSRFToken`
-/// header (which the page's script sets on JSON requests).
-async fn read_request(
-    request: http::Request<Incoming>,
-    remote: SocketAddr,
-) -> Result<Request, HttpError> {
-    let (head, body) = request.into_parts();
-    let safe = matches!(head.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let mut request = Request {
-        head,
-        body: Bytes::new(),
-        form: HashMap::new(),
-        remote,
-    };
-    if safe {
-        return Ok(request);
-    }
-    request.body = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|_| HttpError::PayloadTooLarge)?
-        .to_bytes();
-    let is_form = request
-        .head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
-        request.form =
-            parse_form(&request.body).ok_or(HttpError::BadRequest("the form could not be read"))?;
-    }
-    let submitted = request
-        .form
-        .get("csrfmiddlewaretoken")
-        .map(String::as_str)
-        .or_else(|| request.head.headers.get("x-csrftoken")?.to_str().ok());
-    cookies::check_csrf(&request.head.headers, submitted)?;
-    Ok(request)
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated field
@@ -194,20 +121,6 @@ pub fn parse_form(body: &[u8]) -> Option<HashMap<String, String>> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()
         .map(|pairs| pairs.into_iter().collect())
-}
-
-/// The logged-in user of a request, from its `sessionid` cookie.
-pub(crate) async fn current_user<L>(
-    state: &AppState<L>,
-    headers: &http::HeaderMap,
-) -> Result<Option<User>, HttpError> {
-    let Some(key) = cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    Ok(state
-        .sessions
-        .user_for(&SessionKey::from_client(key))
-        .await?)
 }
 
 /// Headers every response carries: a CSP that allows no inline script, no
@@ -232,7 +145,7 @@ pub(crate) fn respond(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response {
-    let mut response = http::Response::new(Full::new(body.into()));
+    let mut response = Response::new(Body::from(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()

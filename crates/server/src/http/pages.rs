@@ -1,63 +1,61 @@
 //! The HTML pages: the chat page and the account forms.
 
-use http::{HeaderValue, StatusCode, header};
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use minijinja::{Value, context};
 use whisper_auth::{AuthError, NewUser, SessionKey, User};
 
 use super::cookies::{
-    self, SESSION_COOKIE, clear_session_cookie, set_csrf_cookie, set_session_cookie,
+    CsrfToken, SESSION_COOKIE, clear_session_cookie, set_csrf_cookie, set_session_cookie,
 };
-use super::{HttpError, Request, Response, assets, cookie, current_user, redirect, respond};
+use super::extract::{ClientAddr, CurrentUser, FormFields};
+use super::{HttpError, Response, cookie, redirect, respond, templates};
 use crate::state::AppState;
 
 const HTML: &str = "text/html; charset=utf-8";
 
-/// A page that holds a form: renders the template with the request's CSRF
-/// token, setting the cookie when the browser had none yet.
-fn form_page(
-    state_secure: bool,
-    request: &Request,
+/// A page that holds a form or runs a script that posts: renders the
+/// template with the CSRF token added to `context`, setting the cookie
+/// when the browser had none yet.
+pub(crate) fn form_page<L>(
+    state: &AppState<L>,
+    csrf: &CsrfToken,
     status: StatusCode,
     template: &str,
-    values: &[(&str, &str)],
+    context: Value,
 ) -> Result<Response, HttpError> {
-    let (token, is_new) = cookies::csrf_token(&request.head.headers)?;
-    let mut all = vec![("csrf_token", token.as_str())];
-    all.extend_from_slice(values);
-    let mut response = respond(status, HTML, assets::render(template, &all)?);
+    let page = templates::render(
+        template,
+        context! { csrf_token => csrf.value.as_str(), ..context },
+    )?;
+    let mut response = respond(status, HTML, page);
     // Pages carry a per-user token: never cache them.
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if is_new {
-        set_csrf_cookie(&mut response, &token, state_secure);
+    if csrf.is_new {
+        set_csrf_cookie(&mut response, &csrf.value, state.config.secure_cookies);
     }
     Ok(response)
 }
 
-/// A page for a logged-in user (it carries the CSRF token for its forms
-/// and script).
-pub(crate) fn render_page<L>(
-    state: &AppState<L>,
-    request: &Request,
-    template: &str,
-    values: &[(&str, &str)],
-) -> Result<Response, HttpError> {
-    form_page(
-        state.config.secure_cookies,
-        request,
-        StatusCode::OK,
-        template,
-        values,
-    )
-}
-
 /// `GET /`: the chat page, or a redirect to the login form.
 pub(crate) async fn index<L>(
-    state: &AppState<L>,
-    request: &Request,
+    State(state): State<Arc<AppState<L>>>,
+    user: Option<CurrentUser>,
+    csrf: CsrfToken,
 ) -> Result<Response, HttpError> {
-    match current_user(state, &request.head.headers).await? {
-        Some(user) => render_page(state, request, "chat.html", &[("username", &user.username)]),
+    match user {
+        Some(CurrentUser(user)) => form_page(
+            &state,
+            &csrf,
+            StatusCode::OK,
+            "chat.html",
+            context! { username => user.username },
+        ),
         None => Ok(redirect("/accounts/login/?next=/")),
     }
 }
@@ -72,59 +70,63 @@ fn safe_next(next: &str) -> &str {
     if same_site { next } else { "/" }
 }
 
-fn login_page(
-    state_secure: bool,
-    request: &Request,
+/// The login form, with what the user typed and why it failed.
+fn login_page<L>(
+    state: &AppState<L>,
+    csrf: &CsrfToken,
     status: StatusCode,
     next: &str,
     username: &str,
     error: &str,
 ) -> Result<Response, HttpError> {
     form_page(
-        state_secure,
-        request,
+        state,
+        csrf,
         status,
         "login.html",
-        &[
-            ("next", safe_next(next)),
-            ("username", username),
-            ("error", error),
-        ],
+        context! { next => safe_next(next), username, error },
     )
 }
 
+/// A query-string parameter.
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(uri.query()?)
+        .ok()?
+        .into_iter()
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
 /// `GET /accounts/login/`.
-pub(crate) fn login_form<L>(state: &AppState<L>, request: &Request) -> Result<Response, HttpError> {
-    let next = request.query("next").unwrap_or_else(|| "/".into());
-    login_page(
-        state.config.secure_cookies,
-        request,
-        StatusCode::OK,
-        &next,
-        "",
-        "",
-    )
+pub(crate) async fn login_form<L>(
+    State(state): State<Arc<AppState<L>>>,
+    csrf: CsrfToken,
+    uri: Uri,
+) -> Result<Response, HttpError> {
+    let next = query_param(&uri, "next").unwrap_or_else(|| "/".into());
+    login_page(&state, &csrf, StatusCode::OK, &next, "", "")
 }
 
 /// `POST /accounts/login/`: on success a fresh session and a redirect to
 /// `next`; on failure the form again, saying only that the pair was wrong
 /// (never whether the username exists).
 pub(crate) async fn login<L>(
-    state: &AppState<L>,
-    request: &Request,
+    State(state): State<Arc<AppState<L>>>,
+    Extension(ClientAddr(remote)): Extension<ClientAddr>,
+    headers: HeaderMap,
+    csrf: CsrfToken,
+    form: FormFields,
 ) -> Result<Response, HttpError> {
-    let username = request.field("username");
-    let next = request.field("next");
-    let secure = state.config.secure_cookies;
-    let address = request.remote.ip();
+    let username = form.get("username");
+    let next = form.get("next");
+    let address = remote.ip();
     if let Err(throttled) = state.throttle.check(username, address) {
         let message = format!(
             "Too many failed attempts. Try again in {} seconds.",
             throttled.retry_after_s
         );
         return login_page(
-            secure,
-            request,
+            &state,
+            &csrf,
             StatusCode::TOO_MANY_REQUESTS,
             next,
             username,
@@ -133,27 +135,27 @@ pub(crate) async fn login<L>(
     }
     let Some(user) = state
         .users
-        .authenticate(username, request.field("password"))
+        .authenticate(username, form.get("password"))
         .await?
     else {
         state.throttle.record_failure(username, address);
         tracing::info!(%address, "failed login");
         let message = "Please enter a correct username and password.";
-        return login_page(secure, request, StatusCode::OK, next, username, message);
+        return login_page(&state, &csrf, StatusCode::OK, next, username, message);
     };
     state.throttle.record_success(username);
-    start_session(state, request, &user, safe_next(next)).await
+    start_session(&state, &headers, &user, safe_next(next)).await
 }
 
 /// Ends any session the browser had and starts a new one: a fresh key at
 /// every login, so a key planted before it (session fixation) is worthless.
 async fn start_session<L>(
     state: &AppState<L>,
-    request: &Request,
+    headers: &HeaderMap,
     user: &User,
     next: &str,
 ) -> Result<Response, HttpError> {
-    if let Some(old) = cookie(&request.head.headers, SESSION_COOKIE) {
+    if let Some(old) = cookie(headers, SESSION_COOKIE) {
         state.sessions.delete(&SessionKey::from_client(old)).await?;
     }
     let key = state.sessions.create(user.id).await?;
@@ -163,9 +165,12 @@ async fn start_session<L>(
     Ok(response)
 }
 
+/// The signup form, with what the user typed and why it failed; when
+/// signup is closed, only a message saying so.
 fn signup_page<L>(
     state: &AppState<L>,
-    request: &Request,
+    csrf: &CsrfToken,
+    form: &FormFields,
     status: StatusCode,
     error: &str,
 ) -> Result<Response, HttpError> {
@@ -176,49 +181,47 @@ fn signup_page<L>(
         error
     };
     form_page(
-        state.config.secure_cookies,
-        request,
+        state,
+        csrf,
         status,
         "signup.html",
-        &[
-            ("username", request.field("username")),
-            ("name", request.field("name")),
-            ("email", request.field("email")),
-            ("error", error),
-            ("form_hidden", if closed { "hidden" } else { "" }),
-        ],
+        context! {
+            username => form.get("username"),
+            name => form.get("name"),
+            email => form.get("email"),
+            error,
+            closed,
+        },
     )
 }
 
 /// `GET /accounts/signup/`.
-pub(crate) fn signup_form<L>(
-    state: &AppState<L>,
-    request: &Request,
+pub(crate) async fn signup_form<L>(
+    State(state): State<Arc<AppState<L>>>,
+    csrf: CsrfToken,
 ) -> Result<Response, HttpError> {
-    signup_page(state, request, StatusCode::OK, "")
+    signup_page(&state, &csrf, &FormFields::default(), StatusCode::OK, "")
 }
 
 /// `POST /accounts/signup/`: creates the account and logs it in.
 pub(crate) async fn signup<L>(
-    state: &AppState<L>,
-    request: &Request,
+    State(state): State<Arc<AppState<L>>>,
+    headers: HeaderMap,
+    csrf: CsrfToken,
+    form: FormFields,
 ) -> Result<Response, HttpError> {
     if !state.config.open_signup {
-        return signup_page(state, request, StatusCode::FORBIDDEN, "");
+        return signup_page(&state, &csrf, &form, StatusCode::FORBIDDEN, "");
     }
-    if request.field("password1") != request.field("password2") {
-        return signup_page(
-            state,
-            request,
-            StatusCode::OK,
-            "The two passwords do not match.",
-        );
+    if form.get("password1") != form.get("password2") {
+        let message = "The two passwords do not match.";
+        return signup_page(&state, &csrf, &form, StatusCode::OK, message);
     }
-    let mut new = NewUser::new(request.field("username"), request.field("password1"));
-    new.name = request.field("name").trim().to_owned();
-    new.email = request.field("email").trim().to_owned();
+    let mut new = NewUser::new(form.get("username"), form.get("password1"));
+    new.name = form.get("name").trim().to_owned();
+    new.email = form.get("email").trim().to_owned();
     match state.users.create(new).await {
-        Ok(user) => start_session(state, request, &user, "/").await,
+        Ok(user) => start_session(&state, &headers, &user, "/").await,
         Err(
             error @ (AuthError::InvalidUsername
             | AuthError::InvalidPassword
@@ -226,7 +229,7 @@ pub(crate) async fn signup<L>(
             | AuthError::UsernameTaken),
         ) => {
             let message = capitalize(&error.to_string());
-            signup_page(state, request, StatusCode::OK, &message)
+            signup_page(&state, &csrf, &form, StatusCode::OK, &message)
         }
         Err(error) => Err(error.into()),
     }
@@ -240,12 +243,13 @@ fn capitalize(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `POST /accounts/logout/`: ends the session (CSRF-checked by the router).
+/// `POST /accounts/logout/`: ends the session (CSRF-checked before
+/// routing, as every POST).
 pub(crate) async fn logout<L>(
-    state: &AppState<L>,
-    request: &Request,
+    State(state): State<Arc<AppState<L>>>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    if let Some(key) = cookie(&request.head.headers, SESSION_COOKIE) {
+    if let Some(key) = cookie(&headers, SESSION_COOKIE) {
         state.sessions.delete(&SessionKey::from_client(key)).await?;
     }
     let mut response = redirect("/accounts/login/");
