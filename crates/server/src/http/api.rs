@@ -104,8 +104,6 @@ pub(crate) async fn metrics<L: ChannelLayer>(State(state): State<Arc<AppState<L>
     respond(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        state
-            .metrics
-            .render(&state.chat, state.connections.total()),
+        state.metrics.render(&state.chat, state.connections.total()),
     )
 }
