@@ -78,10 +78,36 @@ fn auth_knows_no_http_and_takes_drivers_only_by_feature() {
 }
 
 #[test]
+fn store_knows_no_http_broker_or_layer_and_takes_drivers_only_by_feature() {
+    assert_none_of("whisper-store", &[], &[HTTP, BROKER, &["whisper-rooms"]]);
+    assert_none_of(
+        "whisper-store",
+        &["--no-default-features"],
+        &[HTTP, DRIVERS],
+    );
+}
+
+#[test]
+fn manage_builds_without_the_server_or_its_http_stack() {
+    assert_none_of(
+        "whisper-manage",
+        &[],
+        &[HTTP, &["whisper-server", "prometheus-client", "rust-embed"]],
+    );
+}
+
+#[test]
 fn the_forbidden_names_are_real_crates() {
     // Guards the lists above against a renamed crate passing silently.
     let server = dependencies("whisper-server", &[]);
-    for name in ["hyper", "tokio-tungstenite", "sea-orm", "sqlx-sqlite"] {
+    for name in [
+        "hyper",
+        "tokio-tungstenite",
+        "sea-orm",
+        "sqlx-sqlite",
+        "prometheus-client",
+        "rust-embed",
+    ] {
         assert!(server.contains(name), "whisper-server uses {name}");
     }
     let redis = dependencies("whisper-rooms", &["--features", "redis"]);

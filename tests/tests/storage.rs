@@ -5,7 +5,7 @@ use sea_orm::DatabaseConnection;
 use whisper_auth::{AuthError, NewUser, SessionKey, SessionStore, UserStore};
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
-use whisper_server::{CatalogError, RoomCatalog};
+use whisper_store::{CatalogError, RoomCatalog};
 
 /// A migrated, empty database of each kind; the temporary directory keeps
 /// the SQLite file alive for the test.

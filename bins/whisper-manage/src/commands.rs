@@ -2,7 +2,7 @@
 //!
 //! Each returns the text for stdout rather than printing it, so output
 //! happens once the work is done, and a failure prints only its error line.
-//! Validation lives in the libraries (`whisper-auth`, the room catalog):
+//! Validation lives in the libraries (`whisper-auth`, `whisper-store`):
 //! they check every field before writing, which is what makes "bad input
 //! writes nothing" hold here.
 
@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use sea_orm::{Database, DatabaseConnection};
 use whisper_auth::{AuthError, NewUser, SessionStore, UserStore};
 use whisper_migrations::{Migrator, MigratorTrait};
-use whisper_server::{CatalogError, Room, RoomCatalog};
+use whisper_store::{CatalogError, Room, RoomCatalog};
 
 use crate::cli::{
     ChangePassword, Cli, Command, CreateRoom, CreateSuperuser, CreateUser, DeleteRoom, SetStaff,

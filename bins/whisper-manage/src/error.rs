@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use sea_orm::DbErr;
 use thiserror::Error;
 use whisper_auth::AuthError;
-use whisper_server::CatalogError;
+use whisper_store::CatalogError;
 
 use whisper_cli::{BAD_INPUT, FAILED};
 

@@ -1,5 +1,6 @@
-//! Whisper's server: HTTP pages and API, the WebSocket chat consumer, and the
-//! room catalog, over any [`whisper_rooms::ChannelLayer`].
+//! Whisper's server: HTTP pages and API and the WebSocket chat consumer,
+//! over any [`whisper_rooms::ChannelLayer`] and the rooms of
+//! [`whisper_store`].
 //!
 //! The code map (see ARCHITECTURE.md for the whole workspace):
 //! - `server`: the accept loop, one task per HTTP connection, graceful
@@ -11,8 +12,7 @@
 //! - `consumer`: one WebSocket's life: the transport around the chat
 //!   rules of `whisper-chat` (frames in, their answers and room events out);
 //! - `frames`: room events written as text frames, one vectored write per
-//!   batch, without copying;
-//! - [`catalog`]: the rooms table.
+//!   batch, without copying.
 //!
 //! Starting a server on a free port, as the tests do:
 //!
@@ -28,7 +28,6 @@
 //! # }
 //! ```
 
-pub mod catalog;
 mod config;
 mod connections;
 mod consumer;
@@ -39,7 +38,10 @@ mod server;
 mod state;
 mod websocket;
 
-pub use catalog::{CatalogError, Room, RoomCatalog};
+/// The room catalog, kept at the crate root where the server's handlers and
+/// its users have always found it; it lives in `whisper-store` so that tools
+/// without HTTP (`whisper-manage`) can use it.
+pub use whisper_store::{CatalogError, Room, RoomCatalog};
 
 /// The parsers that read untrusted HTTP input, public so the fuzz targets
 /// and property tests can drive them directly.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use http::StatusCode;
 use serde::Serialize;
-use whisper_rooms::ChannelLayer;
+use whisper_rooms::{ChannelLayer, GroupName};
 
 use super::extract::CurrentUser;
 use super::{HttpError, Response, json, respond};
@@ -57,7 +57,10 @@ pub(crate) async fn rooms<L: ChannelLayer>(
     _: CurrentUser,
 ) -> Result<Response, HttpError> {
     let rooms = state.rooms.list().await?;
-    let groups: Vec<_> = rooms.iter().map(|room| room.group_name()).collect();
+    let groups: Vec<_> = rooms
+        .iter()
+        .map(|room| GroupName::for_room(room.id))
+        .collect();
     let entries: Vec<_> = rooms
         .iter()
         .zip(&groups)

@@ -1,4 +1,8 @@
 //! The room catalog: which rooms exist, their titles, and who may enter.
+//!
+//! A room knows nothing of the channel layer: a host names a room's group
+//! itself (the server with `whisper_rooms::GroupName::for_room`), so this
+//! crate needs no broker and no HTTP.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -7,7 +11,6 @@ use std::time::{Duration, Instant};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
 use thiserror::Error;
 use whisper_protocol::RoomId;
-use whisper_rooms::GroupName;
 
 mod entity {
     use sea_orm::entity::prelude::*;
@@ -39,12 +42,6 @@ pub struct Room {
 }
 
 impl Room {
-    /// The channel-layer group of the room's members: `room-<id>`, as the
-    /// original named it.
-    pub fn group_name(&self) -> GroupName {
-        GroupName::for_room(self.id)
-    }
-
     /// Whether a user with this staff flag may enter.
     pub fn admits(&self, is_staff: bool) -> bool {
         is_staff || !self.staff_only
@@ -208,7 +205,6 @@ mod tests {
         let zoo = catalog.create("Zoo", false).await.expect("create");
         let staff = catalog.create("  Admins ", true).await.expect("create");
         assert_eq!(staff.title, "Admins");
-        assert_eq!(staff.group_name().as_str(), format!("room-{}", staff.id));
         let titles: Vec<_> = catalog
             .list()
             .await
