@@ -104,13 +104,7 @@ impl TestServer {
 
     /// A server whose configuration `adjust` may change first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        TestServer::start_with_layer(adjust, |config| {
-            whisper_rooms::MemoryLayer::new(whisper_rooms::LayerConfig {
-                presence_ttl: config.presence_ttl,
-                ..Default::default()
-            })
-        })
-        .await
+        TestServer::start_with_layer(adjust, |_| whisper_rooms::MemoryLayer::default()).await
     }
 
     /// A server over the channel layer `make_layer` builds from the final

@@ -69,7 +69,6 @@ struct Args {
 
 impl Args {
     fn into_config(self) -> (Config, LayerConfig, Option<String>) {
-        let presence_ttl = Duration::from_secs(self.presence_ttl_s);
         let config = Config {
             bind: self.bind,
             database_url: self.database_url,
@@ -78,14 +77,13 @@ impl Args {
             secure_cookies: self.secure_cookies,
             max_message_bytes: self.max_message_bytes as usize,
             max_rooms_per_connection: self.max_rooms_per_connection as usize,
-            presence_ttl,
             max_messages_per_second: self.max_messages_per_second,
             max_connections_per_user: self.max_connections_per_user as usize,
             migrate: !self.no_migrate,
             ..Config::default()
         };
         let layer = LayerConfig {
-            presence_ttl,
+            presence_ttl: Duration::from_secs(self.presence_ttl_s),
             ..LayerConfig::default()
         };
         (config, layer, self.redis_url)

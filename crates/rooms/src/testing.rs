@@ -392,8 +392,10 @@ pub async fn presence_tracks_touch_and_leave<L: ChannelLayer>(layer: L) {
 }
 
 /// A room's presence lives [`SHORT_PRESENCE_TTL`] after its last update:
-/// activity keeps it, silence forgets it.
+/// activity keeps it, silence forgets it. The layer reports that TTL, for
+/// hosts that pace their refreshes by it.
 pub async fn presence_expires_after_ttl<L: ChannelLayer>(layer: L) {
+    assert_eq!(layer.presence_ttl(), SHORT_PRESENCE_TTL);
     let room = RoomId(1);
     let step = SHORT_PRESENCE_TTL * 5 / 8;
     touch(&layer, room, 1, "ann", "").await;

@@ -21,8 +21,6 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Most rooms one WebSocket may be in at once.
     pub max_rooms_per_connection: usize,
-    /// How long a room's presence lives without updates.
-    pub presence_ttl: Duration,
     /// Frames per second one WebSocket may send on average (bursts of twice
     /// as many are allowed); past it frames are answered `RATE_LIMITED`.
     pub max_messages_per_second: u32,
@@ -52,7 +50,6 @@ impl Default for Config {
             secure_cookies: false,
             max_message_bytes: 16 * 1024,
             max_rooms_per_connection: 100,
-            presence_ttl: Duration::from_secs(3600),
             max_messages_per_second: 20,
             max_connections_per_user: 20,
             session_recheck: Duration::from_secs(30),
