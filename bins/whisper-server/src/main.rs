@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use whisper_rooms::{ChannelLayer, LayerConfig, MemoryLayer, RedisConfig, RedisLayer};
 use whisper_server::{Config, Server};
 
@@ -14,18 +15,17 @@ use whisper_server::{Config, Server};
 /// Serves the chat page, the account pages and the WebSocket at
 /// /chat/stream/. Every flag can also be set through the environment
 /// variable named in its help.
+// Defaults are read from `Config::default()` and `LayerConfig::default()`,
+// never written here a second time: the libraries own their settings, and
+// the test below fails if a flag's default drifts from them.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Address to listen on.
-    #[arg(long, env = "WHISPER_BIND", default_value = "127.0.0.1:8000")]
+    #[arg(long, env = "WHISPER_BIND", default_value_t = Config::default().bind)]
     bind: SocketAddr,
     /// Database URL (SQLite file by default).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://whisper.db?mode=rwc"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value_t = Config::default().database_url)]
     database_url: String,
     /// Redis URL for a channel layer shared by several nodes; unset means
     /// the in-memory layer (one node).
@@ -36,32 +36,38 @@ struct Args {
     #[arg(long, env = "WHISPER_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origin: Vec<String>,
     /// Whether anyone may sign up.
-    #[arg(long, env = "WHISPER_OPEN_SIGNUP", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "WHISPER_OPEN_SIGNUP", default_value_t = Config::default().open_signup,
+          action = clap::ArgAction::Set)]
     open_signup: bool,
     /// Mark cookies Secure (serve over HTTPS).
     #[arg(long, env = "WHISPER_SECURE_COOKIES")]
     secure_cookies: bool,
     /// Longest chat message, in bytes.
-    #[arg(long, env = "WHISPER_MAX_MESSAGE_BYTES", default_value_t = 16384,
-          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
-    max_message_bytes: u32,
+    #[arg(long, env = "WHISPER_MAX_MESSAGE_BYTES",
+          default_value_t = Config::default().max_message_bytes,
+          value_parser = RangedU64ValueParser::<usize>::from(1..=1_048_576))]
+    max_message_bytes: usize,
     /// Most rooms one connection may be in at once.
-    #[arg(long, env = "WHISPER_MAX_ROOMS_PER_CONNECTION", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_rooms_per_connection: u32,
+    #[arg(long, env = "WHISPER_MAX_ROOMS_PER_CONNECTION",
+          default_value_t = Config::default().max_rooms_per_connection,
+          value_parser = RangedU64ValueParser::<usize>::from(1..))]
+    max_rooms_per_connection: usize,
     /// Seconds a room's presence lives without updates.
-    #[arg(long, env = "WHISPER_PRESENCE_TTL_S", default_value_t = 3600,
+    #[arg(long, env = "WHISPER_PRESENCE_TTL_S",
+          default_value_t = LayerConfig::default().presence_ttl.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     presence_ttl_s: u64,
     /// Frames per second one WebSocket may send on average (bursts of twice
     /// as many pass); past it frames are answered RATE_LIMITED.
-    #[arg(long, env = "WHISPER_MAX_MESSAGES_PER_SECOND", default_value_t = 20,
+    #[arg(long, env = "WHISPER_MAX_MESSAGES_PER_SECOND",
+          default_value_t = Config::default().max_messages_per_second,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_messages_per_second: u32,
     /// Most WebSockets one user may have open on this node.
-    #[arg(long, env = "WHISPER_MAX_CONNECTIONS_PER_USER", default_value_t = 20,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections_per_user: u32,
+    #[arg(long, env = "WHISPER_MAX_CONNECTIONS_PER_USER",
+          default_value_t = Config::default().max_connections_per_user,
+          value_parser = RangedU64ValueParser::<usize>::from(1..))]
+    max_connections_per_user: usize,
     /// Do not apply pending database migrations at start.
     #[arg(long, env = "WHISPER_NO_MIGRATE")]
     no_migrate: bool,
@@ -75,10 +81,10 @@ impl Args {
             allowed_origins: self.allowed_origin,
             open_signup: self.open_signup,
             secure_cookies: self.secure_cookies,
-            max_message_bytes: self.max_message_bytes as usize,
-            max_rooms_per_connection: self.max_rooms_per_connection as usize,
+            max_message_bytes: self.max_message_bytes,
+            max_rooms_per_connection: self.max_rooms_per_connection,
             max_messages_per_second: self.max_messages_per_second,
-            max_connections_per_user: self.max_connections_per_user as usize,
+            max_connections_per_user: self.max_connections_per_user,
             migrate: !self.no_migrate,
             ..Config::default()
         };
@@ -155,5 +161,66 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    /// The flags as parsed from an empty command line, with the
+    /// environment ignored (a developer's `DATABASE_URL` must not fail it).
+    fn parsed_without_arguments() -> Args {
+        let command = Args::command().mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["whisper-server"])
+            .expect("no arguments are valid");
+        Args::from_arg_matches(&matches).expect("matches of Args")
+    }
+
+    #[test]
+    fn every_flag_defaults_to_the_library_default() {
+        let (config, layer, redis_url) = parsed_without_arguments().into_config();
+        assert_eq!(redis_url, None);
+
+        // Destructured, so a new field fails to compile here until it is
+        // compared.
+        let Config {
+            bind,
+            database_url,
+            allowed_origins,
+            open_signup,
+            secure_cookies,
+            max_message_bytes,
+            max_rooms_per_connection,
+            max_messages_per_second,
+            max_connections_per_user,
+            session_recheck,
+            header_read_timeout,
+            ping_interval,
+            migrate,
+        } = Config::default();
+        assert_eq!(config.bind, bind);
+        assert_eq!(config.database_url, database_url);
+        assert_eq!(config.allowed_origins, allowed_origins);
+        assert_eq!(config.open_signup, open_signup);
+        assert_eq!(config.secure_cookies, secure_cookies);
+        assert_eq!(config.max_message_bytes, max_message_bytes);
+        assert_eq!(config.max_rooms_per_connection, max_rooms_per_connection);
+        assert_eq!(config.max_messages_per_second, max_messages_per_second);
+        assert_eq!(config.max_connections_per_user, max_connections_per_user);
+        assert_eq!(config.session_recheck, session_recheck);
+        assert_eq!(config.header_read_timeout, header_read_timeout);
+        assert_eq!(config.ping_interval, ping_interval);
+        assert_eq!(config.migrate, migrate);
+
+        let LayerConfig {
+            inbox_capacity,
+            presence_ttl,
+        } = LayerConfig::default();
+        assert_eq!(layer.inbox_capacity, inbox_capacity);
+        assert_eq!(layer.presence_ttl, presence_ttl);
     }
 }
