@@ -1,6 +1,7 @@
 //! `whisper-server`: flags and environment to [`Config`], then serve until
 //! SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,6 +72,20 @@ struct Args {
     /// Do not apply pending database migrations at start.
     #[arg(long, env = "WHISPER_NO_MIGRATE")]
     no_migrate: bool,
+    /// How log lines are written on stderr: `text` for people, `json` (one
+    /// object per line) for log collectors.
+    #[arg(long, env = "WHISPER_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
+}
+
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// tracing's human-readable lines, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for collectors that parse fields.
+    Json,
 }
 
 impl Args {
@@ -96,18 +111,29 @@ impl Args {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in `format`.
+/// Colour codes only reach a terminal: in a file or a collector they are
+/// noise that every reader has to strip.
+fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(format == LogFormat::Text && std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match whisper_cli::parse::<Args>() {
         Ok(args) => args,
         Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(args.log_format);
     let (config, layer_config, redis_url) = args.into_config();
     let served = match redis_url {
         None => serve(config, MemoryLayer::new(layer_config)).await,
@@ -182,7 +208,9 @@ mod tests {
 
     #[test]
     fn every_flag_defaults_to_the_library_default() {
-        let (config, layer, redis_url) = parsed_without_arguments().into_config();
+        let args = parsed_without_arguments();
+        assert_eq!(args.log_format, LogFormat::Text);
+        let (config, layer, redis_url) = args.into_config();
         assert_eq!(redis_url, None);
 
         // Destructured, so a new field fails to compile here until it is

@@ -1,5 +1,5 @@
 //! The built `whisper-server` binary: argument errors, start-up on a fresh
-//! SQLite file, and a clean exit on SIGTERM.
+//! SQLite file, a clean exit on SIGTERM, and what its log looks like.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -15,6 +15,7 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         vec!["--bind", "not-an-address"],
         vec!["--max-message-bytes", "0"],
         vec!["--open-signup", "maybe"],
+        vec!["--log-format", "xml"],
     ] {
         let output = Command::new(BIN).args(&args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -155,4 +156,42 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     ] {
         assert!(!log.contains(secret), "{secret:?} appears in the log");
     }
+}
+
+/// Runs the server with `args`, logging at trace level to a file (not a
+/// terminal), through one request and SIGTERM, and returns the log.
+async fn log_of_a_run(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut all_args = vec!["--database-url", database.as_str()];
+    all_args.extend_from_slice(args);
+    let server = whisper_tests::ServerProcess::start_logging_to(BIN, &all_args, log);
+    // Answered, so the server is past start-up and handles SIGTERM.
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert!(server.terminate().success());
+    std::fs::read_to_string(&log_path).expect("log")
+}
+
+#[tokio::test]
+async fn log_lines_are_json_objects_with_log_format_json() {
+    let log = log_of_a_run(&["--log-format", "json"]).await;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line:?}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["fields"]["message"] == "shutting down: closing connections"),
+        "{log:.2000}"
+    );
+}
+
+#[tokio::test]
+async fn text_logs_carry_no_colour_codes_outside_a_terminal() {
+    let log = log_of_a_run(&[]).await;
+    assert!(log.contains("shutting down"), "{log:.2000}");
+    assert!(!log.contains("\x1b["), "colour codes in {log:.2000}");
 }
