@@ -3,6 +3,7 @@
 //! sends in flight, and SIGTERM.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -122,7 +123,8 @@ impl ChannelLayer for FaultyLayer {
         let sent = self.0.group_send(group, payload);
         async move {
             if refused {
-                return Err(LayerError::Unavailable("injected fault".to_owned()));
+                let fault = std::io::Error::other("injected fault");
+                return Err(LayerError::Backend(Arc::new(fault)));
             }
             sent.await
         }

@@ -123,8 +123,9 @@ impl ScriptedLayer {
     }
 }
 
+/// The failure the layer fakes: a broker that went away.
 fn injected() -> LayerError {
-    LayerError::Unavailable("injected fault".to_owned())
+    LayerError::Disconnected
 }
 
 impl ChannelLayer for ScriptedLayer {

@@ -65,10 +65,11 @@
 //! crate. Make its inboxes with a [`MemoryLayer`] held inside (the inbox
 //! constructor and the local fan-out table stay private, to keep the
 //! bounded-queue and slow-consumer rules in one place), forward local
-//! operations to it, and carry `group_send` between nodes yourself. Then run
-//! the shared scenarios against it with `channel_layer_test_suite!` from a
-//! test. `examples/counting_layer.rs` in this crate's repository wraps
-//! `MemoryLayer` that way, counting messages.
+//! operations to it, and carry `group_send` between nodes yourself; report
+//! the broker's failures as [`LayerError::Backend`], which keeps its error
+//! as the source. Then run the shared scenarios against it with
+//! `channel_layer_test_suite!` from a test. `examples/counting_layer.rs` in
+//! this crate's repository wraps `MemoryLayer` that way, counting messages.
 //!
 //! # What stays private
 //!
@@ -78,6 +79,7 @@
 //! connection handler touches.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use whisper_protocol::{PresenceEntry, RoomId};
@@ -108,13 +110,106 @@ pub use bytes;
 ///
 /// Only the transport can fail: a slow receiver is not an error for the
 /// sender (it is closed instead), and an unknown channel is not either.
-#[derive(Debug, thiserror::Error)]
+/// Every variant means the call did not take effect (the server answers
+/// `UNAVAILABLE`, and the client may retry); they differ in why, so an
+/// operator reads the cause and a caller can tell a broker that did not
+/// answer ([`is_timeout`](Self::is_timeout)) from one it lost
+/// ([`is_disconnected`](Self::is_disconnected)). The broker's own error is
+/// kept as the source.
+///
+/// Cloneable, because one failure (a pipeline of PUBLISHes, a subscription)
+/// answers several callers at once: sources are shared behind an [`Arc`].
+/// Non-exhaustive: the `redis` feature adds the Redis backend's variants.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerError {
-    /// The backend cannot carry messages right now (e.g. the broker is
-    /// down). Reported rather than dropping messages silently; the server
-    /// answers `UNAVAILABLE`.
-    #[error("channel layer unavailable: {0}")]
-    Unavailable(String),
+    /// The backend gave no answer within `limit`: the broker is overloaded,
+    /// or cut off without having said so.
+    #[error("no answer to {during} within {limit:?}")]
+    Timeout {
+        /// The request left unanswered, e.g. `PUBLISH`.
+        during: &'static str,
+        /// How long it was given.
+        limit: Duration,
+    },
+    /// The backend's connection to its broker is closed; the backend
+    /// reconnects by itself, so a later call may succeed.
+    #[error("the connection to the broker is down")]
+    Disconnected,
+    /// A task the backend needs has stopped, so no call can succeed again
+    /// (the layer is being dropped, or the task panicked).
+    #[error("the layer's {0} task has stopped")]
+    Stopped(&'static str),
+    /// Redis answered a request with an error, or the connection carrying
+    /// it failed.
+    #[cfg(feature = "redis")]
+    #[error("{during} failed in Redis: {source}")]
+    Redis {
+        /// The request that failed, e.g. `PUBLISH`.
+        during: &'static str,
+        /// What the `redis` crate reported.
+        #[source]
+        source: Arc<::redis::RedisError>,
+    },
+    /// No pooled connection to Redis could be had for a request (most
+    /// often because a new one could not be opened).
+    #[cfg(feature = "redis")]
+    #[error("{during}: no connection to Redis: {source}")]
+    Pool {
+        /// The request that waited for a connection.
+        during: &'static str,
+        /// What the pool reported.
+        #[source]
+        source: Arc<deadpool_redis::PoolError>,
+    },
+    /// The URL given to [`RedisLayer::connect`] is not a Redis URL.
+    #[cfg(feature = "redis")]
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(#[source] Arc<::redis::RedisError>),
+    /// The Redis connection pool could not be set up.
+    #[cfg(feature = "redis")]
+    #[error("cannot build the Redis connection pool: {0}")]
+    PoolSetup(#[source] deadpool_redis::BuildError),
+    /// A backend written outside this crate failed; its own error is the
+    /// source, so such a backend need not squeeze it into the variants
+    /// above.
+    #[error("channel layer backend: {0}")]
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl LayerError {
+    /// Whether the backend gave no answer in time, by its own bound or its
+    /// broker client's: retrying at once may well time out again.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            LayerError::Timeout { .. } => true,
+            #[cfg(feature = "redis")]
+            LayerError::Redis { source, .. } => source.is_timeout(),
+            #[cfg(feature = "redis")]
+            LayerError::Pool { source, .. } => match &**source {
+                deadpool_redis::PoolError::Timeout(_) => true,
+                deadpool_redis::PoolError::Backend(error) => error.is_timeout(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the connection to the broker is closed, was refused or is
+    /// being re-established: the broker is gone (for now), not slow.
+    pub fn is_disconnected(&self) -> bool {
+        match self {
+            LayerError::Disconnected => true,
+            #[cfg(feature = "redis")]
+            LayerError::Redis { source, .. } => source.is_connection_dropped(),
+            #[cfg(feature = "redis")]
+            LayerError::Pool { source, .. } => matches!(
+                &**source,
+                deadpool_redis::PoolError::Backend(error) if error.is_connection_dropped()
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Configuration shared by all backends.
@@ -244,4 +339,33 @@ pub trait ChannelLayer: Send + Sync + 'static {
         &self,
         room: RoomId,
     ) -> impl Future<Output = Result<Vec<PresenceEntry>, LayerError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn layer_errors_say_why_and_keep_their_source() {
+        let timeout = LayerError::Timeout {
+            during: "PUBLISH",
+            limit: Duration::from_secs(2),
+        };
+        assert!(timeout.is_timeout() && !timeout.is_disconnected());
+        assert_eq!(timeout.to_string(), "no answer to PUBLISH within 2s");
+        let down = LayerError::Disconnected;
+        assert!(down.is_disconnected() && !down.is_timeout());
+
+        let refused = LayerError::Backend(Arc::new(std::io::Error::other("refused")));
+        assert!(!refused.is_timeout() && !refused.is_disconnected());
+        let source = refused.source().expect("the backend's error");
+        assert_eq!(source.to_string(), "refused");
+        // One failure answers several callers.
+        assert_eq!(
+            refused.clone().to_string(),
+            "channel layer backend: refused"
+        );
+    }
 }

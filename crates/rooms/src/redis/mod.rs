@@ -29,9 +29,10 @@
 //! queued and pipelined in call order by one task (see `publisher.rs`);
 //! pub/sub needs a connection of its own, owned by one background task (see
 //! `subscriber.rs`). Every call to Redis is bounded by a timeout, so when
-//! Redis goes away callers get [`LayerError::Unavailable`] promptly instead
-//! of hanging, and a broadcast is never reported sent unless Redis accepted
-//! its PUBLISH.
+//! Redis goes away callers get a [`LayerError`] promptly instead of hanging
+//! ([`LayerError::Timeout`] when Redis did not answer, the `redis` crate's
+//! error when it failed), and a broadcast is never reported sent unless
+//! Redis accepted its PUBLISH.
 //!
 //! # Keys
 //!
@@ -68,8 +69,8 @@ use crate::{ChannelLayer, ChannelName, GroupName, Inbox, LayerConfig, LayerError
 pub const DEFAULT_KEY_PREFIX: &str = "whisper";
 
 /// How long any one request to Redis may take before the caller gets
-/// [`LayerError::Unavailable`]: long enough for a loaded server, short
-/// enough that a chat client is told to retry rather than left waiting.
+/// [`LayerError::Timeout`]: long enough for a loaded server, short enough
+/// that a chat client is told to retry rather than left waiting.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The PING behind [`ChannelLayer::is_available`] gets less: a health check
@@ -136,8 +137,8 @@ impl fmt::Debug for RedisConfig {
 ///   and none published before it was called does (the joiner does not see
 ///   the ENTER broadcast that announced it).
 /// - While Redis is unreachable, `group_add`, `group_send` and the presence
-///   calls fail with [`LayerError::Unavailable`]; `group_discard`, `send`
-///   and `close_channel` still work, being local. The subscriber reconnects
+///   calls fail with a [`LayerError`]; `group_discard`, `send` and
+///   `close_channel` still work, being local. The subscriber reconnects
 ///   with backoff and resubscribes every group with local members, so
 ///   delivery resumes without the connections doing anything. Broadcasts
 ///   published while a node's subscription was down are lost for that
@@ -166,7 +167,7 @@ struct Node {
 impl RedisLayer {
     /// Connects to Redis and starts the node's subscriber task.
     ///
-    /// Fails with [`LayerError::Unavailable`] if the URL is invalid or Redis
+    /// Fails if the URL is invalid ([`LayerError::InvalidUrl`]) or Redis
     /// does not answer a PING and accept a pub/sub connection now: a node
     /// that starts without its broker would only find out at the first
     /// message. Once connected, later outages are ridden out (see the type's
@@ -177,7 +178,7 @@ impl RedisLayer {
             key_prefix,
             layer,
         } = config;
-        let invalid_url = |error| unavailable("invalid Redis URL", error);
+        let invalid_url = |error| LayerError::InvalidUrl(Arc::new(error));
         let client = redis::Client::open(url.as_str()).map_err(invalid_url)?;
         // The redis crate's own defaults would fail a response after 500 ms;
         // ours is the same bound as the rest of the layer.
@@ -189,7 +190,7 @@ impl RedisLayer {
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|error| unavailable("cannot build the Redis pool", error))?;
+            .map_err(LayerError::PoolSetup)?;
 
         let keys = Keys { prefix: key_prefix };
         let node = Arc::new(Node {
@@ -228,7 +229,7 @@ impl RedisLayer {
     /// included in `limit`.
     async fn command<T: FromRedisValue>(
         &self,
-        what: &str,
+        what: &'static str,
         limit: Duration,
         command: &redis::Cmd,
     ) -> Result<T, LayerError> {
@@ -241,7 +242,11 @@ impl RedisLayer {
 
     /// Runs a pipeline (e.g. a MULTI/EXEC transaction) like
     /// [`command`](Self::command).
-    async fn pipeline(&self, what: &str, pipeline: &redis::Pipeline) -> Result<(), LayerError> {
+    async fn pipeline(
+        &self,
+        what: &'static str,
+        pipeline: &redis::Pipeline,
+    ) -> Result<(), LayerError> {
         bounded(what, COMMAND_TIMEOUT, async {
             let mut connection = self.pool.get().await?;
             Ok::<(), Failure>(pipeline.query_async(&mut connection).await?)
@@ -285,14 +290,11 @@ impl ChannelLayer for RedisLayer {
         self.subscriber
             .send(Request::Join(join))
             .map_err(|_| subscriber_gone())?;
-        match tokio::time::timeout(JOIN_TIMEOUT, joined).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(subscriber_gone()),
-            // The task sees the dropped receiver and undoes the join.
-            Err(_) => Err(LayerError::Unavailable(format!(
-                "no Redis subscription to {group} within {JOIN_TIMEOUT:?}"
-            ))),
-        }
+        // On a timeout the task sees the dropped receiver and undoes the
+        // join.
+        within("SUBSCRIBE", JOIN_TIMEOUT, joined)
+            .await?
+            .map_err(|_| subscriber_gone())?
     }
 
     async fn group_discard(
@@ -397,38 +399,67 @@ impl Keys {
     }
 }
 
-/// Why one request to Redis failed, before it becomes
-/// [`LayerError::Unavailable`].
-#[derive(Debug, thiserror::Error)]
+/// Why one request to Redis failed, before [`Failure::during`] says what
+/// the request was.
 enum Failure {
-    #[error("no connection from the pool: {0}")]
-    Pool(#[from] PoolError),
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
+    Pool(PoolError),
+    Redis(redis::RedisError),
 }
 
-/// Runs `request` for at most `limit`; a failure or a timeout becomes
-/// [`LayerError::Unavailable`] naming `what` was attempted.
-async fn bounded<T, E: fmt::Display>(
-    what: &str,
-    limit: Duration,
-    request: impl Future<Output = Result<T, E>>,
-) -> Result<T, LayerError> {
-    match tokio::time::timeout(limit, request).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(unavailable(what, error)),
-        Err(_) => Err(LayerError::Unavailable(format!(
-            "{what}: no answer from Redis within {limit:?}"
-        ))),
+impl From<PoolError> for Failure {
+    fn from(error: PoolError) -> Self {
+        Failure::Pool(error)
     }
 }
 
-fn unavailable(what: &str, error: impl fmt::Display) -> LayerError {
-    LayerError::Unavailable(format!("{what}: {error}"))
+impl From<redis::RedisError> for Failure {
+    fn from(error: redis::RedisError) -> Self {
+        Failure::Redis(error)
+    }
+}
+
+impl Failure {
+    /// The layer's error for a failure of the request `during`.
+    fn during(self, during: &'static str) -> LayerError {
+        match self {
+            Failure::Pool(error) => LayerError::Pool {
+                during,
+                source: Arc::new(error),
+            },
+            Failure::Redis(error) => LayerError::Redis {
+                during,
+                source: Arc::new(error),
+            },
+        }
+    }
+}
+
+/// Waits for `request` at most `limit`; past it, [`LayerError::Timeout`]
+/// naming what was attempted.
+async fn within<T>(
+    during: &'static str,
+    limit: Duration,
+    request: impl Future<Output = T>,
+) -> Result<T, LayerError> {
+    tokio::time::timeout(limit, request)
+        .await
+        .map_err(|_| LayerError::Timeout { during, limit })
+}
+
+/// Runs a request to Redis for at most `limit`: a timeout, or its failure,
+/// becomes the [`LayerError`] naming what was attempted.
+async fn bounded<T, E: Into<Failure>>(
+    during: &'static str,
+    limit: Duration,
+    request: impl Future<Output = Result<T, E>>,
+) -> Result<T, LayerError> {
+    within(during, limit, request)
+        .await?
+        .map_err(|error| error.into().during(during))
 }
 
 fn subscriber_gone() -> LayerError {
-    LayerError::Unavailable("the Redis subscriber task has stopped".to_owned())
+    LayerError::Stopped("Redis subscriber")
 }
 
 /// The URL with any password replaced by `***`.
@@ -496,7 +527,7 @@ mod tests {
         let error = RedisLayer::connect(config)
             .await
             .expect_err("nothing listens there");
-        assert!(matches!(error, LayerError::Unavailable(_)));
+        assert!(error.is_disconnected() && !error.is_timeout(), "{error:?}");
         assert!(started.elapsed() < COMMAND_TIMEOUT * 2);
     }
 
@@ -505,6 +536,10 @@ mod tests {
         let error = RedisLayer::connect(RedisConfig::new("not a url"))
             .await
             .expect_err("not a Redis URL");
-        assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+        assert!(matches!(error, LayerError::InvalidUrl(_)), "{error:?}");
+        assert!(
+            error.to_string().starts_with("invalid Redis URL: "),
+            "{error}"
+        );
     }
 }

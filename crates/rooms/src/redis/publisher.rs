@@ -13,7 +13,7 @@
 use deadpool_redis::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{COMMAND_TIMEOUT, Failure, bounded};
+use super::{COMMAND_TIMEOUT, Failure, bounded, within};
 use crate::{LayerError, Payload};
 
 /// Most PUBLISHes in one pipeline.
@@ -23,7 +23,9 @@ const MAX_PIPELINE: usize = 512;
 struct Publish {
     channel: String,
     payload: Payload,
-    answer: oneshot::Sender<Result<(), String>>,
+    /// One failed pipeline fails every PUBLISH in it: each waiter gets a
+    /// clone of the same error.
+    answer: oneshot::Sender<Result<(), LayerError>>,
 }
 
 /// The queue in front of the publishing task; dropping it stops the task
@@ -54,14 +56,11 @@ impl Publisher {
             answer,
         });
         if queued.is_err() {
-            return Err(LayerError::Unavailable(
-                "the Redis publishing task has stopped".to_owned(),
-            ));
+            return Err(publisher_gone());
         }
-        match bounded("PUBLISH", COMMAND_TIMEOUT, answered).await? {
-            Ok(()) => Ok(()),
-            Err(error) => Err(LayerError::Unavailable(error)),
-        }
+        within("PUBLISH", COMMAND_TIMEOUT, answered)
+            .await?
+            .map_err(|_| publisher_gone())?
     }
 }
 
@@ -82,11 +81,14 @@ async fn publish_queued(pool: Pool, mut requests: mpsc::UnboundedReceiver<Publis
             let mut connection = pool.get().await?;
             Ok::<(), Failure>(pipeline.query_async(&mut connection).await?)
         })
-        .await
-        .map_err(|LayerError::Unavailable(reason)| reason);
+        .await;
         for publish in batch.drain(..) {
             // The waiter may have given up (timed out); nothing to tell.
             let _ = publish.answer.send(written.clone());
         }
     }
+}
+
+fn publisher_gone() -> LayerError {
+    LayerError::Stopped("Redis publishing")
 }

@@ -175,9 +175,7 @@ impl Subscriber {
                         self.fan_out(&message);
                         Ok(())
                     }
-                    None => Err(LayerError::Unavailable(
-                        "Redis closed the pub/sub connection".to_owned(),
-                    )),
+                    None => Err(LayerError::Disconnected),
                 },
                 request = self.requests.recv() => match request {
                     Some(request) => self.handle(request, &mut sink, &mut stream).await,
@@ -263,9 +261,7 @@ impl Subscriber {
         };
         if let Err(error) = barrier {
             for join in joins {
-                let _ = join
-                    .done
-                    .send(Err(LayerError::Unavailable(error.to_string())));
+                let _ = join.done.send(Err(error.clone()));
             }
             return Err(error);
         }
@@ -373,9 +369,8 @@ impl Subscriber {
 fn refuse(request: Request) {
     match request {
         Request::Join(join) => {
-            let _ = join.done.send(Err(LayerError::Unavailable(
-                "the Redis pub/sub connection is down; reconnecting".to_owned(),
-            )));
+            // Down and reconnecting: as a closed connection, retry later.
+            let _ = join.done.send(Err(LayerError::Disconnected));
         }
         // Nothing is subscribed while down, and resubscribing only takes
         // groups that have members.
