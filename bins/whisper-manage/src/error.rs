@@ -73,7 +73,12 @@ impl ManageError {
             | ManageError::Catalog(CatalogError::InvalidTitle | CatalogError::NoSuchRoom(_)) => {
                 BAD_INPUT
             }
-            ManageError::Auth(AuthError::Storage(_) | AuthError::Internal(_))
+            ManageError::Auth(
+                AuthError::Storage(_)
+                | AuthError::Randomness(_)
+                | AuthError::Hashing(_)
+                | AuthError::HashingTask(_),
+            )
             | ManageError::Catalog(CatalogError::Storage(_))
             | ManageError::Input { .. }
             | ManageError::Connect(_)

@@ -3,8 +3,10 @@ use thiserror::Error;
 /// What can go wrong with accounts and sessions.
 ///
 /// The validation variants carry messages fit to show the person who typed
-/// the input; [`AuthError::Storage`] and [`AuthError::Internal`] are for
-/// logs, not for users.
+/// the input; the others ([`AuthError::Storage`], [`AuthError::Randomness`],
+/// [`AuthError::Hashing`], [`AuthError::HashingTask`]) are failures of the
+/// machine, for logs, not for users, and keep the error they come from as
+/// their source.
 #[derive(Debug, Error)]
 pub enum AuthError {
     /// The username is empty, too long, or has characters other than
@@ -26,7 +28,16 @@ pub enum AuthError {
     /// The database failed.
     #[error("storage: {0}")]
     Storage(#[from] sea_orm::DbErr),
-    /// Hashing or randomness failed, or a blocking task died.
-    #[error("internal: {0}")]
-    Internal(String),
+    /// The operating system gave no randomness for a salt or a session key:
+    /// nothing secret can be made without it.
+    #[error("no randomness from the operating system: {0}")]
+    Randomness(#[source] getrandom::Error),
+    /// argon2 refused to hash a password (parameters or input out of its
+    /// bounds).
+    #[error("password hashing failed: {0}")]
+    Hashing(#[source] argon2::Error),
+    /// The blocking-pool task hashing or checking a password panicked or
+    /// was cancelled (the runtime shutting down).
+    #[error("the password hashing task failed: {0}")]
+    HashingTask(#[source] tokio::task::JoinError),
 }

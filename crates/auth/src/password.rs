@@ -13,12 +13,11 @@ pub async fn hash_password(password: &str) -> Result<String, AuthError> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|e| AuthError::Internal(e.to_string()))?;
-        argon2::hash_encoded(password.as_bytes(), &salt, &config())
-            .map_err(|e| AuthError::Internal(e.to_string()))
+        getrandom::fill(&mut salt).map_err(AuthError::Randomness)?;
+        argon2::hash_encoded(password.as_bytes(), &salt, &config()).map_err(AuthError::Hashing)
     })
     .await
-    .map_err(|e| AuthError::Internal(e.to_string()))?
+    .map_err(AuthError::HashingTask)?
 }
 
 /// Checks a password against a stored PHC string, on the blocking thread
@@ -31,7 +30,7 @@ pub async fn verify_password(phc: &str, password: &str) -> Result<bool, AuthErro
         argon2::verify_encoded(&phc, password.as_bytes()).unwrap_or(false)
     })
     .await
-    .map_err(|e| AuthError::Internal(e.to_string()))
+    .map_err(AuthError::HashingTask)
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ impl SessionStore {
     /// so a key planted before login is worthless after it).
     pub async fn create(&self, user: UserId) -> Result<SessionKey, AuthError> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| AuthError::Internal(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(AuthError::Randomness)?;
         let key = SessionKey(URL_SAFE_NO_PAD.encode(bytes));
         entity::Entity::insert(entity::ActiveModel {
             key_hash: Set(key.hash()),
