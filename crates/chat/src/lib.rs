@@ -10,12 +10,12 @@
 //!
 //! The host keeps the socket. It reads a frame, hands its text to
 //! [`Connection::on_frame`] with the time, and writes the frames it gets
-//! back; it writes whatever arrives in the connection's [`Inbox`] (room
-//! events, shared bytes encoded once per broadcast) as it comes; and when
-//! the socket ends it runs [`Connection::depart`]. There are no sockets,
-//! no timers and no tasks in this crate: time is passed in, and the only
-//! I/O is through the [`ChannelLayer`] and the [`RoomDirectory`] the host
-//! chooses.
+//! back; it writes whatever arrives in the connection's
+//! [`Inbox`](whisper_rooms::Inbox) (room events, shared bytes encoded once
+//! per broadcast) as it comes; and when the socket ends it runs
+//! [`Connection::depart`]. There are no sockets, no timers and no tasks in
+//! this crate: time is passed in, and the only I/O is through the
+//! [`ChannelLayer`] and the [`RoomDirectory`] the host chooses.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,13 +1,13 @@
 //! The rules every host must keep, as scenarios a host's tests run.
 //!
 //! A host (Whisper's server, the axum example, a service of yours) wraps
-//! [`Connection`](crate::Connection) in a transport. Whether the transport
-//! keeps the rules (replies in order, a failed send answered, every room
-//! left when the socket goes) is checked by running these scenarios
-//! through it: [`chat_host_test_suite!`](crate::chat_host_test_suite)
-//! turns the list into tests, each on a fresh host built over a
-//! [`ScriptedLayer`] (a [`MemoryLayer`] that records calls and fails on
-//! request) with [`rooms`] and the [`Limits`] the scenario needs.
+//! [`Connection`] in a transport. Whether the transport keeps the rules
+//! (replies in order, a failed send answered, every room left when the
+//! socket goes) is checked by running these scenarios through it:
+//! [`chat_host_test_suite!`](crate::chat_host_test_suite) turns the list
+//! into tests, each on a fresh host built over a [`ScriptedLayer`] (a
+//! [`MemoryLayer`] that records calls and fails on request) with [`rooms`]
+//! and the [`Limits`] the scenario needs.
 //! [`InProcessHost`] is the host without any transport; this crate's own
 //! tests run the suite on it.
 
