@@ -1,5 +1,5 @@
 // Whisper admin page (staff only): rooms (create, delete, staff-only flag) and
-// users (staff flag), through the JSON admin API (DESIGN.md §3). Every change
+// users (staff flag), through the JSON admin API (see the README). Every change
 // is re-rendered from the server's answer, never from what the page assumed.
 //
 // Unsafe requests carry the CSRF token from #csrf-token in X-CSRFToken.

@@ -1,5 +1,5 @@
 // Whisper chat client: room list, one pane per joined room, one WebSocket
-// speaking protocol v1 (see DESIGN.md §2). User text only ever reaches the DOM
+// speaking protocol v1 (see docs/protocol.md). User text only ever reaches the DOM
 // through textContent, attributes, or format.js's node building, never as HTML.
 //
 // Modules: protocol.js (message kinds, error words), format.js (message text

@@ -1,4 +1,4 @@
-// Protocol v1 as the browser sees it (DESIGN.md §2): message kinds, the
+// Protocol v1 as the browser sees it (docs/protocol.md): message kinds, the
 // room_users reply type, and what each error code means in words.
 
 export const MSG = { MESSAGE: 0, WARNING: 1, ALERT: 2, MUTED: 3, ENTER: 4, LEAVE: 5 };

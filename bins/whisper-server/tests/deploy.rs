@@ -20,7 +20,8 @@ use serde_yaml_ng::Value;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_whisper-server");
 
-/// Variables DESIGN §4 gives the server; `--help` must list each.
+/// Variables the server reads (the README's configuration); `--help` must
+/// list each.
 const DOCUMENTED_SERVER_ENV: &[&str] = &[
     "WHISPER_BIND",
     "DATABASE_URL",

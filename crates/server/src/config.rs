@@ -1,6 +1,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use whisper_chat::Limits;
+
 /// Everything a server needs to know at start; one struct, filled by the
 /// binary from flags and environment (or by tests directly).
 #[derive(Debug, Clone)]
@@ -17,12 +19,15 @@ pub struct Config {
     pub open_signup: bool,
     /// Mark cookies `Secure` (set when served over HTTPS).
     pub secure_cookies: bool,
-    /// Longest accepted chat message, in bytes of UTF-8.
+    /// Longest accepted chat message, in bytes of UTF-8
+    /// ([`Limits::max_message_bytes`]).
     pub max_message_bytes: usize,
-    /// Most rooms one WebSocket may be in at once.
+    /// Most rooms one WebSocket may be in at once
+    /// ([`Limits::max_rooms_per_connection`]).
     pub max_rooms_per_connection: usize,
     /// Frames per second one WebSocket may send on average (bursts of twice
-    /// as many are allowed); past it frames are answered `RATE_LIMITED`.
+    /// as many are allowed); past it frames are answered `RATE_LIMITED`
+    /// ([`Limits::max_messages_per_second`]).
     pub max_messages_per_second: u32,
     /// Most WebSockets one user may have open on this node.
     pub max_connections_per_user: usize,
@@ -40,17 +45,19 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The embedded defaults of DESIGN §4: SQLite file, loopback port 8000.
+    /// The embedded defaults: SQLite file, loopback port 8000, and the chat
+    /// rules' own default limits.
     fn default() -> Self {
+        let chat = Limits::default();
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             database_url: "sqlite://whisper.db?mode=rwc".into(),
             allowed_origins: Vec::new(),
             open_signup: true,
             secure_cookies: false,
-            max_message_bytes: 16 * 1024,
-            max_rooms_per_connection: 100,
-            max_messages_per_second: 20,
+            max_message_bytes: chat.max_message_bytes,
+            max_rooms_per_connection: chat.max_rooms_per_connection,
+            max_messages_per_second: chat.max_messages_per_second,
             max_connections_per_user: 20,
             session_recheck: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
@@ -61,11 +68,24 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The largest WebSocket frame read at all. A chat message may be up to
-    /// `max_message_bytes`, and JSON escaping can grow it (up to six bytes
-    /// for one control character), so the hard cap leaves room for that;
-    /// anything larger closes the connection with 1009 before it is buffered.
-    pub fn frame_limit(&self) -> usize {
-        (self.max_message_bytes * 8).max(64 * 1024)
+    /// The limits the chat rules hold every connection to: the ones set
+    /// here, the rest as the rules' defaults.
+    pub fn chat_limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_rooms_per_connection: self.max_rooms_per_connection,
+            max_messages_per_second: self.max_messages_per_second,
+            ..Limits::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_are_the_chat_rules_defaults() {
+        assert_eq!(Config::default().chat_limits(), Limits::default());
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use whisper_auth::{LoginThrottle, SessionStore, UserStore};
-use whisper_chat::{Chat, Limits};
+use whisper_chat::Chat;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 
@@ -119,12 +119,7 @@ impl<L: ChannelLayer> Server<L> {
                     source,
                 })?;
         let rooms = RoomCatalog::new(db.clone());
-        let limits = Limits {
-            max_message_bytes: config.max_message_bytes,
-            max_rooms_per_connection: config.max_rooms_per_connection,
-            max_messages_per_second: config.max_messages_per_second,
-            ..Limits::default()
-        };
+        let limits = config.chat_limits();
         let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), limits));
         let state = Arc::new(AppState {
             users: UserStore::new(db.clone()),

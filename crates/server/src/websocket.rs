@@ -75,7 +75,7 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
     };
 
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let frame_limit = state.config.frame_limit();
+    let frame_limit = state.chat.limits().frame_limit();
     // Clients send little, so a small read buffer: tungstenite allocates it
     // up front and clears its free part on every poll, which at the default
     // 128 KiB dominated both the per-connection memory and the CPU of

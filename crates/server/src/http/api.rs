@@ -11,7 +11,7 @@ use super::extract::CurrentUser;
 use super::{HttpError, Response, json, respond};
 use crate::state::AppState;
 
-/// The body of `GET /api/me`; fields in the order of DESIGN §3.
+/// The body of `GET /api/me`; fields in the order docs/protocol.md gives.
 #[derive(Serialize)]
 struct Me<'a> {
     id: i64,
