@@ -213,7 +213,7 @@ impl LayerError {
 }
 
 /// Configuration shared by all backends.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerConfig {
     /// How many payloads an inbox holds before its receiver counts as too
     /// slow and is closed. Bounds memory per connection; a value of 0 is

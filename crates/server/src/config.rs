@@ -5,7 +5,7 @@ use whisper_chat::Limits;
 
 /// Everything a server needs to know at start; one struct, filled by the
 /// binary from flags and environment (or by tests directly).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free one (see [`crate::Server::local_addr`]).
     pub bind: SocketAddr,
