@@ -41,6 +41,35 @@ struct SendArgs {
     message: String,
 }
 
+/// Parses a client frame up to the point both protocol versions agree on: a
+/// JSON object, else [`ErrorCode::BadRequest`].
+///
+/// The object is returned as a `Value` so each version can deserialize its
+/// own argument structs from it without copying the members.
+pub(crate) fn frame_object(text: &str) -> Result<Value, ErrorCode> {
+    match serde_json::from_str(text) {
+        Ok(frame @ Value::Object(_)) => Ok(frame),
+        _ => Err(ErrorCode::BadRequest),
+    }
+}
+
+/// The `command` field of a frame, which both versions require to be a
+/// string.
+pub(crate) fn command_name(frame: &Value) -> Result<&str, ErrorCode> {
+    frame
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or(ErrorCode::BadRequest)
+}
+
+/// The `room` field of a frame, read the same way by both versions: a number
+/// or a string of digits (see [`RoomId`]).
+pub(crate) fn frame_room(frame: &Value) -> Result<RoomId, ErrorCode> {
+    RoomArgs::deserialize(frame)
+        .map(|args| args.room)
+        .map_err(|_| ErrorCode::BadRequest)
+}
+
 /// Decodes one client frame.
 ///
 /// Unknown extra fields are ignored, as the original did. Anything that is
@@ -49,34 +78,23 @@ struct SendArgs {
 /// command with a missing or ill-typed field is [`ErrorCode::BadRequest`].
 /// Never panics, whatever the input.
 pub fn decode_command(text: &str) -> Result<Command, ErrorCode> {
-    let value: Value = serde_json::from_str(text).map_err(|_| ErrorCode::BadRequest)?;
-    let Value::Object(object) = value else {
-        return Err(ErrorCode::BadRequest);
-    };
-    let Some(Value::String(name)) = object.get("command") else {
-        return Err(ErrorCode::BadRequest);
-    };
-    let kind = match name.as_str() {
-        "join" | "leave" | "room_users" | "send" => name.clone(),
-        _ => return Err(ErrorCode::UnknownCommand),
-    };
-    let args = Value::Object(object);
-    let room_args = || RoomArgs::deserialize(&args).map_err(|_| ErrorCode::BadRequest);
-    Ok(match kind.as_str() {
+    let frame = frame_object(text)?;
+    Ok(match command_name(&frame)? {
         "join" => Command::Join {
-            room: room_args()?.room,
+            room: frame_room(&frame)?,
         },
         "leave" => Command::Leave {
-            room: room_args()?.room,
+            room: frame_room(&frame)?,
         },
         "room_users" => Command::RoomUsers {
-            room: room_args()?.room,
+            room: frame_room(&frame)?,
         },
-        _ => {
+        "send" => {
             let SendArgs { room, message } =
-                SendArgs::deserialize(args).map_err(|_| ErrorCode::BadRequest)?;
+                SendArgs::deserialize(&frame).map_err(|_| ErrorCode::BadRequest)?;
             Command::Send { room, message }
         }
+        _ => return Err(ErrorCode::UnknownCommand),
     })
 }
 
