@@ -29,7 +29,9 @@ fn event(kind: MessageKind, room: RoomId, username: &str, message: Option<&str>)
     })
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
+/// Shared with [`crate::v2`]'s encoders, which write the same kind of plain
+/// structs.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
     // Serializing plain structs of strings, integers, floats and booleans
     // into memory cannot fail; a non-finite float is written as `null`.
     serde_json::to_string(value).unwrap_or_default()

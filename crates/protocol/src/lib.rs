@@ -46,6 +46,7 @@ mod command;
 pub mod encode;
 mod error;
 mod room_id;
+pub mod v2;
 
 pub use command::{Command, decode_command};
 pub use error::ErrorCode;
