@@ -1,7 +1,7 @@
-//! Properties of the v1 wire format, checked on generated input: commands
-//! survive an encode/decode round trip, decoding never panics whatever it is
-//! given, and every encoder writes JSON with exactly the protocol's keys in
-//! the protocol's order, carrying user text unchanged.
+//! Properties of the v1 and v2 wire formats, checked on generated input:
+//! commands survive an encode/decode round trip, decoding never panics
+//! whatever it is given, and every encoder writes JSON with exactly the
+//! protocol's keys in the protocol's order, carrying user text unchanged.
 
 use std::fmt;
 
@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::Value;
+use whisper_protocol::v2::{self, DecodeError, Epoch, Request, Seq, Since, UserRef};
 use whisper_protocol::{Command, ErrorCode, PresenceEntry, RoomId, decode_command, encode};
 
 /// A parsed JSON text that keeps the order in which object members were
@@ -137,6 +138,15 @@ fn command() -> impl Strategy<Value = Command> {
 /// Arbitrary JSON trees, with objects biased towards the keys the decoder
 /// looks at so that the deeper branches are reached too.
 fn json_value() -> impl Strategy<Value = Value> {
+    json_tree(
+        vec!["join", "leave", "send", "room_users", "shout", ""],
+        vec!["command", "room", "message"],
+    )
+}
+
+/// Arbitrary JSON trees whose strings and keys lean towards the given
+/// command names and field names.
+fn json_tree(names: Vec<&'static str>, keys: Vec<&'static str>) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -145,12 +155,11 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<f64>().prop_map(Value::from),
         user_text().prop_map(Value::String),
         "[0-9]{1,25}".prop_map(Value::String),
-        prop::sample::select(vec!["join", "leave", "send", "room_users", "shout", ""])
-            .prop_map(Value::from),
+        prop::sample::select(names).prop_map(Value::from),
     ];
-    leaf.prop_recursive(4, 64, 6, |inner| {
+    leaf.prop_recursive(4, 64, 6, move |inner| {
         let key = prop_oneof![
-            prop::sample::select(vec!["command", "room", "message"]).prop_map(String::from),
+            prop::sample::select(keys.clone()).prop_map(String::from),
             user_text(),
         ];
         prop_oneof![
@@ -212,6 +221,140 @@ fn room_of(value: Option<&Value>) -> Option<RoomId> {
             s.parse().ok().map(RoomId)
         }
         _ => None,
+    }
+}
+
+const V2_COMMANDS: [&str; 6] = ["join", "leave", "send", "history", "room_users", "typing"];
+
+/// Arbitrary JSON trees for the v2 decoder, leaning towards its commands,
+/// its fields and the nested `since` object.
+fn v2_json_value() -> impl Strategy<Value = Value> {
+    let mut names = V2_COMMANDS.to_vec();
+    names.extend(["shout", ""]);
+    json_tree(
+        names,
+        vec![
+            "command", "id", "room", "since", "seq", "epoch", "limit", "text", "nonce", "before",
+        ],
+    )
+}
+
+/// Objects shaped like v2 frames, each field absent, well-typed or not, so
+/// that the decoder's field checks are reached as often as its envelope.
+fn v2_frame() -> impl Strategy<Value = Value> {
+    let field = |valid: BoxedStrategy<Value>| {
+        prop::option::of(prop_oneof![3 => valid, 1 => v2_json_value().boxed()])
+    };
+    let unsigned = || any::<u64>().prop_map(Value::from).boxed();
+    let since = (any::<u64>(), user_text())
+        .prop_map(|(seq, epoch)| serde_json::json!({"seq": seq, "epoch": epoch}))
+        .boxed();
+    let room = prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        "[0-9]{1,19}".prop_map(Value::from),
+    ]
+    .boxed();
+    let mut names = V2_COMMANDS.to_vec();
+    names.push("shout");
+    (
+        field(prop::sample::select(names).prop_map(Value::from).boxed()),
+        field(unsigned()),
+        field(room),
+        field(since),
+        field(unsigned()),
+        field(user_text().prop_map(Value::from).boxed()),
+        field(user_text().prop_map(Value::from).boxed()),
+        field(unsigned()),
+    )
+        .prop_map(|(command, id, room, since, limit, text, nonce, before)| {
+            let fields = [
+                ("command", command),
+                ("id", id),
+                ("room", room),
+                ("since", since),
+                ("limit", limit),
+                ("text", text),
+                ("nonce", nonce),
+                ("before", before),
+            ];
+            Value::Object(
+                fields
+                    .into_iter()
+                    .filter_map(|(key, value)| Some((key.to_owned(), value?)))
+                    .collect(),
+            )
+        })
+}
+
+/// The longest prefix of `text` that fits in a nonce.
+fn nonce_sized(mut text: String) -> String {
+    while text.len() > v2::MAX_NONCE_BYTES {
+        text.pop();
+    }
+    text
+}
+
+fn v2_request() -> impl Strategy<Value = Request> {
+    let limit = 0..=v2::MAX_LIMIT;
+    let since = (any::<u64>(), user_text()).prop_map(|(seq, epoch)| Since {
+        seq: Seq(seq),
+        epoch: Epoch(epoch),
+    });
+    let command = prop_oneof![
+        (room_id(), prop::option::of(since), limit.clone())
+            .prop_map(|(room, since, limit)| v2::Command::Join { room, since, limit }),
+        room_id().prop_map(|room| v2::Command::Leave { room }),
+        (
+            room_id(),
+            user_text(),
+            prop::option::of(user_text().prop_map(nonce_sized))
+        )
+            .prop_map(|(room, text, nonce)| v2::Command::Send { room, text, nonce }),
+        (
+            room_id(),
+            prop::option::of(any::<u64>().prop_map(Seq)),
+            limit
+        )
+            .prop_map(|(room, before, limit)| v2::Command::History {
+                room,
+                before,
+                limit
+            }),
+        room_id().prop_map(|room| v2::Command::RoomUsers { room }),
+        room_id().prop_map(|room| v2::Command::Typing { room }),
+    ];
+    (prop::option::of(any::<u64>()), command).prop_map(|(id, command)| Request { id, command })
+}
+
+fn user_ref() -> impl Strategy<Value = UserRef> {
+    (any::<i64>(), user_text(), user_text()).prop_map(|(id, username, name)| UserRef {
+        id,
+        username,
+        name,
+    })
+}
+
+/// What the v2 decoder must answer for a JSON value as far as the frame's
+/// envelope decides it, from `v2::decode_command`'s documentation alone:
+/// the error of a frame refused before its fields are read, or else the id,
+/// room and command name that any answer to it carries.
+fn v2_envelope(value: &Value) -> Result<(Option<u64>, Option<RoomId>, &str), DecodeError> {
+    let refused = |code, id, room| DecodeError { code, id, room };
+    let Value::Object(object) = value else {
+        return Err(refused(ErrorCode::BadRequest, None, None));
+    };
+    let room = room_of(object.get("room"));
+    let id = match object.get("id") {
+        None | Some(Value::Null) => None,
+        Some(id) => match id.as_u64() {
+            Some(id) => Some(id),
+            None => return Err(refused(ErrorCode::BadRequest, None, room)),
+        },
+    };
+    match object.get("command") {
+        Some(Value::String(name)) if V2_COMMANDS.contains(&name.as_str()) => Ok((id, room, name)),
+        Some(Value::String(_)) => Err(refused(ErrorCode::UnknownCommand, id, room)),
+        _ => Err(refused(ErrorCode::BadRequest, id, room)),
     }
 }
 
@@ -377,5 +520,130 @@ fn every_error_code_is_written_as_its_name() {
         let text = encode::error(code);
         assert_eq!(text, format!(r#"{{"error":"{code}"}}"#));
         assert_eq!(Json::parse(&text).keys(), ["error"]);
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_v2_request_survives_encoding(request in v2_request()) {
+        let text = v2::encode::command(&request);
+        prop_assert_eq!(v2::decode_command(&text), Ok(request), "{}", text);
+    }
+
+    #[test]
+    fn v2_decoding_arbitrary_text_never_panics(text in prop_oneof![
+        any::<String>(),
+        "[{}\\[\\]\":,0-9a-z\\\\ .eE+-]{0,64}",
+    ]) {
+        let _ = v2::decode_command(&text);
+    }
+
+    #[test]
+    fn v2_decoding_arbitrary_json_follows_the_documented_rules(
+        value in prop_oneof![v2_json_value(), v2_frame()],
+    ) {
+        let text = value.to_string();
+        let decoded = v2::decode_command(&text);
+        match v2_envelope(&value) {
+            Err(expected) => prop_assert_eq!(decoded, Err(expected), "{}", text),
+            Ok((id, room, name)) => {
+                let bad = DecodeError { code: ErrorCode::BadRequest, id, room };
+                let room_only = |command: fn(RoomId) -> v2::Command| {
+                    room.map(|room| Request { id, command: command(room) }).ok_or(bad.clone())
+                };
+                match name {
+                    "leave" => prop_assert_eq!(decoded, room_only(|room| v2::Command::Leave { room })),
+                    "room_users" => prop_assert_eq!(decoded, room_only(|room| v2::Command::RoomUsers { room })),
+                    "typing" => prop_assert_eq!(decoded, room_only(|room| v2::Command::Typing { room })),
+                    _ => match decoded {
+                        Ok(request) => {
+                            prop_assert_eq!(request.id, id);
+                            match request.command {
+                                v2::Command::Join { room: got, limit, .. }
+                                | v2::Command::History { room: got, limit, .. } => {
+                                    prop_assert_eq!(Some(got), room);
+                                    prop_assert!(limit <= v2::MAX_LIMIT);
+                                }
+                                v2::Command::Send { room: got, nonce, .. } => {
+                                    prop_assert_eq!(Some(got), room);
+                                    prop_assert!(nonce.is_none_or(|n| n.len() <= v2::MAX_NONCE_BYTES));
+                                }
+                                other => prop_assert!(false, "{} decoded as {:?}", text, other),
+                            }
+                        }
+                        Err(error) => prop_assert_eq!(error, bad, "{}", text),
+                    },
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn v2_limits_are_clamped_never_refused(limit in any::<u64>(), room in room_id()) {
+        let frame = format!(r#"{{"command":"history","room":{room},"limit":{limit}}}"#);
+        let expected = u32::try_from(limit.min(100)).unwrap();
+        prop_assert_eq!(
+            v2::decode_command(&frame),
+            Ok(Request {
+                id: None,
+                command: v2::Command::History { room, before: None, limit: expected },
+            })
+        );
+    }
+
+    #[test]
+    fn v2_message_events_carry_text_and_nonce_unchanged(
+        room in room_id(),
+        seq in any::<u64>(),
+        ts in any::<i64>(),
+        user in user_ref(),
+        text in prop::option::of(user_text()),
+        nonce in prop::option::of(user_text()),
+    ) {
+        let message = v2::Message { room, seq: Seq(seq), ts, user: user.clone(), text: text.clone() };
+        let frame = v2::encode::message(&message, nonce.as_deref());
+        let members = Json::parse(&frame);
+        let mut keys = vec!["event", "room", "seq", "ts", "user"];
+        if text.is_some() {
+            keys.push("text");
+        }
+        if nonce.is_some() {
+            keys.push("nonce");
+        }
+        if text.is_none() {
+            keys.push("deleted");
+        }
+        prop_assert_eq!(members.keys(), keys);
+        prop_assert_eq!(members.at("event"), &Value::from("message"));
+        prop_assert_eq!(members.at("room"), &Value::from(room.0));
+        prop_assert_eq!(members.at("seq"), &Value::from(seq));
+        prop_assert_eq!(members.at("ts"), &Value::from(ts));
+        let author = members.get("user");
+        prop_assert_eq!(author.keys(), ["id", "username", "name"]);
+        prop_assert_eq!(author.at("id"), &Value::from(user.id));
+        prop_assert_eq!(author.at("username"), &Value::from(user.username));
+        prop_assert_eq!(author.at("name"), &Value::from(user.name));
+        match text {
+            Some(text) => prop_assert_eq!(members.at("text"), &Value::from(text)),
+            None => prop_assert_eq!(members.at("deleted"), &Value::from(true)),
+        }
+        if let Some(nonce) = nonce {
+            prop_assert_eq!(members.at("nonce"), &Value::from(nonce));
+        }
+    }
+
+    #[test]
+    fn v2_errors_carry_id_and_room_only_when_known(
+        id in prop::option::of(any::<u64>()),
+        room in prop::option::of(room_id()),
+        code in prop::sample::select(ErrorCode::ALL.to_vec()),
+    ) {
+        let members = Json::parse(&v2::encode::error(id, code, room));
+        let keys = if id.is_some() { vec!["id", "error"] } else { vec!["error"] };
+        prop_assert_eq!(members.keys(), keys);
+        let error = members.get("error");
+        let keys = if room.is_some() { vec!["code", "room"] } else { vec!["code"] };
+        prop_assert_eq!(error.keys(), keys);
+        prop_assert_eq!(error.at("code"), &Value::from(code.as_str()));
     }
 }
