@@ -1,4 +1,4 @@
-//! Wire types of Whisper's chat protocol, version 1.
+//! Wire types of Whisper's chat protocol, versions 1 and 2.
 //!
 //! Version 1 is byte-compatible with the Django Channels "multichat" example:
 //! clients send JSON objects with a `command` field, and the server answers
@@ -34,13 +34,22 @@
 //! user enter it, has this connection joined it) is the server's business:
 //! this crate only fixes the bytes.
 //!
+//! # Version 2
+//!
+//! [`v2`] holds the types of protocol v2: history, recovery after a
+//! reconnect, acknowledged sends and typing notices, with replies that echo
+//! a client's `id`. A socket speaks v2 only when the client offers the
+//! WebSocket subprotocol `whisper.v2` (`Sec-WebSocket-Protocol: whisper.v2`)
+//! and the server answers with it; any other socket speaks v1. Choosing the
+//! version is the server's business; this crate gives both.
+//!
 //! # Stability
 //!
-//! Frames have exactly the fields above, nothing more, so clients of the
-//! original see identical JSON. Anything richer belongs in a future protocol
-//! version negotiated by the WebSocket subprotocol, never in v1. The
-//! serializing structs are private; the public surface is functions from
-//! plain values to `String`, so a serde upgrade never changes this API.
+//! v1 frames have exactly the fields above, nothing more, so clients of the
+//! original see identical JSON. Anything richer goes into v2, negotiated by
+//! the WebSocket subprotocol, never into v1. The serializing structs are
+//! private; the public surface is functions from plain values to `String`,
+//! so a serde upgrade never changes this API.
 
 mod command;
 pub mod encode;

@@ -159,7 +159,7 @@ fn args<'a, T: Deserialize<'a>>(frame: &'a Value) -> Result<T, ErrorCode> {
 /// field set to `null` counts as absent, as for any JSON client library that
 /// writes `null` for "none". `limit` defaults to [`DEFAULT_LIMIT`]; any
 /// unsigned integer is accepted and one above [`MAX_LIMIT`] is taken as
-/// [`MAX_LIMIT`] (DESIGN §2b), here, once, for every server. `limit` 0 is
+/// [`MAX_LIMIT`], here, once, so no server clamps it again. `limit` 0 is
 /// kept: a `join` with it learns the room's latest seq and epoch alone.
 /// Never panics, whatever the input.
 pub fn decode_command(text: &str) -> Result<Request, DecodeError> {
