@@ -252,7 +252,7 @@ impl<L: ChannelLayer, D: RoomDirectory> Connection<L, D> {
                 ErrorCode::Unavailable
             })?
             .ok_or(ErrorCode::RoomInvalid)?;
-        if !room.admits(&self.user) {
+        if !room.admits(self.user.is_staff) {
             return Err(ErrorCode::RoomAccessDenied);
         }
         Ok(room)

@@ -56,6 +56,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use whisper_protocol::{ErrorCode, RoomId};
+
+/// The room type the rules and a [`RoomDirectory`] share, re-exported so
+/// a host names it without depending on whisper-protocol itself.
+pub use whisper_protocol::Room;
 use whisper_rooms::{ChannelLayer, LayerError};
 
 mod connection;
@@ -66,40 +70,6 @@ pub mod testing;
 mod tests;
 
 pub use connection::Connection;
-
-/// A room as the rules need it: whether it exists, its title for the join
-/// reply, and who may enter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Room {
-    /// The room's id, as clients send it.
-    pub id: RoomId,
-    /// Sent in the join reply.
-    pub title: String,
-    /// Only staff may join, send to or list the users of this room.
-    pub staff_only: bool,
-}
-
-impl Room {
-    /// A room anyone may join.
-    pub fn new(id: RoomId, title: impl Into<String>) -> Self {
-        Room {
-            id,
-            title: title.into(),
-            staff_only: false,
-        }
-    }
-
-    /// The same room, for staff only.
-    pub fn staff_only(mut self) -> Self {
-        self.staff_only = true;
-        self
-    }
-
-    /// Whether `user` may enter.
-    pub fn admits(&self, user: &ChatUser) -> bool {
-        user.is_staff || !self.staff_only
-    }
-}
 
 /// A user as the rules need it. The host decides who the user is (a
 /// session cookie, a bearer token); the rules only use these fields.

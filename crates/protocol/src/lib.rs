@@ -54,11 +54,13 @@
 mod command;
 pub mod encode;
 mod error;
+mod room;
 mod room_id;
 pub mod v2;
 
 pub use command::{Command, decode_command};
 pub use error::ErrorCode;
+pub use room::Room;
 pub use room_id::RoomId;
 
 /// The `msg_type` of an event, as numbered by the original protocol.

@@ -8,7 +8,7 @@ use whisper_chat::{Chat, RoomDirectory};
 use whisper_protocol::RoomId;
 
 use crate::connections::ConnectionCounts;
-use crate::{CatalogError, Config, RoomCatalog};
+use crate::{CatalogError, Config, Room, RoomCatalog};
 
 /// What every request and connection shares. Built once by
 /// [`crate::Server::bind`]; handlers get it behind an `Arc`.
@@ -42,11 +42,7 @@ pub(crate) struct CatalogRooms(pub RoomCatalog);
 impl RoomDirectory for CatalogRooms {
     type Error = CatalogError;
 
-    async fn room(&self, id: RoomId) -> Result<Option<whisper_chat::Room>, CatalogError> {
-        Ok(self.0.get(id).await?.map(|room| whisper_chat::Room {
-            id: room.id,
-            title: room.title,
-            staff_only: room.staff_only,
-        }))
+    async fn room(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
+        self.0.get(id).await
     }
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
 use thiserror::Error;
+/// The room type whisper-protocol declares, so the chat rules and this
+/// table hand each other the same value.
+pub use whisper_protocol::Room;
 use whisper_protocol::RoomId;
 
 mod entity {
@@ -30,31 +33,12 @@ mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// A chat room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Room {
-    /// The room's id, as clients send it.
-    pub id: RoomId,
-    /// The title shown in room lists and in the join reply.
-    pub title: String,
-    /// Only staff may join, send to, or list the users of this room.
-    pub staff_only: bool,
-}
-
-impl Room {
-    /// Whether a user with this staff flag may enter.
-    pub fn admits(&self, is_staff: bool) -> bool {
-        is_staff || !self.staff_only
-    }
-}
-
-impl From<entity::Model> for Room {
-    fn from(model: entity::Model) -> Self {
-        Room {
-            id: RoomId(model.id),
-            title: model.title,
-            staff_only: model.staff_only,
-        }
+/// A row as the room it describes.
+fn room_of(model: entity::Model) -> Room {
+    Room {
+        id: RoomId(model.id),
+        title: model.title,
+        staff_only: model.staff_only,
     }
 }
 
@@ -139,7 +123,7 @@ impl RoomCatalog {
             staff_only: Set(staff_only),
             ..Default::default()
         };
-        Ok(row.insert(&self.db).await?.into())
+        Ok(room_of(row.insert(&self.db).await?))
     }
 
     /// Every room, ordered by title (then id, so equal titles keep an order).
@@ -150,7 +134,7 @@ impl RoomCatalog {
             .all(&self.db)
             .await?
             .into_iter()
-            .map(Room::from)
+            .map(room_of)
             .collect())
     }
 
@@ -163,7 +147,7 @@ impl RoomCatalog {
         let room = entity::Entity::find_by_id(id.0)
             .one(&self.db)
             .await?
-            .map(Room::from);
+            .map(room_of);
         self.remember(id, room.as_ref());
         Ok(room)
     }
@@ -176,7 +160,7 @@ impl RoomCatalog {
             .ok_or(CatalogError::NoSuchRoom(id))?;
         let mut row: entity::ActiveModel = row.into();
         row.staff_only = Set(staff_only);
-        let room = Room::from(row.update(&self.db).await?);
+        let room = room_of(row.update(&self.db).await?);
         self.remember(id, Some(&room));
         Ok(room)
     }
