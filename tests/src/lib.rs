@@ -245,6 +245,25 @@ impl TestDatabase {
             .id
             .0
     }
+
+    /// The id of "General", the room a fresh database is given.
+    pub async fn general_room(&self) -> i64 {
+        let rooms = self.rooms.list().await.expect("rooms listed");
+        rooms
+            .iter()
+            .find(|room| room.title == "General")
+            .unwrap_or_else(|| panic!("no General room in {rooms:?}"))
+            .id
+            .0
+    }
+
+    /// Deletes a room, as an operator would.
+    pub async fn delete_room(&self, id: i64) {
+        self.rooms
+            .delete(whisper_protocol::RoomId(id))
+            .await
+            .expect("room deleted");
+    }
 }
 
 /// A server as a browser sees it: an address to log in at and open
