@@ -236,6 +236,13 @@ impl TestDatabase {
         self.users.create(new).await.expect("user created");
     }
 
+    /// Creates a superuser, as `whisper-manage createsuperuser` does.
+    pub async fn create_superuser(&self, username: &str, password: &str) {
+        let mut new = NewUser::new(username, password);
+        new.is_superuser = true;
+        self.users.create(new).await.expect("superuser created");
+    }
+
     /// Creates a room and returns its id.
     pub async fn create_room(&self, title: &str, staff_only: bool) -> i64 {
         self.rooms
