@@ -1,7 +1,9 @@
 //! Whisper's database schema, as sea-orm migrations.
 //!
 //! One file per migration, applied in order and recorded in the database, so
-//! every node and every `whisper-manage` run agrees on the schema. The server
+//! every node and every `whisper-manage` run agrees on the schema. Besides
+//! the schema, a database with no rooms gets one room, "General", open to
+//! everyone, so the first people to sign up have somewhere to talk. The server
 //! applies pending migrations at start unless told not to; `whisper-manage
 //! migrate` does the same by hand.
 
@@ -11,6 +13,7 @@ use sea_orm_migration::sea_orm::{Database, DatabaseConnection};
 mod m20261126_000001_create_users;
 mod m20261126_000002_create_sessions;
 mod m20261126_000003_create_rooms;
+mod m20261129_000005_seed_general_room;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -22,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_users::Migration),
             Box::new(m20261126_000002_create_sessions::Migration),
             Box::new(m20261126_000003_create_rooms::Migration),
+            Box::new(m20261129_000005_seed_general_room::Migration),
         ]
     }
 }

@@ -236,6 +236,13 @@ impl TestDatabase {
         self.users.create(new).await.expect("user created");
     }
 
+    /// Creates a superuser, as `whisper-manage createsuperuser` does.
+    pub async fn create_superuser(&self, username: &str, password: &str) {
+        let mut new = NewUser::new(username, password);
+        new.is_superuser = true;
+        self.users.create(new).await.expect("superuser created");
+    }
+
     /// Creates a room and returns its id.
     pub async fn create_room(&self, title: &str, staff_only: bool) -> i64 {
         self.rooms
@@ -244,6 +251,25 @@ impl TestDatabase {
             .expect("room created")
             .id
             .0
+    }
+
+    /// The id of "General", the room a fresh database is given.
+    pub async fn general_room(&self) -> i64 {
+        let rooms = self.rooms.list().await.expect("rooms listed");
+        rooms
+            .iter()
+            .find(|room| room.title == "General")
+            .unwrap_or_else(|| panic!("no General room in {rooms:?}"))
+            .id
+            .0
+    }
+
+    /// Deletes a room, as an operator would.
+    pub async fn delete_room(&self, id: i64) {
+        self.rooms
+            .delete(whisper_protocol::RoomId(id))
+            .await
+            .expect("room deleted");
     }
 }
 

@@ -347,6 +347,57 @@ async fn staff_create_rooms_on_the_admin_page_that_others_then_see() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_newcomer_finds_general_and_an_empty_list_says_who_makes_rooms() {
+    let driver = BrowserDriver::start("first-run");
+    let server = TestServer::start().await;
+    let general = server.db.general_room().await;
+
+    // A fresh install, as the README's first steps leave it: someone who
+    // just signed up has a room to talk in.
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    let button = Browser::room_button(general);
+    ann.wait_for_element(&button).await;
+    assert_eq!(
+        ann.text_of(&format!("{button} .room-title")).await,
+        Some("General".to_owned())
+    );
+    ann.join(general).await;
+    ann.send(general, "hello, anyone here?").await;
+    ann.wait_for_message(general, "ann", "hello, anyone here?")
+        .await;
+
+    // Every room deleted: the list says who can make one, and staff where.
+    server.db.delete_room(general).await;
+    let sam = driver.open_as(&server, "sam", PASSWORD, true).await;
+    ann.reload().await;
+    ann.wait_connected().await;
+    let hint = "#room-list li.no-rooms";
+    for browser in [&ann, &sam] {
+        browser.wait_for_element(hint).await;
+    }
+    assert_eq!(
+        ann.text_of(hint).await,
+        Some("No rooms yet. Only staff can create rooms; ask an administrator.".to_owned())
+    );
+    assert_eq!(ann.count(&format!("{hint} a")).await, 0, "no link for ann");
+    assert_eq!(
+        sam.text_of(hint).await,
+        Some("No rooms yet. Create one on the admin page.".to_owned())
+    );
+    sam.click(&format!("{hint} a")).await;
+    sam.wait_for_js(
+        "the admin page, from the hint's link",
+        "return location.pathname === '/admin/' && !!document.querySelector('#new-room-form');",
+        vec![],
+    )
+    .await;
+
+    ann.close().await;
+    sam.close().await;
+    server.stop().await;
+}
+
 /// Creates a room through the admin page's form and returns its id once the
 /// rooms table shows it.
 async fn create_room(admin: &Browser, title: &str, staff_only: bool) -> i64 {

@@ -7,16 +7,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::Message;
-use whisper_chat::testing::{self, ScenarioClient, ScenarioHost, ScriptedLayer};
+use whisper_chat::testing::{self, ScenarioClient, ScenarioHost, ScenarioRooms, ScriptedLayer};
 use whisper_chat::{ChatUser, Limits};
+use whisper_protocol::RoomId;
 use whisper_tests::{Session, TestServer, WsClient};
 
 /// A server over a [`ScriptedLayer`] whose database holds the scenario
-/// users (ann, bob, carol: ids 1 to 3) and rooms (Lobby 1, Staff room 2).
+/// users (ann, bob, carol: ids 1 to 3) and rooms (Lobby and Staff room,
+/// with whatever ids the rooms table gave them: a fresh database already
+/// holds General).
 struct ServerHost {
     server: TestServer,
     layer: ScriptedLayer,
     sessions: HashMap<String, Session>,
+    rooms: ScenarioRooms,
 }
 
 async fn start_server(limits: Limits) -> ServerHost {
@@ -36,13 +40,15 @@ async fn start_server(limits: Limits) -> ServerHost {
         let session = server.user(&user.username, user.is_staff).await;
         sessions.insert(user.username, session);
     }
-    assert_eq!(server.create_room("Lobby", false).await, testing::LOBBY.0);
-    let staff_room = server.create_room("Staff room", true).await;
-    assert_eq!(staff_room, testing::STAFF_ROOM.0);
+    let rooms = ScenarioRooms {
+        lobby: RoomId(server.create_room("Lobby", false).await),
+        staff_room: RoomId(server.create_room("Staff room", true).await),
+    };
     ServerHost {
         server,
         layer,
         sessions,
+        rooms,
     }
 }
 
@@ -57,6 +63,10 @@ impl ScenarioHost for ServerHost {
 
     fn layer(&self) -> &ScriptedLayer {
         &self.layer
+    }
+
+    fn rooms(&self) -> ScenarioRooms {
+        self.rooms
     }
 }
 

@@ -256,8 +256,32 @@ async fn closed_signup_says_so_and_creates_nothing() {
 }
 
 #[tokio::test]
+async fn a_fresh_server_lists_one_room_general_open_to_everyone() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let rooms: serde_json::Value = server
+        .get_as(&ann, "/api/rooms")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let id = rooms[0]["id"].as_i64().expect("an id");
+    assert_eq!(
+        rooms,
+        serde_json::json!([
+            {"id": id, "title": "General", "staff_only": false, "group_name": format!("room-{id}")}
+        ])
+    );
+    // Anyone may join it: a newcomer has somewhere to talk.
+    let mut socket = server.connect(&ann).await;
+    assert_eq!(socket.join(id).await["title"], "General");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn rooms_api_lists_rooms_by_title_with_group_names() {
     let server = TestServer::start().await;
+    let general = server.db.general_room().await;
     let zoo = server.create_room("Zoo", false).await;
     let staff = server.create_room("Admins", true).await;
     let ann = server.user("ann", false).await;
@@ -270,7 +294,7 @@ async fn rooms_api_lists_rooms_by_title_with_group_names() {
     assert_eq!(
         body,
         format!(
-            r#"[{{"id":{staff},"title":"Admins","staff_only":true,"group_name":"room-{staff}"}},{{"id":{zoo},"title":"Zoo","staff_only":false,"group_name":"room-{zoo}"}}]"#
+            r#"[{{"id":{staff},"title":"Admins","staff_only":true,"group_name":"room-{staff}"}},{{"id":{general},"title":"General","staff_only":false,"group_name":"room-{general}"}},{{"id":{zoo},"title":"Zoo","staff_only":false,"group_name":"room-{zoo}"}}]"#
         )
     );
     server.stop().await;

@@ -7,8 +7,9 @@ use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
 use whisper_store::{CatalogError, RoomCatalog};
 
-/// A migrated, empty database of each kind; the temporary directory keeps
-/// the SQLite file alive for the test.
+/// A migrated database of each kind, as a new install has it (no users,
+/// one room: General); the temporary directory keeps the SQLite file alive
+/// for the test.
 async fn databases() -> (Vec<(&'static str, DatabaseConnection)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
@@ -130,6 +131,13 @@ async fn rooms_behave_alike_on_sqlite_and_postgres() {
     let (databases, _dir) = databases().await;
     for (kind, db) in databases {
         let rooms = RoomCatalog::new(db);
+        let fresh = rooms.list().await.expect("list");
+        let seeded: Vec<_> = fresh
+            .iter()
+            .map(|r| (r.title.as_str(), r.staff_only))
+            .collect();
+        assert_eq!(seeded, [("General", false)], "{kind}");
+        let general = fresh[0].id;
         let zoo = rooms.create("Zoo", false).await.expect("create");
         let admins = rooms.create("Admins", true).await.expect("create");
         let listed: Vec<_> = rooms
@@ -139,7 +147,8 @@ async fn rooms_behave_alike_on_sqlite_and_postgres() {
             .into_iter()
             .map(|r| (r.id, r.staff_only))
             .collect();
-        assert_eq!(listed, [(admins.id, true), (zoo.id, false)], "{kind}");
+        let expected = [(admins.id, true), (general, false), (zoo.id, false)];
+        assert_eq!(listed, expected, "{kind}");
         rooms.delete(zoo.id).await.expect("delete");
         assert!(
             matches!(rooms.delete(zoo.id).await, Err(CatalogError::NoSuchRoom(_))),

@@ -84,14 +84,24 @@ function renderRoomList() {
     list.append(el('li', {}, button));
     markRoom(room.id, 'none');
   }
-  if (state.rooms.size === 0) {
-    list.append(el('li', { class: 'hint', text: 'No rooms yet.' }));
-  }
+  if (state.rooms.size === 0) list.append(noRoomsHint());
   for (const id of state.panes.keys()) {
     markRoom(id, 'joined');
     renderUnread(id);
   }
   if (focusedId) roomButton(focusedId)?.focus();
+}
+
+// A fresh install has General, but staff may delete every room: then say
+// who can make one, and to staff, where.
+function noRoomsHint() {
+  const hint = el('li', { class: 'hint no-rooms' }, 'No rooms yet. ');
+  if (state.me?.is_staff) {
+    hint.append(el('a', { href: '/admin/', text: 'Create one on the admin page.' }));
+  } else {
+    hint.append('Only staff can create rooms; ask an administrator.');
+  }
+  return hint;
 }
 
 function roomButton(id) {

@@ -223,6 +223,7 @@ fn createuser_refuses_a_taken_username() {
 #[test]
 fn invalid_users_are_refused_and_nothing_is_written() {
     let db = Database::new();
+    let fresh_rooms = db.rooms();
     for args in [
         &["--username", "a b", "--password", "long enough"][..],
         &["--username", "<x>", "--password", "long enough"],
@@ -249,7 +250,7 @@ fn invalid_users_are_refused_and_nothing_is_written() {
     ]);
     assert!(superuser.assert_error(2).contains("password"));
     assert_eq!(db.user_count(), 0);
-    assert!(db.rooms().is_empty());
+    assert_eq!(db.rooms(), fresh_rooms);
 }
 
 #[test]
@@ -316,21 +317,30 @@ fn createsuperuser_refuses_mismatched_or_missing_answers() {
 #[test]
 fn rooms_are_created_listed_and_deleted() {
     let db = Database::new();
+    // A fresh database holds General, open to everyone.
+    let fresh = db.rooms();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    let general_line: Vec<&str> = fresh[0].split_whitespace().collect();
+    assert_eq!(general_line[1..], ["General"], "{fresh:?}");
+
     let id = db.create_room(&["--title", "Staff room", "--staff-only"]);
     let lobby_id = db.create_room(&["--title", "Lobby"]);
     assert_ne!(id, lobby_id);
 
     let rooms = db.rooms();
-    assert_eq!(rooms.len(), 2, "{rooms:?}");
-    let lobby_line: Vec<&str> = rooms[0].split_whitespace().collect();
-    assert_eq!(lobby_line, [lobby_id.as_str(), "Lobby"]);
-    let staff_line: Vec<&str> = rooms[1].split_whitespace().collect();
-    assert_eq!(staff_line, [id.as_str(), "Staff", "room", "staff-only"]);
+    assert_eq!(rooms.len(), 3, "{rooms:?}");
+    let lines: Vec<Vec<&str>> = rooms
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], general_line);
+    assert_eq!(lines[1], [lobby_id.as_str(), "Lobby"]);
+    assert_eq!(lines[2], [id.as_str(), "Staff", "room", "staff-only"]);
 
     db.run(&["deleteroom", &id]).assert_success();
-    assert_eq!(db.rooms().len(), 1);
+    assert_eq!(db.rooms().len(), 2);
     db.assert_refused(&["deleteroom", &id], &id);
-    assert_eq!(db.rooms().len(), 1);
+    assert_eq!(db.rooms().len(), 2);
 }
 
 /// The server keeps a SQLite file open in WAL mode while an operator runs
@@ -355,7 +365,8 @@ fn commands_work_on_a_file_a_server_holds_open_in_wal_mode() {
 
         let rooms: i64 = select_one(&server_side, "SELECT COUNT(*) FROM rooms").await;
         let users: i64 = select_one(&server_side, "SELECT COUNT(*) FROM users").await;
-        assert_eq!((rooms, users), (1, 1));
+        // General, which the migrations seed, and Lobby.
+        assert_eq!((rooms, users), (2, 1));
         let mode: String = select_one(&server_side, "PRAGMA journal_mode").await;
         assert_eq!(mode, "wal", "the file stays in WAL mode");
     });
@@ -375,11 +386,12 @@ async fn select_one<T: sea_orm::TryGetable>(db: &sea_orm::DatabaseConnection, sq
 #[test]
 fn bad_room_input_gets_one_line_and_writes_nothing() {
     let db = Database::new();
+    let fresh = db.rooms();
     db.run(&["createroom", "--title", "   "]).assert_error(2);
     db.assert_refused(&["deleteroom", "lobby"], "lobby");
     db.run(&["deleteroom", "-1"]).assert_error(2);
     db.run(&["deleteroom"]).assert_error(2);
-    assert!(db.rooms().is_empty());
+    assert_eq!(db.rooms(), fresh);
 }
 
 #[test]
@@ -508,5 +520,5 @@ fn every_command_works_on_postgres_too() {
     );
     db.run(&["deleteroom", &id]).assert_success();
     db.run(&["deleteroom", &id]).assert_error(2);
-    assert!(db.rooms().is_empty());
+    assert!(!db.rooms().iter().any(|line| line.contains("Lobby")));
 }

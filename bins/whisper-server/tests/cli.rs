@@ -1,5 +1,6 @@
 //! The built `whisper-server` binary: argument errors, start-up on a fresh
-//! SQLite file, a clean exit on SIGTERM, and what its log looks like.
+//! SQLite file, a clean exit on SIGTERM, and what its log looks like (the
+//! first-superuser hint included).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -158,14 +159,21 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     }
 }
 
-/// Runs the server with `args`, logging at trace level to a file (not a
-/// terminal), through one request and SIGTERM, and returns the log.
+/// Runs the server with `args` on a fresh database, logging at trace level
+/// to a file (not a terminal), through one request and SIGTERM, and
+/// returns the log.
 async fn log_of_a_run(args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("temporary directory");
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    log_of_a_run_on(&database, args).await
+}
+
+/// [`log_of_a_run`] on the database at `database`.
+async fn log_of_a_run_on(database: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temporary directory");
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut all_args = vec!["--database-url", database.as_str()];
+    let mut all_args = vec!["--database-url", database];
     all_args.extend_from_slice(args);
     let server = whisper_tests::ServerProcess::start_logging_to(BIN, &all_args, log);
     // Answered, so the server is past start-up and handles SIGTERM.
@@ -194,4 +202,20 @@ async fn text_logs_carry_no_colour_codes_outside_a_terminal() {
     let log = log_of_a_run(&[]).await;
     assert!(log.contains("shutting down"), "{log:.2000}");
     assert!(!log.contains("\x1b["), "colour codes in {log:.2000}");
+}
+
+#[tokio::test]
+async fn the_log_says_how_to_make_a_superuser_until_there_is_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let hint = "no superuser yet: create one with `whisper-manage createsuperuser`";
+    let log = log_of_a_run_on(&database, &[]).await;
+    assert!(log.contains(hint), "{log:.2000}");
+
+    // The first run migrated the database.
+    let db = whisper_tests::TestDatabase::connect(&database).await;
+    db.create_superuser("root", "correct horse").await;
+    let log = log_of_a_run_on(&database, &[]).await;
+    assert!(log.contains("shutting down"), "a whole run: {log:.2000}");
+    assert!(!log.contains("no superuser"), "{log:.2000}");
 }

@@ -261,6 +261,18 @@ impl UserStore {
             .collect())
     }
 
+    /// Whether an active superuser exists. Until one does, nobody can
+    /// administer the server through it (make rooms, grant staff), which
+    /// is what a fresh install looks like: a host can say so at start.
+    pub async fn has_active_superuser(&self) -> Result<bool, AuthError> {
+        let superuser = entity::Entity::find()
+            .filter(entity::Column::IsSuperuser.eq(true))
+            .filter(entity::Column::IsActive.eq(true))
+            .one(&self.db)
+            .await?;
+        Ok(superuser.is_some())
+    }
+
     /// Grants or removes staff status.
     pub async fn set_staff(&self, username: &str, is_staff: bool) -> Result<User, AuthError> {
         let mut row: entity::ActiveModel = self.row(username).await?.into();
@@ -414,6 +426,22 @@ mod tests {
             users.create(NewUser::new("ok", "long enough")).await,
             Err(AuthError::UsernameTaken)
         ));
+    }
+
+    #[tokio::test]
+    async fn only_an_active_superuser_counts_as_one() {
+        let users = store().await;
+        assert!(!users.has_active_superuser().await.expect("query"));
+        let mut staff = NewUser::new("sam", "long enough");
+        staff.is_staff = true;
+        users.create(staff).await.expect("create");
+        assert!(!users.has_active_superuser().await.expect("query"));
+        let mut root = NewUser::new("root", "long enough");
+        root.is_superuser = true;
+        users.create(root).await.expect("create");
+        assert!(users.has_active_superuser().await.expect("query"));
+        users.set_active("root", false).await.expect("deactivate");
+        assert!(!users.has_active_superuser().await.expect("query"));
     }
 
     #[tokio::test]

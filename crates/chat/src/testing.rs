@@ -6,8 +6,12 @@
 //! socket goes) is checked by running these scenarios through it:
 //! [`chat_host_test_suite!`](crate::chat_host_test_suite) turns the list
 //! into tests, each on a fresh host built over a [`ScriptedLayer`] (a
-//! [`MemoryLayer`] that records calls and fails on request) with [`rooms`]
-//! and the [`Limits`] the scenario needs.
+//! [`MemoryLayer`] that records calls and fails on request) with the
+//! scenario rooms ("Lobby" and the staff-only "Staff room") and the
+//! [`Limits`] the scenario needs. A host with a fixed room list uses
+//! [`rooms`]; one whose database numbers rooms itself (Whisper's server,
+//! where a fresh database already holds "General") tells the scenarios the
+//! ids it got through [`ScenarioHost::rooms`].
 //! [`InProcessHost`] is the host without any transport; this crate's own
 //! tests run the suite on it.
 
@@ -30,17 +34,40 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a scenario waits before concluding that a frame did not arrive.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
-/// A room anyone may join.
+/// The id of "Lobby", a room anyone may join, in [`rooms`].
 pub const LOBBY: RoomId = RoomId(1);
-/// A staff-only room.
+/// The id of "Staff room", a staff-only room, in [`rooms`].
 pub const STAFF_ROOM: RoomId = RoomId(2);
-/// A room that does not exist.
+/// A room that does not exist on any host.
 pub const MISSING_ROOM: RoomId = RoomId(99);
 
 /// A broadcast containing this text fails (see [`ScriptedLayer`]).
 pub const FAILING_TEXT: &str = "FAIL-THIS-SEND";
 
-/// The rooms every host is built with: [`LOBBY`] and [`STAFF_ROOM`].
+/// The ids of the two rooms every host is built with. The scenarios take
+/// them from [`ScenarioHost::rooms`] rather than assuming [`LOBBY`] and
+/// [`STAFF_ROOM`], so a host whose rooms table numbers rooms itself runs
+/// them too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScenarioRooms {
+    /// "Lobby", which anyone may join.
+    pub lobby: RoomId,
+    /// "Staff room", for staff only.
+    pub staff_room: RoomId,
+}
+
+impl Default for ScenarioRooms {
+    /// The ids of [`rooms`]: [`LOBBY`] and [`STAFF_ROOM`].
+    fn default() -> Self {
+        ScenarioRooms {
+            lobby: LOBBY,
+            staff_room: STAFF_ROOM,
+        }
+    }
+}
+
+/// The rooms of a host with a fixed room list: "Lobby" as [`LOBBY`] and
+/// "Staff room" as [`STAFF_ROOM`].
 pub fn rooms() -> StaticRooms {
     StaticRooms::new([
         Room::new(LOBBY, "Lobby"),
@@ -216,6 +243,13 @@ pub trait ScenarioHost {
 
     /// The layer under the host's chat.
     fn layer(&self) -> &ScriptedLayer;
+
+    /// The ids of the host's scenario rooms: by default those of
+    /// [`rooms`]; a host that created them in its own rooms table returns
+    /// the ids it got.
+    fn rooms(&self) -> ScenarioRooms {
+        ScenarioRooms::default()
+    }
 }
 
 /// One client connection of a [`ScenarioHost`].
@@ -289,61 +323,64 @@ fn error(code: &str) -> String {
 /// other arrive, both get every message (the sender included), presence
 /// lists both, and a leave reaches both and marks presence.
 pub async fn two_users_talk_in_a_room(host: impl ScenarioHost) {
+    let lobby = host.rooms().lobby;
     let mut ann = host.connect(ann()).await;
     let mut bob = host.connect(bob()).await;
-    join(&mut ann, LOBBY, "Lobby").await;
-    join(&mut bob, LOBBY, "Lobby").await;
-    expect_frames(&mut ann, &[&encode::enter(LOBBY, "bob")]).await;
+    join(&mut ann, lobby, "Lobby").await;
+    join(&mut bob, lobby, "Lobby").await;
+    expect_frames(&mut ann, &[&encode::enter(lobby, "bob")]).await;
     // The joiner is not a member yet when ENTER goes out.
     assert_silent(&mut bob).await;
 
-    ann.send(&send_command(LOBBY, "hello")).await;
-    let hello = encode::message(LOBBY, "ann", "hello");
+    ann.send(&send_command(lobby, "hello")).await;
+    let hello = encode::message(lobby, "ann", "hello");
     expect_frames(&mut ann, &[&hello]).await;
     expect_frames(&mut bob, &[&hello]).await;
     let expected = [("ann".to_owned(), false), ("bob".to_owned(), false)];
-    assert_eq!(presence(&host, LOBBY).await, expected);
+    assert_eq!(presence(&host, lobby).await, expected);
 
-    bob.send(&command("leave", LOBBY)).await;
-    let leave = encode::leave(LOBBY, "bob");
-    expect_frames(&mut bob, &[&encode::leave_reply(LOBBY), &leave]).await;
+    bob.send(&command("leave", lobby)).await;
+    let leave = encode::leave(lobby, "bob");
+    expect_frames(&mut bob, &[&encode::leave_reply(lobby), &leave]).await;
     expect_frames(&mut ann, &[&leave]).await;
     let expected = [("ann".to_owned(), false), ("bob".to_owned(), true)];
-    assert_eq!(presence(&host, LOBBY).await, expected);
+    assert_eq!(presence(&host, lobby).await, expected);
 
     // Gone from the room: nothing more reaches bob.
-    ann.send(&send_command(LOBBY, "again")).await;
-    expect_frames(&mut ann, &[&encode::message(LOBBY, "ann", "again")]).await;
+    ann.send(&send_command(lobby, "again")).await;
+    expect_frames(&mut ann, &[&encode::message(lobby, "ann", "again")]).await;
     assert_silent(&mut bob).await;
 }
 
 /// Staff-only rooms refuse non-staff for every command; unknown rooms are
 /// `ROOM_INVALID`; sending to or leaving a room not joined is refused.
 pub async fn access_is_checked(host: impl ScenarioHost) {
+    let ScenarioRooms { lobby, staff_room } = host.rooms();
     let mut ann = host.connect(ann()).await;
     let mut bob = host.connect(bob()).await;
     let denied = error("ROOM_ACCESS_DENIED");
     for refused in [
-        command("join", STAFF_ROOM),
-        command("room_users", STAFF_ROOM),
-        command("leave", STAFF_ROOM),
-        send_command(STAFF_ROOM, "hi"),
-        send_command(LOBBY, "not joined"),
-        command("leave", LOBBY),
+        command("join", staff_room),
+        command("room_users", staff_room),
+        command("leave", staff_room),
+        send_command(staff_room, "hi"),
+        send_command(lobby, "not joined"),
+        command("leave", lobby),
     ] {
         bob.send(&refused).await;
         assert_eq!(recv(&mut bob).await, denied, "{refused}");
     }
     bob.send(&command("join", MISSING_ROOM)).await;
     expect_frames(&mut bob, &[&error("ROOM_INVALID")]).await;
-    join(&mut ann, STAFF_ROOM, "Staff room").await;
+    join(&mut ann, staff_room, "Staff room").await;
     // Joining twice answers again, without a second ENTER.
-    join(&mut ann, STAFF_ROOM, "Staff room").await;
+    join(&mut ann, staff_room, "Staff room").await;
     assert_silent(&mut ann).await;
 }
 
 /// Frames that are not commands get an error, and the connection goes on.
 pub async fn bad_frames_are_answered_and_the_connection_stays(host: impl ScenarioHost) {
+    let lobby = host.rooms().lobby;
     let mut bob = host.connect(bob()).await;
     for (frame, code) in [
         ("not json", "BAD_REQUEST"),
@@ -355,37 +392,41 @@ pub async fn bad_frames_are_answered_and_the_connection_stays(host: impl Scenari
         bob.send(frame).await;
         assert_eq!(recv(&mut bob).await, error(code), "{frame}");
     }
-    bob.send(r#"{"command":"join","room":"1"}"#).await;
-    expect_frames(&mut bob, &[&encode::join_reply(LOBBY, "Lobby")]).await;
+    // A room id may come as a string of digits.
+    bob.send(&format!(r#"{{"command":"join","room":"{}"}}"#, lobby.0))
+        .await;
+    expect_frames(&mut bob, &[&encode::join_reply(lobby, "Lobby")]).await;
 }
 
 /// With [`small_limits`]: a message past the size limit and a room past
 /// the per-connection limit are refused, the rest goes on.
 pub async fn limits_are_enforced(host: impl ScenarioHost) {
+    let ScenarioRooms { lobby, staff_room } = host.rooms();
     let mut bob = host.connect(bob()).await;
-    join(&mut bob, LOBBY, "Lobby").await;
-    bob.send(&send_command(LOBBY, "123456789")).await;
+    join(&mut bob, lobby, "Lobby").await;
+    bob.send(&send_command(lobby, "123456789")).await;
     expect_frames(&mut bob, &[&error("MESSAGE_TOO_LARGE")]).await;
-    bob.send(&send_command(LOBBY, "12345678")).await;
-    expect_frames(&mut bob, &[&encode::message(LOBBY, "bob", "12345678")]).await;
+    bob.send(&send_command(lobby, "12345678")).await;
+    expect_frames(&mut bob, &[&encode::message(lobby, "bob", "12345678")]).await;
     let mut ann = host.connect(ann()).await;
-    join(&mut ann, LOBBY, "Lobby").await;
-    ann.send(&command("join", STAFF_ROOM)).await;
+    join(&mut ann, lobby, "Lobby").await;
+    ann.send(&command("join", staff_room)).await;
     expect_frames(&mut ann, &[&error("TOO_MANY_ROOMS")]).await;
 }
 
 /// With [`slow_rate_limits`]: past the burst, frames are refused unread
 /// with `RATE_LIMITED`.
 pub async fn flooding_is_rate_limited(host: impl ScenarioHost) {
+    let lobby = host.rooms().lobby;
     let mut bob = host.connect(bob()).await;
     for _ in 0..3 {
-        bob.send(&command("join", LOBBY)).await;
+        bob.send(&command("join", lobby)).await;
     }
     expect_frames(
         &mut bob,
         &[
-            &encode::join_reply(LOBBY, "Lobby"),
-            &encode::join_reply(LOBBY, "Lobby"),
+            &encode::join_reply(lobby, "Lobby"),
+            &encode::join_reply(lobby, "Lobby"),
             &error("RATE_LIMITED"),
         ],
     )
@@ -396,36 +437,42 @@ pub async fn flooding_is_rate_limited(host: impl ScenarioHost) {
 /// are told with a LEAVE, the joiner hears `UNAVAILABLE` and is not in the
 /// room.
 pub async fn a_failed_join_is_compensated(host: impl ScenarioHost) {
+    let lobby = host.rooms().lobby;
     let mut ann = host.connect(ann()).await;
     let mut bob = host.connect(bob()).await;
-    join(&mut ann, LOBBY, "Lobby").await;
+    join(&mut ann, lobby, "Lobby").await;
     host.layer().fail_next_group_add();
-    bob.send(&command("join", LOBBY)).await;
+    bob.send(&command("join", lobby)).await;
     expect_frames(&mut bob, &[&error("UNAVAILABLE")]).await;
     expect_frames(
         &mut ann,
-        &[&encode::enter(LOBBY, "bob"), &encode::leave(LOBBY, "bob")],
+        &[&encode::enter(lobby, "bob"), &encode::leave(lobby, "bob")],
     )
     .await;
-    bob.send(&send_command(LOBBY, "in?")).await;
+    bob.send(&send_command(lobby, "in?")).await;
     expect_frames(&mut bob, &[&error("ROOM_ACCESS_DENIED")]).await;
 }
 
 /// A leave marks presence left before LEAVE goes out (whoever sees LEAVE
 /// and asks `room_users` sees it too), and drops the membership after.
 pub async fn a_leave_marks_presence_before_announcing(host: impl ScenarioHost) {
-    let mut bob = host.connect(bob()).await;
-    join(&mut bob, LOBBY, "Lobby").await;
-    bob.send(&command("leave", LOBBY)).await;
-    expect_frames(&mut bob, &[&encode::leave_reply(LOBBY)]).await;
+    let lobby = host.rooms().lobby;
+    let user = bob();
+    let presence_leave = format!("presence_leave {} {}", lobby.0, user.id);
+    let mut bob = host.connect(user).await;
+    join(&mut bob, lobby, "Lobby").await;
+    bob.send(&command("leave", lobby)).await;
+    expect_frames(&mut bob, &[&encode::leave_reply(lobby)]).await;
     let calls = host.layer().calls();
-    let leave = format!("group_send room-1 {}", encode::leave(LOBBY, "bob"));
-    let order: Vec<usize> = ["presence_leave 1 2", leave.as_str(), "group_discard room-1"]
+    let group = GroupName::for_room(lobby);
+    let leave = format!("group_send {group} {}", encode::leave(lobby, "bob"));
+    let discard = format!("group_discard {group}");
+    let order: Vec<usize> = [&presence_leave, &leave, &discard]
         .iter()
         .map(|call| {
             calls
                 .iter()
-                .position(|made| made == call)
+                .position(|made| made == *call)
                 .unwrap_or_else(|| panic!("{call} in {calls:?}"))
         })
         .collect();
@@ -435,16 +482,17 @@ pub async fn a_leave_marks_presence_before_announcing(host: impl ScenarioHost) {
 /// A broadcast the layer refuses is answered `UNAVAILABLE`, before the
 /// answer to any later command.
 pub async fn a_failed_send_is_answered_in_order(host: impl ScenarioHost) {
+    let lobby = host.rooms().lobby;
     let mut bob = host.connect(bob()).await;
-    join(&mut bob, LOBBY, "Lobby").await;
-    bob.send(&send_command(LOBBY, FAILING_TEXT)).await;
-    bob.send(&command("leave", LOBBY)).await;
+    join(&mut bob, lobby, "Lobby").await;
+    bob.send(&send_command(lobby, FAILING_TEXT)).await;
+    bob.send(&command("leave", lobby)).await;
     expect_frames(
         &mut bob,
         &[
             &error("UNAVAILABLE"),
-            &encode::leave_reply(LOBBY),
-            &encode::leave(LOBBY, "bob"),
+            &encode::leave_reply(lobby),
+            &encode::leave(lobby, "bob"),
         ],
     )
     .await;
@@ -453,17 +501,18 @@ pub async fn a_failed_send_is_answered_in_order(host: impl ScenarioHost) {
 /// A connection that ends leaves every room it was in: the others see
 /// LEAVE, presence is marked left.
 pub async fn closing_leaves_every_room(host: impl ScenarioHost) {
+    let ScenarioRooms { lobby, staff_room } = host.rooms();
     let mut carol = host.connect(carol()).await;
     let mut ann = host.connect(ann()).await;
-    join(&mut carol, LOBBY, "Lobby").await;
-    join(&mut carol, STAFF_ROOM, "Staff room").await;
-    join(&mut ann, LOBBY, "Lobby").await;
-    join(&mut ann, STAFF_ROOM, "Staff room").await;
+    join(&mut carol, lobby, "Lobby").await;
+    join(&mut carol, staff_room, "Staff room").await;
+    join(&mut ann, lobby, "Lobby").await;
+    join(&mut ann, staff_room, "Staff room").await;
     expect_frames(
         &mut carol,
         &[
-            &encode::enter(LOBBY, "ann"),
-            &encode::enter(STAFF_ROOM, "ann"),
+            &encode::enter(lobby, "ann"),
+            &encode::enter(staff_room, "ann"),
         ],
     )
     .await;
@@ -471,13 +520,13 @@ pub async fn closing_leaves_every_room(host: impl ScenarioHost) {
     let mut left = vec![recv(&mut carol).await, recv(&mut carol).await];
     left.sort();
     let mut expected = vec![
-        encode::leave(LOBBY, "ann"),
-        encode::leave(STAFF_ROOM, "ann"),
+        encode::leave(lobby, "ann"),
+        encode::leave(staff_room, "ann"),
     ];
     expected.sort();
     assert_eq!(left, expected);
     let expected = [("ann".to_owned(), true), ("carol".to_owned(), false)];
-    assert_eq!(presence(&host, LOBBY).await, expected);
+    assert_eq!(presence(&host, lobby).await, expected);
 }
 
 /// Runs every scenario of this module as a test, each on a fresh host:

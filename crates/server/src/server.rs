@@ -99,7 +99,8 @@ pub struct Server<L> {
 
 impl<L: ChannelLayer> Server<L> {
     /// Connects the database, applies pending migrations (unless
-    /// `config.migrate` is off) and opens the listening socket.
+    /// `config.migrate` is off) and opens the listening socket; logs how to
+    /// create the first superuser when there is none.
     pub async fn bind(config: Config, layer: L) -> Result<Self, ServerError> {
         let db_error = |source| ServerError::Database {
             url: config.database_url.clone(),
@@ -134,6 +135,7 @@ impl<L: ChannelLayer> Server<L> {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
+        hint_at_the_first_superuser(&state.users).await;
         let router = http::router(state.clone());
         Ok(Server {
             listener,
@@ -187,6 +189,20 @@ impl<L: ChannelLayer> Server<L> {
             tracing::warn!("some connections did not close in time");
         }
         Ok(())
+    }
+}
+
+/// Tells the operator of a server nobody can administer how to change
+/// that: only staff make rooms and grant staff, and a fresh install has
+/// none. A hint, not a check: when the query fails, start-up goes on.
+async fn hint_at_the_first_superuser(users: &UserStore) {
+    match users.has_active_superuser().await {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            "no superuser yet: create one with `whisper-manage createsuperuser` \
+             (give it this server's --database-url)"
+        ),
+        Err(error) => tracing::warn!(%error, "could not check for a superuser"),
     }
 }
 
