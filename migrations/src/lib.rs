@@ -13,6 +13,7 @@ use sea_orm_migration::sea_orm::{Database, DatabaseConnection};
 mod m20261126_000001_create_users;
 mod m20261126_000002_create_sessions;
 mod m20261126_000003_create_rooms;
+mod m20261129_000004_create_messages;
 mod m20261129_000005_seed_general_room;
 
 /// Every migration of the schema, in the order they apply.
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_users::Migration),
             Box::new(m20261126_000002_create_sessions::Migration),
             Box::new(m20261126_000003_create_rooms::Migration),
+            Box::new(m20261129_000004_create_messages::Migration),
             Box::new(m20261129_000005_seed_general_room::Migration),
         ]
     }

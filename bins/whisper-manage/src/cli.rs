@@ -6,7 +6,8 @@
 use clap::{Args, Parser, Subcommand};
 use whisper_protocol::RoomId;
 
-/// Administer a Whisper chat server's database: schema, users and rooms.
+/// Administer a Whisper chat server's database: schema, users, rooms and
+/// their history.
 ///
 /// Every command except `migrate` first applies pending migrations without a
 /// word, so a fresh database file just works.
@@ -63,6 +64,15 @@ pub enum Command {
     /// Without --password, prompts for the new password twice, as
     /// createsuperuser does.
     ChangePassword(ChangePassword),
+    /// Print a room's latest stored messages, oldest first, one per line:
+    /// seq, time (RFC 3339, UTC), username and text.
+    History(History),
+    /// Delete a room's stored messages; prints the log's new epoch alone
+    /// on the last line.
+    ///
+    /// Clients that held the old epoch drop what they had; numbering goes
+    /// on from the last seq given, so a seq never names two messages.
+    ClearHistory(ClearHistory),
 }
 
 /// Options of `createsuperuser`.
@@ -143,6 +153,26 @@ pub struct ChangePassword {
     /// omitted; visible in the process list if given).
     #[arg(long)]
     pub password: Option<String>,
+}
+
+/// Options of `history`.
+#[derive(Debug, Args)]
+pub struct History {
+    /// The room's id, as printed by `createroom` and `rooms`.
+    #[arg(value_name = "ROOM", value_parser = parse_room_id)]
+    pub room: RoomId,
+    /// How many of the latest messages to print.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+}
+
+/// Options of `clearhistory`.
+#[derive(Debug, Args)]
+pub struct ClearHistory {
+    /// The room's id, as printed by `createroom` and `rooms`.
+    #[arg(value_name = "ROOM", value_parser = parse_room_id)]
+    pub room: RoomId,
 }
 
 /// Room ids are what the database handed out: plain digits, no sign.

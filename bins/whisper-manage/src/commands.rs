@@ -8,13 +8,17 @@
 
 use std::fmt::Write as _;
 
+use chrono::{DateTime, SecondsFormat};
 use sea_orm::{Database, DatabaseConnection};
 use whisper_auth::{AuthError, NewUser, SessionStore, UserStore};
 use whisper_migrations::{Migrator, MigratorTrait};
-use whisper_store::{CatalogError, Room, RoomCatalog};
+use whisper_protocol::RoomId;
+use whisper_protocol::v2::Message;
+use whisper_store::{CatalogError, MessageStore, Room, RoomCatalog};
 
 use crate::cli::{
-    ChangePassword, Cli, Command, CreateRoom, CreateSuperuser, CreateUser, DeleteRoom, SetStaff,
+    ChangePassword, ClearHistory, Cli, Command, CreateRoom, CreateSuperuser, CreateUser,
+    DeleteRoom, History, SetStaff,
 };
 use crate::error::ManageError;
 use crate::prompt::Prompter;
@@ -38,6 +42,8 @@ pub async fn run(cli: Cli) -> Result<String, ManageError> {
         Command::DeleteRoom(args) => delete_room(db, args).await,
         Command::SetStaff(args) => set_staff(db, args).await,
         Command::ChangePassword(args) => change_password(db, args).await,
+        Command::History(args) => history(db, args).await,
+        Command::ClearHistory(args) => clear_history(db, args).await,
     }
 }
 
@@ -213,17 +219,83 @@ async fn change_password(
     ))
 }
 
+/// Prints a room's latest messages, oldest first, in aligned columns:
+/// seq, time, username, text. Reads only: a room nobody wrote in yet
+/// prints nothing and gets no log.
+async fn history(db: DatabaseConnection, args: History) -> Result<String, ManageError> {
+    existing_room(&db, args.room).await?;
+    let messages = MessageStore::new(db).latest(args.room, args.limit).await?;
+    let seq_width = messages
+        .last()
+        .map_or(0, |message| message.seq.0.to_string().len());
+    let names: Vec<String> = messages.iter().map(author).collect();
+    let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (message, name) in messages.iter().zip(&names) {
+        let text = match &message.text {
+            Some(text) => printable(text),
+            None => "(deleted)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>seq_width$}  {}  {name:<name_width$}  {text}",
+            message.seq.0,
+            rfc3339(message.ts),
+        );
+    }
+    Ok(out)
+}
+
+/// Deletes a room's stored messages. The new epoch comes last, alone, so
+/// scripts can take it with `tail -n 1`.
+async fn clear_history(db: DatabaseConnection, args: ClearHistory) -> Result<String, ManageError> {
+    let room = existing_room(&db, args.room).await?;
+    let epoch = MessageStore::new(db).clear(room.id).await?;
+    Ok(format!(
+        "cleared the history of {}; new epoch:\n{}\n",
+        describe(&room),
+        epoch.0
+    ))
+}
+
+/// The room with this id, or the error that says there is none: the log
+/// of a room that does not exist is neither read nor created.
+async fn existing_room(db: &DatabaseConnection, id: RoomId) -> Result<Room, ManageError> {
+    Ok(RoomCatalog::new(db.clone())
+        .get(id)
+        .await?
+        .ok_or(CatalogError::NoSuchRoom(id))?)
+}
+
+/// A message's author for a line of `history`: the username, or a
+/// placeholder when the account has been deleted since.
+fn author(message: &Message) -> String {
+    if message.user.username.is_empty() {
+        format!("(user-{})", message.user.id)
+    } else {
+        printable(&message.user.username)
+    }
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, to the millisecond.
+fn rfc3339(ts: i64) -> String {
+    DateTime::from_timestamp_millis(ts).map_or_else(
+        || format!("(ts {ts})"),
+        |time| time.to_rfc3339_opts(SecondsFormat::Millis, true),
+    )
+}
+
 /// `room 3 "Lobby"`, with " (staff-only)" when it is.
 fn describe(room: &Room) -> String {
     let access = if room.staff_only { " (staff-only)" } else { "" };
     format!("room {} \"{}\"{access}", room.id, printable(&room.title))
 }
 
-/// A title as one line of text: control characters (a newline typed into a
-/// title, say) are escaped so they cannot break the line-per-room output.
-fn printable(title: &str) -> String {
-    title
-        .chars()
+/// Text as one line: control characters (a newline typed into a title or
+/// a message, say) are escaped so they cannot break the line-per-item
+/// output of `rooms` and `history`.
+fn printable(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_control() {
                 c.escape_default().to_string()
@@ -258,5 +330,12 @@ mod tests {
     fn titles_print_on_one_line() {
         assert_eq!(printable("Lobby \"A\""), "Lobby \"A\"");
         assert_eq!(printable("two\nlines\t"), "two\\nlines\\t");
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc_to_the_millisecond() {
+        assert_eq!(rfc3339(1_764_000_000_123), "2025-11-24T16:00:00.123Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), format!("(ts {})", i64::MAX));
     }
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use sea_orm::DbErr;
 use thiserror::Error;
 use whisper_auth::AuthError;
-use whisper_store::CatalogError;
+use whisper_store::{CatalogError, StoreError};
 
 use whisper_cli::{BAD_INPUT, FAILED};
 
@@ -28,6 +28,9 @@ pub enum ManageError {
     /// A room operation failed: invalid title, unknown room, or storage.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// Reading or clearing a room's message log failed.
+    #[error(transparent)]
+    History(#[from] StoreError),
     /// The password and its confirmation differ.
     #[error("the passwords do not match")]
     PasswordMismatch,
@@ -80,6 +83,9 @@ impl ManageError {
                 | AuthError::HashingTask(_),
             )
             | ManageError::Catalog(CatalogError::Storage(_))
+            | ManageError::History(
+                StoreError::Storage(_) | StoreError::Randomness(_) | StoreError::NegativeSeq { .. },
+            )
             | ManageError::Input { .. }
             | ManageError::Connect(_)
             | ManageError::Migrate(_)

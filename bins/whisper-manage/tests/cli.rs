@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 use whisper_auth::{User, UserStore};
+use whisper_protocol::RoomId;
+use whisper_store::{LogState, MessageStore, NewMessage};
 
 /// A fresh database file in its own folder, removed when dropped.
 struct Database {
@@ -74,6 +76,16 @@ impl Database {
 
     /// Reads the database through the library, as the server would.
     fn with_users<T>(&self, read: impl AsyncFnOnce(UserStore) -> T) -> T {
+        self.with_db(async |db| read(UserStore::new(db)).await)
+    }
+
+    /// Reads or writes message logs through the library, as the server
+    /// would.
+    fn with_messages<T>(&self, work: impl AsyncFnOnce(MessageStore) -> T) -> T {
+        self.with_db(async |db| work(MessageStore::new(db)).await)
+    }
+
+    fn with_db<T>(&self, work: impl AsyncFnOnce(sea_orm::DatabaseConnection) -> T) -> T {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -82,8 +94,51 @@ impl Database {
             let db = sea_orm::Database::connect(&self.url)
                 .await
                 .expect("open the test database");
-            read(UserStore::new(db)).await
+            work(db).await
         })
+    }
+
+    /// Stores `texts` in room `room` as messages of user `user_id`, one
+    /// second apart from 2025-11-24T16:00:00Z, as the server would.
+    fn send(&self, room: &str, user_id: i64, texts: &[&str]) {
+        let room = RoomId(room.parse().expect("a room id"));
+        let batch: Vec<NewMessage> = (0_i64..)
+            .zip(texts)
+            .map(|(i, text)| NewMessage {
+                room,
+                user_id,
+                text: (*text).to_owned(),
+                nonce: None,
+                ts: 1_764_000_000_000 + i * 1_000,
+            })
+            .collect();
+        self.with_messages(async |store| store.append(&batch, 600_000).await)
+            .expect("store the messages");
+    }
+
+    fn log_state(&self, room: &str) -> LogState {
+        let room = RoomId(room.parse().expect("a room id"));
+        self.with_messages(async |store| store.log_state(room).await)
+            .expect("the log's state")
+    }
+
+    /// The lines of `history` with `args`, each split into seq, time,
+    /// username and text.
+    fn history(&self, args: &[&str]) -> Vec<[String; 4]> {
+        let mut command = vec!["history"];
+        command.extend_from_slice(args);
+        let run = self.run(&command);
+        run.assert_success();
+        run.stdout
+            .lines()
+            .map(|line| {
+                let mut fields = line.split_whitespace();
+                let mut next = || fields.next().expect("a field").to_owned();
+                let (seq, time, username) = (next(), next(), next());
+                let text = fields.collect::<Vec<_>>().join(" ");
+                [seq, time, username, text]
+            })
+            .collect()
     }
 
     /// Runs `args` and checks the failure contract (exit 2, one line) and
@@ -395,6 +450,77 @@ fn bad_room_input_gets_one_line_and_writes_nothing() {
 }
 
 #[test]
+fn history_prints_the_latest_messages_oldest_first() {
+    let db = Database::new();
+    db.create_user("ann", "correct horse").assert_success();
+    let ann = db.user("ann").expect("ann exists").id.0;
+    let room = db.create_room(&["--title", "Lobby"]);
+    let mut texts: Vec<String> = (1..=24).map(|i| format!("message {i}")).collect();
+    texts.push("two\nlines".to_owned());
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    db.send(&room, ann, &texts);
+    // An author whose account is gone.
+    db.send(&room, ann + 100, &["from nobody"]);
+
+    let lines = db.history(&[&room]);
+    assert_eq!(lines.len(), 20, "the default limit");
+    assert_eq!(
+        lines[0],
+        ["7", "2025-11-24T16:00:06.000Z", "ann", "message 7"].map(String::from)
+    );
+    assert_eq!(lines[18][3], "two\\nlines", "one line per message");
+    assert_eq!(lines[19][0], "26");
+    assert_eq!(lines[19][2], format!("(user-{})", ann + 100));
+
+    let last_two: Vec<String> = db
+        .history(&["--limit", "2", &room])
+        .into_iter()
+        .map(|[seq, ..]| seq)
+        .collect();
+    assert_eq!(last_two, ["25", "26"]);
+
+    // A room without messages prints nothing.
+    let empty = db.create_room(&["--title", "Empty"]);
+    assert!(db.history(&[&empty]).is_empty());
+}
+
+#[test]
+fn clearhistory_prints_the_new_epoch_and_numbering_goes_on() {
+    let db = Database::new();
+    let room = db.create_room(&["--title", "Lobby"]);
+    db.send(&room, 1, &["one", "two"]);
+    let before = db.log_state(&room);
+
+    let run = db.run(&["clearhistory", &room]);
+    run.assert_success();
+    let epoch = run.stdout.lines().last().expect("an epoch line");
+    let after = db.log_state(&room);
+    assert_eq!(after.epoch.0, epoch);
+    assert_ne!(after.epoch, before.epoch);
+    assert_eq!((after.latest.0, after.oldest), (2, None));
+    assert!(db.history(&[&room]).is_empty());
+
+    db.send(&room, 1, &["three"]);
+    assert_eq!(db.history(&[&room])[0][..1], ["3".to_owned()]);
+}
+
+#[test]
+fn bad_history_input_gets_one_line_and_exit_2() {
+    let db = Database::new();
+    let room = db.create_room(&["--title", "Lobby"]);
+    db.send(&room, 1, &["kept"]);
+    db.assert_refused(&["history", "lobby"], "lobby");
+    db.assert_refused(&["history", "99"], "99");
+    db.assert_refused(&["history", &room, "--limit", "0"], "0");
+    db.assert_refused(&["history", &room, "--limit", "many"], "many");
+    db.run(&["history"]).assert_error(2);
+    db.assert_refused(&["clearhistory", "99"], "99");
+    db.run(&["clearhistory", "-1"]).assert_error(2);
+    db.run(&["clearhistory"]).assert_error(2);
+    assert_eq!(db.history(&[&room]).len(), 1, "nothing was cleared");
+}
+
+#[test]
 fn setstaff_grants_and_removes_staff() {
     let db = Database::new();
     db.create_user("bob", "long enough").assert_success();
@@ -463,6 +589,8 @@ fn help_and_version_succeed() {
         "createroom",
         "deleteroom",
         "setstaff",
+        "history",
+        "clearhistory",
     ] {
         assert!(help.stdout.contains(command), "{help:#?}");
     }
@@ -518,6 +646,11 @@ fn every_command_works_on_postgres_too() {
             .iter()
             .any(|line| line.contains("Lobby") && line.contains("staff-only"))
     );
+    db.send(&id, 1, &["hello"]);
+    assert_eq!(db.history(&[&id]).len(), 1);
+    db.run(&["clearhistory", &id]).assert_success();
+    assert!(db.history(&[&id]).is_empty());
+
     db.run(&["deleteroom", &id]).assert_success();
     db.run(&["deleteroom", &id]).assert_error(2);
     assert!(!db.rooms().iter().any(|line| line.contains("Lobby")));

@@ -15,6 +15,8 @@ use thiserror::Error;
 pub use whisper_protocol::Room;
 use whisper_protocol::RoomId;
 
+use crate::messages::{begin_write, delete_log};
+
 mod entity {
     use sea_orm::entity::prelude::*;
 
@@ -165,13 +167,17 @@ impl RoomCatalog {
         Ok(room)
     }
 
-    /// Deletes a room.
+    /// Deletes a room and its message log, in one transaction: a room
+    /// that is gone keeps no history, and a failure keeps both.
     pub async fn delete(&self, id: RoomId) -> Result<(), CatalogError> {
-        let result = entity::Entity::delete_by_id(id.0).exec(&self.db).await?;
+        let txn = begin_write(&self.db).await?;
+        let result = entity::Entity::delete_by_id(id.0).exec(&txn).await?;
         self.remember(id, None);
         if result.rows_affected == 0 {
             return Err(CatalogError::NoSuchRoom(id));
         }
+        delete_log(&txn, id).await?;
+        txn.commit().await?;
         Ok(())
     }
 }
