@@ -12,6 +12,7 @@
 //! multi-line driver messages are folded.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -72,8 +73,45 @@ fn one_line(message: &str) -> String {
         .join(" ")
 }
 
+/// Parses a span of time as an operator writes it: a whole number and a
+/// unit, `30d`, `12h`, `90m` or `45s`; `0` alone is zero. For flags such
+/// as `--history-max-age`, where seconds would be unreadable.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(whisper_cli::parse_span("30d"), Ok(Duration::from_secs(30 * 86_400)));
+/// assert_eq!(whisper_cli::parse_span("0"), Ok(Duration::ZERO));
+/// assert!(whisper_cli::parse_span("30").is_err());
+/// ```
+pub fn parse_span(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .filter(|&at| at > 0)
+        .ok_or_else(|| format!("{text:?} is not a span like 30d, 12h, 90m or 45s"))?;
+    let (number, unit) = text.split_at(unit_at);
+    let seconds_per_unit = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("{text:?}: the unit is one of d, h, m, s")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(seconds_per_unit))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long a span"))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[derive(Debug, Parser)]
@@ -98,5 +136,15 @@ mod tests {
     #[test]
     fn messages_are_joined_into_one_line() {
         assert_eq!(one_line("first\n\n  second \n"), "first second");
+    }
+
+    #[test]
+    fn spans_take_a_number_and_a_unit() {
+        assert_eq!(parse_span("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_span("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_span("12h"), Ok(Duration::from_secs(43_200)));
+        for bad in ["", "d", "30", "30w", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(parse_span(bad).is_err(), "{bad}");
+        }
     }
 }

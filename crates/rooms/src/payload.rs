@@ -59,6 +59,28 @@ impl Payload {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The parts before and after the first `delimiter`, sharing these
+    /// bytes (no copy); `None` when there is none. For payloads that carry
+    /// a frame in several encodings, each receiver taking its own: one
+    /// broadcast still reaches every kind of receiver. `delimiter` must be
+    /// ASCII, so both parts stay UTF-8.
+    ///
+    /// ```
+    /// use whisper_rooms::Payload;
+    ///
+    /// let both = Payload::from("{\"v\":2}\0{\"v\":1}");
+    /// let (v2, v1) = both.split_once('\0').unwrap();
+    /// assert_eq!((v2.as_str(), v1.as_str()), (r#"{"v":2}"#, r#"{"v":1}"#));
+    /// ```
+    pub fn split_once(&self, delimiter: char) -> Option<(Payload, Payload)> {
+        if !delimiter.is_ascii() {
+            return None;
+        }
+        let delimiter = delimiter as u8;
+        let at = self.0.iter().position(|byte| *byte == delimiter)?;
+        Some((Payload(self.0.slice(..at)), Payload(self.0.slice(at + 1..))))
+    }
 }
 
 impl From<String> for Payload {
@@ -94,6 +116,16 @@ mod tests {
         let clone = payload.clone();
         assert_eq!(payload.as_bytes().as_ptr(), clone.as_bytes().as_ptr());
         assert_eq!(payload, clone);
+    }
+
+    #[test]
+    fn split_parts_share_the_bytes() {
+        let payload = Payload::from(String::from("é\0ü\0"));
+        let (first, rest) = payload.split_once('\0').expect("a delimiter");
+        assert_eq!((first.as_str(), rest.as_str()), ("é", "ü\0"));
+        assert_eq!(first.as_bytes().as_ptr(), payload.as_bytes().as_ptr());
+        assert_eq!(Payload::from("none").split_once('\0'), None);
+        assert_eq!(payload.split_once('é'), None, "only ASCII delimiters");
     }
 
     #[test]

@@ -35,8 +35,10 @@
 
 mod command;
 pub mod encode;
+mod peek;
 
 pub use command::{Command, DecodeError, Request, Since, decode_command};
+pub use peek::{EventHead, peek_event};
 
 use crate::RoomId;
 

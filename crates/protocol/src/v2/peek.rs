@@ -1,0 +1,138 @@
+//! Reading what a relay needs from an event frame's first bytes.
+//!
+//! A node relays every room event to its v2 sockets, and each socket must
+//! drop the copies it already has (a message that arrived with the `join`
+//! result, the sender's second copy) and its own typing notices. Parsing
+//! every frame as JSON for that would cost more than writing it; the
+//! encoders in [`super::encode`] put the fields that matter first, in a fixed
+//! order, so the first few bytes are enough.
+
+use super::Seq;
+use crate::RoomId;
+
+/// The head of an event frame, as far as a relay cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventHead {
+    /// A `message` event: its room and seq.
+    Message {
+        /// The room.
+        room: RoomId,
+        /// The message's seq in that room.
+        seq: Seq,
+    },
+    /// A `typing` event: its room and who is typing.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// The typing user's id.
+        user_id: i64,
+    },
+    /// Any other frame: relayed as it is.
+    Other,
+}
+
+/// Reads the head of a frame written by [`super::encode::message`] or
+/// [`super::encode::typing`]; anything else (or a frame written by other
+/// means) is [`EventHead::Other`].
+///
+/// ```
+/// use whisper_protocol::RoomId;
+/// use whisper_protocol::v2::{EventHead, Seq, peek_event};
+///
+/// let frame = r#"{"event":"message","room":3,"seq":41,"ts":1,"user":{"id":1,"username":"a","name":""},"text":"hi"}"#;
+/// assert_eq!(peek_event(frame), EventHead::Message { room: RoomId(3), seq: Seq(41) });
+/// assert_eq!(peek_event(r#"{"event":"enter","room":3}"#), EventHead::Other);
+/// ```
+pub fn peek_event(frame: &str) -> EventHead {
+    if let Some(rest) = frame.strip_prefix(r#"{"event":"message","room":"#) {
+        let head = number(rest).and_then(|(room, rest)| {
+            let rest = rest.strip_prefix(r#","seq":"#)?;
+            let (seq, _) = number(rest)?;
+            Some(EventHead::Message {
+                room: RoomId(room),
+                seq: Seq(u64::try_from(seq).ok()?),
+            })
+        });
+        return head.unwrap_or(EventHead::Other);
+    }
+    if let Some(rest) = frame.strip_prefix(r#"{"event":"typing","room":"#) {
+        let head = number(rest).and_then(|(room, rest)| {
+            let rest = rest.strip_prefix(r#","user":{"id":"#)?;
+            let (user_id, _) = number(rest)?;
+            Some(EventHead::Typing {
+                room: RoomId(room),
+                user_id,
+            })
+        });
+        return head.unwrap_or(EventHead::Other);
+    }
+    EventHead::Other
+}
+
+/// A decimal integer at the start of `text`, and what follows it.
+fn number(text: &str) -> Option<(i64, &str)> {
+    let digits = text
+        .bytes()
+        .position(|byte| !(byte.is_ascii_digit() || byte == b'-'))
+        .unwrap_or(text.len());
+    let value = text[..digits].parse().ok()?;
+    Some((value, &text[digits..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v2::{Message, UserRef, encode};
+
+    fn ann() -> UserRef {
+        UserRef {
+            id: 42,
+            username: "ann".into(),
+            name: "Ann".into(),
+        }
+    }
+
+    #[test]
+    fn message_events_show_room_and_seq() {
+        let message = Message {
+            room: RoomId(7),
+            seq: Seq(123_456_789_012),
+            ts: 1_700_000_000_000,
+            user: ann(),
+            text: Some(r#"{"event":"typing","room":1}"#.into()),
+        };
+        let expected = EventHead::Message {
+            room: RoomId(7),
+            seq: Seq(123_456_789_012),
+        };
+        assert_eq!(peek_event(&encode::message(&message, None)), expected);
+        assert_eq!(peek_event(&encode::message(&message, Some("n"))), expected);
+    }
+
+    #[test]
+    fn typing_events_show_room_and_user() {
+        assert_eq!(
+            peek_event(&encode::typing(RoomId(9), &ann())),
+            EventHead::Typing {
+                room: RoomId(9),
+                user_id: 42
+            }
+        );
+    }
+
+    #[test]
+    fn other_frames_are_relayed_as_they_are() {
+        for frame in [
+            encode::enter(RoomId(1), &ann(), 5),
+            encode::leave(RoomId(1), &ann(), 5),
+            encode::leave_result(Some(1), RoomId(1)),
+            r#"{"event":"message","room":x}"#.into(),
+            r#"{"event":"message","room":1,"seq":-1}"#.into(),
+            r#"{"event":"message","room":1}"#.into(),
+            r#"{"event":"typing","room":1,"user":{"id":}}"#.into(),
+            String::new(),
+        ] {
+            assert_eq!(peek_event(&frame), EventHead::Other, "{frame}");
+        }
+    }
+}
