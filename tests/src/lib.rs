@@ -318,6 +318,21 @@ impl Site {
             .expect("WebSocket opens")
     }
 
+    /// Opens the chat WebSocket speaking protocol v2 (offering the
+    /// `whisper.v2` subprotocol); panics unless the server accepts it.
+    pub async fn connect_v2(&self, session: &Session) -> WsClient {
+        let (client, protocol) = self
+            .handshake(
+                Some(&session.cookie()),
+                Some(&self.origin()),
+                Some(whisper_chat::V2_SUBPROTOCOL),
+            )
+            .await
+            .expect("WebSocket opens");
+        assert_eq!(protocol.as_deref(), Some(whisper_chat::V2_SUBPROTOCOL));
+        client
+    }
+
     /// Attempts the WebSocket handshake with the given Cookie and Origin
     /// headers; the error carries the refusal (for example HTTP 403).
     pub async fn try_connect(
@@ -325,6 +340,18 @@ impl Site {
         cookie: Option<&str>,
         origin: Option<&str>,
     ) -> Result<WsClient, tungstenite::Error> {
+        let (client, _) = self.handshake(cookie, origin, None).await?;
+        Ok(client)
+    }
+
+    /// The WebSocket handshake, offering `subprotocol` if given; returns
+    /// the client and the subprotocol the server answered with.
+    pub async fn handshake(
+        &self,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+        subprotocol: Option<&str>,
+    ) -> Result<(WsClient, Option<String>), tungstenite::Error> {
         let mut request = format!("ws://{}/chat/stream/", self.addr)
             .into_client_request()
             .expect("request");
@@ -341,8 +368,19 @@ impl Site {
                 HeaderValue::from_str(origin).expect("origin header"),
             );
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(WsClient { ws })
+        if let Some(subprotocol) = subprotocol {
+            headers.insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_str(subprotocol).expect("subprotocol header"),
+            );
+        }
+        let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+        let answered = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok((WsClient { ws }, answered))
     }
 
     /// Polls `/healthz` until it answers `status`, for at most fifteen
@@ -601,6 +639,28 @@ impl WsClient {
             }
             assert_eq!(frame["msg_type"], 4, "expected the join reply, got {frame}");
         }
+    }
+
+    /// Sends a v2 command and returns the next frame that is not an event
+    /// (its reply), passing over events that arrive meanwhile.
+    pub async fn request(&mut self, command: Value) -> Value {
+        self.send_json(command).await;
+        loop {
+            let frame = self.recv_json().await;
+            if frame.get("event").is_none() {
+                return frame;
+            }
+        }
+    }
+
+    /// The next v2 event, passing over nothing: panics on a reply.
+    pub async fn recv_event(&mut self) -> Value {
+        let frame = self.recv_json().await;
+        assert!(
+            frame.get("event").is_some(),
+            "expected an event, got {frame}"
+        );
+        frame
     }
 
     /// Asks for `room`'s users and returns the reply.

@@ -87,9 +87,10 @@ async fn a_client_that_stops_reading_is_closed_and_the_others_keep_up() {
     server.stop().await;
 }
 
-/// A layer with faults on purpose: it panics on a payload containing
-/// `PANIC` (a bug inside one connection's task) and fails a broadcast
-/// containing `FAIL` (a broker refusing one message).
+/// A layer with faults on purpose: it panics on a broadcast containing
+/// `PANIC!` (a bug met while publishing a stored message) and on a presence
+/// refresh of a user named `PANIC` (a bug inside one connection's task),
+/// and fails a broadcast containing `FAIL` (a broker refusing one message).
 struct FaultyLayer(MemoryLayer);
 
 impl ChannelLayer for FaultyLayer {
@@ -118,7 +119,7 @@ impl ChannelLayer for FaultyLayer {
         group: &GroupName,
         payload: Payload,
     ) -> impl Future<Output = Result<(), LayerError>> + Send {
-        assert!(!payload.as_str().contains("PANIC"), "injected fault");
+        assert!(!payload.as_str().contains("PANIC!"), "injected fault");
         let refused = payload.as_str().contains("FAIL");
         let sent = self.0.group_send(group, payload);
         async move {
@@ -155,6 +156,7 @@ impl ChannelLayer for FaultyLayer {
         username: &str,
         name: &str,
     ) -> impl Future<Output = Result<(), LayerError>> + Send {
+        assert!(!username.contains("PANIC"), "injected fault");
         self.0.presence_touch(room, user_id, username, name)
     }
     fn presence_leave(
@@ -179,16 +181,29 @@ async fn a_panic_in_one_connection_leaves_the_server_and_others_running() {
     let room = server.create_room("Lobby", false).await;
     let (mut a, mut b) = server.ann_and_bob_in(room).await;
 
-    a.send_json(json!({"command": "send", "room": room, "message": "PANIC"}))
-        .await;
+    // The layer panics in this user's connection task, on its join.
+    let panicky = server.user("PANIC", false).await;
+    let mut p = server.connect(&panicky).await;
+    p.send_json(json!({"command": "join", "room": room})).await;
     assert!(
-        a.close_frame().await.is_none(),
+        p.close_frame().await.is_none(),
         "the panicking connection is dropped"
     );
-    // Its cleanup still ran: the others see it leave.
-    b.expect_leave(room, "ann").await;
+    // Its cleanup still ran: the others see it enter, then leave.
+    for client in [&mut a, &mut b] {
+        assert_eq!(client.recv_json().await["msg_type"], 4);
+        client.expect_leave(room, "PANIC").await;
+    }
+
+    // The layer panics while publishing a stored message, in the task
+    // that stores and publishes every connection's messages: the sender
+    // hears UNAVAILABLE, and later messages still go out.
+    a.send_json(json!({"command": "send", "room": room, "message": "PANIC!"}))
+        .await;
+    assert_eq!(a.recv_json().await, json!({"error": "UNAVAILABLE"}));
     b.send_json(json!({"command": "send", "room": room, "message": "fine"}))
         .await;
+    assert_eq!(a.recv_json().await["message"], "fine");
     assert_eq!(b.recv_json().await["message"], "fine");
     let ann = server.login("ann", "correct horse").await.expect("login");
     let mut again = server.connect(&ann).await;
@@ -231,21 +246,29 @@ async fn a_failed_send_among_many_is_answered_before_later_replies() {
     }
     a.send_json(json!({"command": "room_users", "room": room}))
         .await;
+    // Echoes come through the room and may follow the room_users reply;
+    // the refused send's error may not.
     let mut seen = Vec::new();
-    loop {
+    while !(seen.contains(&"room_users".to_owned()) && seen.contains(&"three".to_owned())) {
         let frame = a.recv_json().await;
-        if frame.get("type").is_some() {
-            break;
-        }
-        seen.push(frame.get("message").map_or_else(
-            || frame["error"].as_str().unwrap_or_default().to_owned(),
-            |message| message.as_str().unwrap_or_default().to_owned(),
-        ));
+        seen.push(if frame.get("type").is_some() {
+            "room_users".to_owned()
+        } else {
+            frame.get("message").map_or_else(
+                || frame["error"].as_str().unwrap_or_default().to_owned(),
+                |message| message.as_str().unwrap_or_default().to_owned(),
+            )
+        });
     }
-    let echoes: Vec<&String> = seen.iter().filter(|text| *text != "UNAVAILABLE").collect();
+    let echoes: Vec<&String> = seen
+        .iter()
+        .filter(|text| ["one", "three"].contains(&text.as_str()))
+        .collect();
     assert_eq!(echoes, ["one", "three"], "{seen:?}");
+    let error = seen.iter().position(|text| text == "UNAVAILABLE");
+    let reply = seen.iter().position(|text| text == "room_users");
     assert!(
-        seen.contains(&"UNAVAILABLE".to_owned()),
+        error.is_some() && error < reply,
         "the refused send is answered before room_users: {seen:?}"
     );
     server.stop().await;

@@ -69,6 +69,15 @@ struct Args {
           default_value_t = Config::default().max_connections_per_user,
           value_parser = RangedU64ValueParser::<usize>::from(1..))]
     max_connections_per_user: usize,
+    /// Most messages kept per room; older ones are removed. 0 keeps all.
+    #[arg(long, env = "WHISPER_HISTORY_MAX_PER_ROOM",
+          default_value_t = Config::default().history_max_per_room)]
+    history_max_per_room: u64,
+    /// Oldest message kept, as 30d, 12h, 90m or 45s; older ones are
+    /// removed. 0 keeps all.
+    #[arg(long, env = "WHISPER_HISTORY_MAX_AGE",
+          default_value = "30d", value_parser = whisper_cli::parse_span)]
+    history_max_age: Duration,
     /// Do not apply pending database migrations at start.
     #[arg(long, env = "WHISPER_NO_MIGRATE")]
     no_migrate: bool,
@@ -101,6 +110,8 @@ impl Args {
             max_messages_per_second: self.max_messages_per_second,
             max_connections_per_user: self.max_connections_per_user,
             migrate: !self.no_migrate,
+            history_max_per_room: self.history_max_per_room,
+            history_max_age: self.history_max_age,
             ..Config::default()
         };
         let layer = LayerConfig {

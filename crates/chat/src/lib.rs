@@ -1,7 +1,8 @@
 //! The rules of one Whisper chat connection, without a transport.
 //!
 //! A chat connection takes commands (`join`, `leave`, `send`,
-//! `room_users`) and answers them by the rules of Whisper's protocol: who
+//! `room_users`, and in protocol v2 `history` and `typing`) and answers
+//! them by the rules of Whisper's protocols: who
 //! may enter which room, what the others see and in which order, what is
 //! refused and with which error, how much one connection may do. Those
 //! rules live here, once, so every host runs the same ones: Whisper's own
@@ -12,64 +13,135 @@
 //! [`Connection::on_frame`] with the time, and writes the frames it gets
 //! back; it writes whatever arrives in the connection's
 //! [`Inbox`](whisper_rooms::Inbox) (room events, shared bytes encoded once
-//! per broadcast) as it comes; and when the socket ends it runs
-//! [`Connection::depart`]. There are no sockets, no timers and no tasks in
-//! this crate: time is passed in, and the only I/O is through the
-//! [`ChannelLayer`] and the [`RoomDirectory`] the host chooses.
+//! per broadcast) that [`Connection::deliver`] lets through, as it comes;
+//! and when the socket ends it runs [`Connection::depart`]. There are no
+//! sockets and no timers in this crate: time is passed in, and the only I/O
+//! is through the [`ChannelLayer`], the [`RoomDirectory`] and the
+//! [`MessageLog`] the host chooses. Its one task stores messages in batches
+//! and publishes them (see [`MessageLog`]); it runs on the host's Tokio
+//! runtime while there are messages to store.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Instant;
 //!
-//! use whisper_chat::{Chat, ChatUser, Connection, Limits, Room, StaticRooms};
+//! use whisper_chat::{Chat, ChatUser, Connection, Limits, MemoryLog, Protocol, Room, StaticRooms};
 //! use whisper_protocol::RoomId;
 //! use whisper_rooms::{ChannelLayer, MemoryLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let rooms = StaticRooms::new([Room::new(RoomId(1), "Lobby")]);
-//! let chat = Arc::new(Chat::new(MemoryLayer::default(), rooms, Limits::default()));
+//! let chat = Arc::new(Chat::new(
+//!     MemoryLayer::default(),
+//!     rooms,
+//!     MemoryLog::default(),
+//!     Limits::default(),
+//! ));
 //!
 //! // What a host does for each new socket:
 //! let mut inbox = chat.layer().new_channel();
 //! let user = ChatUser::new(7, "ann", "Ann");
-//! let mut ann = Connection::new(chat.clone(), user, inbox.name(), Instant::now());
+//! let mut ann = Connection::new(chat.clone(), user, inbox.name(), Protocol::V1, Instant::now());
 //!
 //! let reply = ann.on_frame(Some(r#"{"command":"join","room":1}"#), Instant::now()).await;
 //! assert_eq!(reply, [r#"{"join":"1","title":"Lobby"}"#]);
 //!
-//! // A send is answered by the message itself, through the inbox.
+//! // A v1 send is answered by the message itself, through the inbox,
+//! // once the log has stored it.
 //! let send = r#"{"command":"send","room":1,"message":"hi"}"#;
 //! assert!(ann.on_frame(Some(send), Instant::now()).await.is_empty());
 //! assert_eq!(ann.finish_sends().await, Vec::<String>::new());
 //! let event = inbox.recv().await.unwrap();
-//! assert_eq!(event.as_str(), r#"{"msg_type":0,"room":1,"username":"ann","message":"hi"}"#);
+//! // The connection says what of it its client gets.
+//! let mut frames = Vec::new();
+//! ann.deliver(event, Instant::now(), &mut frames);
+//! assert_eq!(frames[0].as_str(), r#"{"msg_type":0,"room":1,"username":"ann","message":"hi"}"#);
 //!
 //! // When the socket is gone: leave every room, close the inbox.
 //! ann.depart().await;
 //! # }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use whisper_protocol::v2::UserRef;
 use whisper_protocol::{ErrorCode, RoomId};
 
 /// The room type the rules and a [`RoomDirectory`] share, re-exported so
 /// a host names it without depending on whisper-protocol itself.
 pub use whisper_protocol::Room;
-use whisper_rooms::{ChannelLayer, LayerError};
+use whisper_rooms::{ChannelLayer, LayerError, Payload};
 
 mod connection;
+mod log;
 mod rate;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
+mod writer;
 
-pub use connection::Connection;
+pub use connection::{Connection, GAP_WAIT, RECOVERY_MAX};
+pub use log::{Appended, Draft, LogState, MemoryLog, MessageLog, NONCE_WINDOW};
+
+/// The WebSocket subprotocol a client offers to speak protocol v2.
+pub const V2_SUBPROTOCOL: &str = "whisper.v2";
+
+/// How often, at most, one user's typing in one room is announced: a
+/// client may send `typing` on every keystroke; the others hear of it once
+/// per interval.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Which protocol a connection speaks, as its client chose at the
+/// handshake (v2 by offering [`V2_SUBPROTOCOL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// The original's protocol, byte for byte.
+    #[default]
+    V1,
+    /// History, recovery, acknowledged sends and typing.
+    V2,
+}
+
+impl Protocol {
+    /// The protocol a handshake offering these subprotocols gets: v2 when
+    /// [`V2_SUBPROTOCOL`] is among them.
+    pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>) -> Self {
+        if offered
+            .into_iter()
+            .any(|name| name.trim() == V2_SUBPROTOCOL)
+        {
+            Protocol::V2
+        } else {
+            Protocol::V1
+        }
+    }
+}
+
+/// Between a room event's v2 frame and its v1 frame in one payload: NUL,
+/// which JSON text never holds unescaped.
+const FRAME_SEPARATOR: char = '\0';
+
+/// A room event as one payload for members of both protocols: the v2
+/// frame, [`FRAME_SEPARATOR`], the v1 frame (empty when v1 members get
+/// nothing). One broadcast reaches both kinds of member (one Redis publish
+/// across nodes); each takes its part without a copy (see
+/// [`Connection::deliver`]).
+fn room_event(v2_frame: String, v1_frame: &str) -> Payload {
+    let mut both = v2_frame;
+    both.reserve(1 + v1_frame.len());
+    both.push(FRAME_SEPARATOR);
+    both.push_str(v1_frame);
+    Payload::from(both)
+}
 
 /// A user as the rules need it. The host decides who the user is (a
 /// session cookie, a bearer token); the rules only use these fields.
@@ -100,6 +172,15 @@ impl ChatUser {
     pub fn staff(mut self) -> Self {
         self.is_staff = true;
         self
+    }
+
+    /// The user as v2 frames name it.
+    fn user_ref(&self) -> UserRef {
+        UserRef {
+            id: self.id,
+            username: self.username.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -211,24 +292,58 @@ impl Counters {
 }
 
 /// What every connection of a host shares: the channel layer that carries
-/// room events, the directory of rooms, the limits, and the counters. A
-/// host makes one and hands each [`Connection`] an `Arc` of it.
+/// room events, the directory of rooms, the log of messages, the limits,
+/// and the counters. A host makes one and hands each [`Connection`] an
+/// `Arc` of it.
 #[derive(Debug)]
-pub struct Chat<L, D> {
+pub struct Chat<L, D, M> {
     layer: L,
     rooms: D,
+    log: M,
     limits: Limits,
     counters: Counters,
+    writer: writer::LogWriter,
+    /// When each (user, room) last had its typing announced.
+    typing: Mutex<HashMap<(i64, RoomId), Instant>>,
 }
 
-impl<L: ChannelLayer, D: RoomDirectory> Chat<L, D> {
-    /// A chat over `layer`, serving the rooms of `rooms`.
-    pub fn new(layer: L, rooms: D, limits: Limits) -> Self {
+/// Typing entries kept before the stale ones are swept.
+const TYPING_SWEEP: usize = 4096;
+
+impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Chat<L, D, M> {
+    /// A chat over `layer`, serving the rooms of `rooms`, storing messages
+    /// in `log`.
+    pub fn new(layer: L, rooms: D, log: M, limits: Limits) -> Self {
         Chat {
             layer,
             rooms,
+            log,
             limits,
             counters: Counters::default(),
+            writer: writer::LogWriter::default(),
+            typing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The message log.
+    pub fn log(&self) -> &M {
+        &self.log
+    }
+
+    /// Whether `user`'s typing in `room` may be announced at `now`, and if
+    /// so, remembers it. The map is swept of stale entries as it grows, so
+    /// it holds about the users typing in the last interval.
+    fn typing_allowed(&self, user: i64, room: RoomId, now: Instant) -> bool {
+        let mut typing = self.typing.lock().unwrap_or_else(PoisonError::into_inner);
+        if typing.len() >= TYPING_SWEEP {
+            typing.retain(|_, at| now.saturating_duration_since(*at) < TYPING_INTERVAL);
+        }
+        match typing.get(&(user, room)) {
+            Some(at) if now.saturating_duration_since(*at) < TYPING_INTERVAL => false,
+            _ => {
+                typing.insert((user, room), now);
+                true
+            }
         }
     }
 

@@ -42,6 +42,13 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Apply pending migrations at start.
     pub migrate: bool,
+    /// Most messages kept per room (0: all); older ones are removed in the
+    /// background, every [`history_prune_interval`](Self::history_prune_interval).
+    pub history_max_per_room: u64,
+    /// Oldest message kept (zero: all), removed likewise.
+    pub history_max_age: Duration,
+    /// How often retention runs (and once at start).
+    pub history_prune_interval: Duration,
 }
 
 impl Default for Config {
@@ -63,6 +70,9 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             migrate: true,
+            history_max_per_room: 10_000,
+            history_max_age: Duration::from_secs(30 * 86_400),
+            history_prune_interval: Duration::from_secs(60),
         }
     }
 }

@@ -22,13 +22,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use whisper_auth::{SessionKey, User};
-use whisper_chat::{ChatUser, Connection};
-use whisper_protocol::{ErrorCode, encode};
+use whisper_chat::{ChatUser, Connection, Protocol};
+use whisper_protocol::ErrorCode;
 use whisper_rooms::{ChannelLayer, Inbox, InboxClosed, Payload};
 
 use crate::connections::ConnectionSlot;
 use crate::frames;
-use crate::state::{AppState, CatalogRooms};
+use crate::state::{AppState, CatalogRooms, StoreLog};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -46,6 +46,8 @@ enum Wakeup {
     Sent(Option<String>),
     Recheck,
     KeepAlive,
+    /// A v2 room's held messages waited long enough for their gap.
+    Gap,
     Shutdown,
 }
 
@@ -62,7 +64,7 @@ enum Ending {
 struct Consumer<L: ChannelLayer> {
     state: Arc<AppState<L>>,
     /// The rules of this connection.
-    connection: Connection<L, CatalogRooms>,
+    connection: Connection<L, CatalogRooms, StoreLog>,
     /// The session the socket was opened with, re-checked periodically so
     /// a logout, deactivation or deletion closes the socket.
     session: SessionKey,
@@ -77,6 +79,8 @@ pub(crate) struct Admitted {
     pub user: User,
     pub session: SessionKey,
     pub slot: ConnectionSlot,
+    /// The protocol negotiated at the handshake.
+    pub protocol: Protocol,
 }
 
 /// The user as the chat rules see it.
@@ -114,6 +118,7 @@ pub(crate) async fn run<L: ChannelLayer>(
         state.chat.clone(),
         chat_user(&admitted.user),
         inbox.name(),
+        admitted.protocol,
         now,
     );
     let mut consumer = Consumer {
@@ -124,6 +129,7 @@ pub(crate) async fn run<L: ChannelLayer>(
         _slot: admitted.slot,
     };
     let ending = loop {
+        let gap = consumer.connection.gap_deadline();
         let wakeup = tokio::select! {
             biased;
             () = shutdown.cancelled() => Wakeup::Shutdown,
@@ -136,6 +142,7 @@ pub(crate) async fn run<L: ChannelLayer>(
             }
             _ = recheck.tick() => Wakeup::Recheck,
             _ = keep_alive.tick() => Wakeup::KeepAlive,
+            () = sleep_until(gap), if gap.is_some() => Wakeup::Gap,
         };
         let step = match wakeup {
             Wakeup::Shutdown => Err(Ending::Close(CloseCode::Away, "server shutting down")),
@@ -155,6 +162,10 @@ pub(crate) async fn run<L: ChannelLayer>(
             Wakeup::Sent(Some(error)) => reply(&mut socket, error).await,
             Wakeup::Recheck => Box::pin(consumer.recheck_session(&mut socket)).await,
             Wakeup::KeepAlive => consumer.keep_alive(&mut socket).await,
+            Wakeup::Gap => {
+                let frames = consumer.connection.fill_gaps(Instant::now()).await;
+                write_all(&mut socket, frames).await
+            }
         };
         if let Err(ending) = step {
             break ending;
@@ -178,22 +189,28 @@ pub(crate) async fn run<L: ChannelLayer>(
 
 impl<L: ChannelLayer> Consumer<L> {
     /// Writes a payload and whatever else is already waiting, with one
-    /// vectored write: under load one syscall carries many frames.
+    /// vectored write: under load one syscall carries many frames. The
+    /// rules drop what the client must not get twice (v2).
     async fn write_events(
         &mut self,
         socket: &mut Socket,
         inbox: &mut Inbox,
         first: Payload,
     ) -> Result<(), Ending> {
-        let mut batch = vec![first];
+        let now = Instant::now();
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        self.connection.deliver(first, now, &mut batch);
         while batch.len() < WRITE_BATCH {
             match inbox.try_recv() {
-                Some(Ok(payload)) => batch.push(payload),
+                Some(Ok(payload)) => self.connection.deliver(payload, now, &mut batch),
                 Some(Err(InboxClosed::SlowConsumer)) => {
                     return Err(Ending::Close(CloseCode::Again, "too slow to keep up"));
                 }
                 Some(Err(InboxClosed::Closed)) | None => break,
             }
+        }
+        if batch.is_empty() {
+            return Ok(());
         }
         // Whatever tungstenite still holds (a reply, a pong) goes first, so
         // frames never interleave.
@@ -222,7 +239,7 @@ impl<L: ChannelLayer> Consumer<L> {
             Some(Err(tungstenite::Error::Capacity(_))) => {
                 // Past the hard cap: say why, then close; the frame was never buffered.
                 let mut answer = self.connection.finish_sends().await;
-                answer.push(encode::error(ErrorCode::MessageTooLarge));
+                answer.push(self.connection.error_frame(ErrorCode::MessageTooLarge));
                 let _ = write_all(socket, answer).await;
                 return Err(Ending::Close(CloseCode::Size, "frame too large"));
             }
@@ -295,6 +312,14 @@ async fn write_all(socket: &mut Socket, answer: Vec<String>) -> Result<(), Endin
         reply(socket, text).await?;
     }
     Ok(())
+}
+
+/// Sleeps until `deadline`; never completes for `None`.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Half to one and a half `period`, at random: sockets opened together (a

@@ -9,7 +9,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use whisper_chat::{Chat, RoomDirectory};
+use whisper_chat::{Chat, MessageLog, RoomDirectory};
 use whisper_rooms::ChannelLayer;
 
 /// Counters bumped by the transport and by requests; the chat rules keep
@@ -24,9 +24,9 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// The Prometheus text exposition of every metric.
-    pub fn render<L: ChannelLayer, D: RoomDirectory>(
+    pub fn render<L: ChannelLayer, D: RoomDirectory, M: MessageLog>(
         &self,
-        chat: &Chat<L, D>,
+        chat: &Chat<L, D, M>,
         connections: usize,
     ) -> String {
         let layer = chat.layer();

@@ -20,8 +20,9 @@ use whisper_auth::{LoginThrottle, SessionStore, UserStore};
 use whisper_chat::Chat;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
+use whisper_store::MessageStore;
 
-use crate::state::{AppState, CatalogRooms};
+use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 
 /// How long shutdown waits for open connections to finish after telling them
@@ -121,7 +122,8 @@ impl<L: ChannelLayer> Server<L> {
                 })?;
         let rooms = RoomCatalog::new(db.clone());
         let limits = config.chat_limits();
-        let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), limits));
+        let log = StoreLog(MessageStore::new(db.clone()));
+        let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), log, limits));
         let state = Arc::new(AppState {
             users: UserStore::new(db.clone()),
             sessions: SessionStore::new(db.clone()),
@@ -160,6 +162,7 @@ impl<L: ChannelLayer> Server<L> {
             router,
         } = self;
         tokio::pin!(shutdown);
+        state.tasks.spawn(apply_retention(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -203,6 +206,43 @@ async fn hint_at_the_first_superuser(users: &UserStore) {
              (give it this server's --database-url)"
         ),
         Err(error) => tracing::warn!(%error, "could not check for a superuser"),
+    }
+}
+
+/// Removes the messages past the retention limits, at start and then every
+/// [`Config::history_prune_interval`], until shutdown. A failure is logged
+/// and retried at the next round.
+async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let config = &state.config;
+    if config.history_max_per_room == 0 && config.history_max_age.is_zero() {
+        return;
+    }
+    let max_age = i64::try_from(config.history_max_age.as_millis()).unwrap_or(i64::MAX);
+    let mut rounds = tokio::time::interval(config.history_prune_interval);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = rounds.tick() => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
+        match state
+            .chat
+            .log()
+            .0
+            .prune(config.history_max_per_room, max_age, now)
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "retention removed old messages"),
+            Err(error) => {
+                tracing::warn!(error = &error as &dyn std::error::Error, "retention failed")
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use whisper_chat::{Protocol, V2_SUBPROTOCOL};
 use whisper_rooms::ChannelLayer;
 
 use crate::consumer;
@@ -68,10 +69,18 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
         .connections
         .acquire(user.id, state.config.max_connections_per_user)
         .ok_or(HttpError::TooManyConnections)?;
+    let protocol = Protocol::negotiate(
+        headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(',')),
+    );
     let admitted = consumer::Admitted {
         user,
         session,
         slot,
+        protocol,
     };
 
     let on_upgrade = hyper::upgrade::on(&mut request);
@@ -108,6 +117,12 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(value) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if protocol == Protocol::V2 {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(V2_SUBPROTOCOL),
+        );
     }
     Ok(response)
 }

@@ -29,7 +29,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use whisper_chat::{Chat, ChatUser, Limits, Room, StaticRooms};
+//! use whisper_chat::{Chat, ChatUser, Limits, MemoryLog, Room, StaticRooms};
 //! use whisper_example_axum_chat::{Tokens, router};
 //! use whisper_protocol::RoomId;
 //!
@@ -37,7 +37,8 @@
 //! let mut tokens = Tokens::default();
 //! tokens.insert("secret-ann", ChatUser::new(1, "ann", "Ann"));
 //! let rooms = StaticRooms::new([Room::new(RoomId(1), "Lobby")]);
-//! let chat = Chat::new(whisper_rooms::MemoryLayer::default(), rooms, Limits::default());
+//! let layer = whisper_rooms::MemoryLayer::default();
+//! let chat = Chat::new(layer, rooms, MemoryLog::default(), Limits::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, router(tokens, Arc::new(chat))).await
 //! # }
@@ -54,7 +55,10 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use whisper_chat::{Chat, ChatUser, Connection, Limits, Room, RoomDirectory, StaticRooms};
+use whisper_chat::{
+    Chat, ChatUser, Connection, Limits, MemoryLog, MessageLog, Protocol, Room, RoomDirectory,
+    StaticRooms, V2_SUBPROTOCOL,
+};
 use whisper_protocol::RoomId;
 use whisper_rooms::{ChannelLayer, InboxClosed, MemoryLayer, Payload};
 
@@ -80,12 +84,12 @@ impl Tokens {
 }
 
 /// The shared state of the router: the service's tokens and the chat.
-struct AppState<L, D> {
+struct AppState<L, D, M> {
     tokens: Arc<Tokens>,
-    chat: Arc<Chat<L, D>>,
+    chat: Arc<Chat<L, D, M>>,
 }
 
-impl<L, D> Clone for AppState<L, D> {
+impl<L, D, M> Clone for AppState<L, D, M> {
     fn clone(&self) -> Self {
         AppState {
             tokens: Arc::clone(&self.tokens),
@@ -97,7 +101,7 @@ impl<L, D> Clone for AppState<L, D> {
 /// The demo's users and rooms: tokens `ann-token` (staff) and `bob-token`,
 /// rooms 1 "Lobby" and 2 "Staff room" (staff only), on a MemoryLayer. A real
 /// service asks its own session store and room list instead.
-pub fn demo() -> (Tokens, Arc<Chat<MemoryLayer, StaticRooms>>) {
+pub fn demo() -> (Tokens, Arc<Chat<MemoryLayer, StaticRooms, MemoryLog>>) {
     let mut tokens = Tokens::default();
     tokens.insert("ann-token", ChatUser::new(1, "ann", "Ann").staff());
     tokens.insert("bob-token", ChatUser::new(2, "bob", "Bob"));
@@ -105,13 +109,21 @@ pub fn demo() -> (Tokens, Arc<Chat<MemoryLayer, StaticRooms>>) {
         Room::new(RoomId(1), "Lobby"),
         Room::new(RoomId(2), "Staff room").staff_only(),
     ]);
-    let chat = Chat::new(MemoryLayer::default(), rooms, Limits::default());
+    let chat = Chat::new(
+        MemoryLayer::default(),
+        rooms,
+        MemoryLog::default(),
+        Limits::default(),
+    );
     (tokens, Arc::new(chat))
 }
 
 /// The service's routes: `GET /` (its own page) and the chat WebSocket at
 /// `GET /v1/chat`.
-pub fn router<L: ChannelLayer, D: RoomDirectory>(tokens: Tokens, chat: Arc<Chat<L, D>>) -> Router {
+pub fn router<L: ChannelLayer, D: RoomDirectory, M: MessageLog>(
+    tokens: Tokens,
+    chat: Arc<Chat<L, D, M>>,
+) -> Router {
     let state = AppState {
         tokens: Arc::new(tokens),
         chat,
@@ -121,19 +133,21 @@ pub fn router<L: ChannelLayer, D: RoomDirectory>(tokens: Tokens, chat: Arc<Chat<
             "/",
             get(|| async { "an existing service, with chat at /v1/chat\n" }),
         )
-        .route("/v1/chat", get(chat_socket::<L, D>))
+        .route("/v1/chat", get(chat_socket::<L, D, M>))
         .with_state(state)
 }
 
 /// The user a request authenticates as, from its bearer token.
 struct Authenticated(ChatUser);
 
-impl<L: ChannelLayer, D: RoomDirectory> FromRequestParts<AppState<L, D>> for Authenticated {
+impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> FromRequestParts<AppState<L, D, M>>
+    for Authenticated
+{
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState<L, D>,
+        state: &AppState<L, D, M>,
     ) -> Result<Self, Self::Rejection> {
         let from_header = parts
             .headers
@@ -160,17 +174,18 @@ impl<L: ChannelLayer, D: RoomDirectory> FromRequestParts<AppState<L, D>> for Aut
     }
 }
 
-/// `GET /v1/chat`: authenticate, then upgrade. The user is known before the
-/// upgrade, so a refusal is a plain HTTP 401. Frames past the limits'
-/// frame limit are refused by the WebSocket library before they are
-/// buffered.
-async fn chat_socket<L: ChannelLayer, D: RoomDirectory>(
-    State(state): State<AppState<L, D>>,
+/// `GET /v1/chat`: authenticate, then upgrade, speaking v2 when the client
+/// offers it. The user is known before the upgrade, so a refusal is a
+/// plain HTTP 401. Frames past the limits' frame limit are refused by the
+/// WebSocket library before they are buffered.
+async fn chat_socket<L: ChannelLayer, D: RoomDirectory, M: MessageLog>(
+    State(state): State<AppState<L, D, M>>,
     Authenticated(user): Authenticated,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let frame_limit = state.chat.limits().frame_limit();
     upgrade
+        .protocols([V2_SUBPROTOCOL])
         .max_message_size(frame_limit)
         .on_upgrade(move |socket| run(state.chat, user, socket))
 }
@@ -178,14 +193,16 @@ async fn chat_socket<L: ChannelLayer, D: RoomDirectory>(
 /// The transport of one connection: frames to the rules and their answers
 /// back, room events from the inbox as they come, until either side
 /// closes; then every room is left.
-async fn run<L: ChannelLayer, D: RoomDirectory>(
-    chat: Arc<Chat<L, D>>,
+async fn run<L: ChannelLayer, D: RoomDirectory, M: MessageLog>(
+    chat: Arc<Chat<L, D, M>>,
     user: ChatUser,
     mut socket: WebSocket,
 ) {
     let mut inbox = chat.layer().new_channel();
-    let mut connection = Connection::new(chat, user, inbox.name(), Instant::now());
+    let protocol = Protocol::negotiate(socket.protocol().and_then(|name| name.to_str().ok()));
+    let mut connection = Connection::new(chat, user, inbox.name(), protocol, Instant::now());
     loop {
+        let gap = connection.gap_deadline();
         // Every branch is cancel safe: whichever loses the race keeps its
         // frame, payload or send for the next turn.
         let frames: Vec<Utf8Bytes> = tokio::select! {
@@ -202,7 +219,11 @@ async fn run<L: ChannelLayer, D: RoomDirectory>(
             .map(Utf8Bytes::from)
             .collect(),
             delivered = inbox.recv() => match delivered {
-                Ok(payload) => vec![text_frame(payload)],
+                Ok(payload) => {
+                    let mut payloads = Vec::new();
+                    connection.deliver(payload, Instant::now(), &mut payloads);
+                    payloads.into_iter().map(text_frame).collect()
+                }
                 Err(InboxClosed::SlowConsumer) => {
                     let close = CloseFrame {
                         code: CLOSE_TRY_AGAIN_LATER,
@@ -214,12 +235,26 @@ async fn run<L: ChannelLayer, D: RoomDirectory>(
                 }
                 Err(InboxClosed::Closed) => break,
             },
+            () = sleep_until(gap), if gap.is_some() => connection
+                .fill_gaps(Instant::now())
+                .await
+                .into_iter()
+                .map(Utf8Bytes::from)
+                .collect(),
         };
         if write_all(&mut socket, frames).await.is_err() {
             break;
         }
     }
     connection.depart().await;
+}
+
+/// Sleeps until `deadline`; never completes for `None`.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes frames in order.

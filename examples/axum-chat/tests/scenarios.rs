@@ -11,14 +11,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use whisper_chat::testing::{self, ScenarioClient, ScenarioHost, ScriptedLayer};
-use whisper_chat::{Chat, ChatUser, Limits, StaticRooms};
+use whisper_chat::{Chat, ChatUser, Limits, MemoryLog, StaticRooms};
 use whisper_example_axum_chat::{Tokens, router};
 
 /// The service on a free loopback port, over a [`ScriptedLayer`]; the
 /// server task ends with the test's runtime.
 struct ServiceHost {
     address: std::net::SocketAddr,
-    chat: Arc<Chat<ScriptedLayer, StaticRooms>>,
+    chat: Arc<Chat<ScriptedLayer, StaticRooms, MemoryLog>>,
 }
 
 /// Each scenario user's token is their username.
@@ -30,6 +30,7 @@ async fn start_service(limits: Limits) -> ServiceHost {
     let chat = Arc::new(Chat::new(
         ScriptedLayer::default(),
         testing::rooms(),
+        MemoryLog::default(),
         limits,
     ));
     let listener = TcpListener::bind("127.0.0.1:0")

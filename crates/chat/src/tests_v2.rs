@@ -1,0 +1,309 @@
+//! Protocol v2's rules without a transport: history on join, recovery,
+//! acknowledged sends, nonces, typing, and v1 members in the same room.
+
+use serde_json::{Value, json};
+use whisper_protocol::encode;
+
+use crate::testing::{self, InProcessClient, InProcessHost, LOBBY, ScenarioClient};
+use crate::{ChatUser, Limits, Protocol};
+
+fn v2_client(host: &InProcessHost, user: ChatUser) -> InProcessClient {
+    host.connect_speaking(Protocol::V2, user)
+}
+
+async fn next(client: &mut InProcessClient) -> Value {
+    let frame = testing::recv(client).await;
+    serde_json::from_str(&frame).unwrap_or_else(|error| panic!("{frame}: {error}"))
+}
+
+async fn request(client: &mut InProcessClient, request: Value) -> Value {
+    client.send(&request.to_string()).await;
+    next(client).await
+}
+
+/// Sends `text` and returns the `send` result (the own copy, when a nonce
+/// asks for one, is left in the inbox).
+async fn say(client: &mut InProcessClient, id: u64, text: &str, nonce: Option<&str>) -> Value {
+    let mut command = json!({"command": "send", "id": id, "room": 1, "text": text});
+    if let Some(nonce) = nonce {
+        command["nonce"] = json!(nonce);
+    }
+    request(client, command).await
+}
+
+fn texts(messages: &Value) -> Vec<&str> {
+    messages
+        .as_array()
+        .unwrap_or_else(|| panic!("{messages}"))
+        .iter()
+        .map(|message| message["text"].as_str().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn join_returns_the_latest_messages_and_sends_are_acknowledged() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    let joined = request(&mut ann, json!({"command": "join", "id": 1, "room": 1})).await;
+    assert_eq!(joined["id"], 1);
+    assert_eq!(joined["result"]["seq"], 0);
+    assert_eq!(joined["result"]["recovered"], false);
+    assert_eq!(joined["result"]["messages"], json!([]));
+
+    let sent = say(&mut ann, 2, "hello", Some("n-1")).await;
+    assert_eq!(sent["id"], 2);
+    assert_eq!(sent["result"]["room"], 1);
+    assert_eq!(sent["result"]["seq"], 1);
+    // The sender's copy carries its nonce, and comes once: the room's copy
+    // of the same seq is dropped.
+    let own = next(&mut ann).await;
+    assert_eq!(own["event"], "message");
+    assert_eq!(own["nonce"], "n-1");
+    assert_eq!(own["ts"], sent["result"]["ts"]);
+    assert_eq!(
+        own["user"],
+        json!({"id": 1, "username": "ann", "name": "Ann"})
+    );
+    testing::assert_silent(&mut ann).await;
+
+    let mut bob = v2_client(&host, testing::bob());
+    let joined = request(&mut bob, json!({"command": "join", "room": 1, "limit": 5})).await;
+    assert_eq!(joined["result"]["seq"], 1);
+    assert_eq!(texts(&joined["result"]["messages"]), ["hello"]);
+    assert!(joined["result"]["messages"][0].get("nonce").is_none());
+    assert_eq!(next(&mut ann).await["event"], "enter");
+}
+
+#[tokio::test]
+async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let epoch = joined["result"]["epoch"].clone();
+    for n in 1..=3 {
+        say(&mut ann, n, &format!("m{n}"), None).await;
+    }
+    let mut bob = v2_client(&host, testing::bob());
+    let since = json!({"command": "join", "room": 1, "since": {"seq": 1, "epoch": epoch}});
+    let recovered = request(&mut bob, since).await;
+    assert_eq!(recovered["result"]["recovered"], true);
+    assert_eq!(recovered["result"]["seq"], 3);
+    assert_eq!(texts(&recovered["result"]["messages"]), ["m2", "m3"]);
+
+    // Another epoch: the latest page instead, marked as not recovered.
+    let mut carol = v2_client(&host, testing::carol());
+    let stale =
+        json!({"command": "join", "room": 1, "limit": 2, "since": {"seq": 1, "epoch": "other"}});
+    let reloaded = request(&mut carol, stale).await;
+    assert_eq!(reloaded["result"]["recovered"], false);
+    assert_eq!(texts(&reloaded["result"]["messages"]), ["m2", "m3"]);
+
+    // Live messages follow the result without gap or duplicate.
+    assert_eq!(next(&mut bob).await["user"]["username"], "carol");
+    say(&mut ann, 9, "m4", None).await;
+    let live = next(&mut bob).await;
+    assert_eq!(
+        (live["seq"].as_u64(), live["text"].as_str()),
+        (Some(4), Some("m4"))
+    );
+    testing::assert_silent(&mut bob).await;
+}
+
+#[tokio::test]
+async fn a_retried_nonce_gets_the_first_result_and_is_not_broadcast_again() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    let mut bob = v2_client(&host, testing::bob());
+    request(&mut bob, json!({"command": "join", "room": 1})).await;
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    assert_eq!(next(&mut bob).await["event"], "enter");
+    let first = say(&mut ann, 1, "once", Some("n")).await;
+    let retry = say(&mut ann, 2, "once", Some("n")).await;
+    assert_eq!(retry["result"], first["result"]);
+    assert_eq!(next(&mut ann).await["nonce"], "n");
+    testing::assert_silent(&mut ann).await;
+    assert_eq!(next(&mut bob).await["text"], "once");
+    testing::assert_silent(&mut bob).await;
+}
+
+#[tokio::test]
+async fn history_pages_backwards_and_says_when_there_is_more() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    for n in 1..=5 {
+        say(&mut ann, n, &format!("m{n}"), None).await;
+    }
+    let mut bob = v2_client(&host, testing::bob());
+    let page = request(
+        &mut bob,
+        json!({"command": "history", "id": 3, "room": 1, "limit": 2}),
+    )
+    .await;
+    assert_eq!(texts(&page["result"]["messages"]), ["m4", "m5"]);
+    assert_eq!(page["result"]["has_more"], true);
+    let older = json!({"command": "history", "room": 1, "before": 2, "limit": 2});
+    let page = request(&mut bob, older).await;
+    assert_eq!(texts(&page["result"]["messages"]), ["m1"]);
+    assert_eq!(page["result"]["has_more"], false);
+    let staff = json!({"command": "history", "id": 4, "room": 2});
+    let denied = request(&mut bob, staff).await;
+    assert_eq!(
+        denied,
+        json!({"id": 4, "error": {"code": "ROOM_ACCESS_DENIED", "room": 2}})
+    );
+}
+
+#[tokio::test]
+async fn v1_and_v2_members_share_a_room() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let mut bob = host.connect_speaking(Protocol::V1, testing::bob());
+    testing::join(&mut bob, LOBBY, "Lobby").await;
+    let enter = next(&mut ann).await;
+    assert_eq!(
+        (enter["event"].as_str(), enter["user"]["username"].as_str()),
+        (Some("enter"), Some("bob"))
+    );
+
+    bob.send(&testing::send_command(LOBBY, "from v1")).await;
+    testing::expect_frames(&mut bob, &[&encode::message(LOBBY, "bob", "from v1")]).await;
+    let message = next(&mut ann).await;
+    assert_eq!(
+        (message["seq"].as_u64(), message["text"].as_str()),
+        (Some(1), Some("from v1"))
+    );
+
+    say(&mut ann, 1, "from v2", None).await;
+    assert_eq!(next(&mut ann).await["seq"], 2);
+    testing::expect_frames(&mut bob, &[&encode::message(LOBBY, "ann", "from v2")]).await;
+
+    // Typing reaches the other v2 members only; a v2 leaver hears no leave
+    // of its own.
+    let typed = request(&mut ann, json!({"command": "typing", "id": 5, "room": 1})).await;
+    assert_eq!(typed, json!({"id": 5, "result": {"room": 1}}));
+    let left = request(&mut ann, json!({"command": "leave", "room": 1})).await;
+    assert_eq!(left, json!({"result": {"room": 1}}));
+    testing::assert_silent(&mut ann).await;
+    testing::expect_frames(&mut bob, &[&encode::leave(LOBBY, "ann")]).await;
+}
+
+#[tokio::test]
+async fn typing_is_announced_to_the_others_at_most_every_interval() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    let mut bob = v2_client(&host, testing::bob());
+    request(&mut bob, json!({"command": "join", "room": 1})).await;
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    assert_eq!(next(&mut bob).await["event"], "enter");
+    for _ in 0..3 {
+        request(&mut ann, json!({"command": "typing", "room": 1})).await;
+    }
+    let typing = next(&mut bob).await;
+    assert_eq!(
+        typing,
+        json!({"event": "typing", "room": 1, "user": {"id": 1, "username": "ann", "name": "Ann"}})
+    );
+    testing::assert_silent(&mut bob).await;
+    testing::assert_silent(&mut ann).await;
+    let outside = request(&mut ann, json!({"command": "typing", "room": 2})).await;
+    assert_eq!(outside["error"]["code"], "ROOM_ACCESS_DENIED");
+}
+
+#[tokio::test]
+async fn bad_v2_frames_get_errors_with_what_could_be_read() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    let answer = request(&mut ann, json!({"command": "dance", "id": 9, "room": 1})).await;
+    assert_eq!(answer["id"], 9);
+    assert_eq!(answer["error"]["code"], "UNKNOWN_COMMAND");
+    ann.send("not json").await;
+    assert_eq!(
+        next(&mut ann).await,
+        json!({"error": {"code": "BAD_REQUEST"}})
+    );
+    let unjoined = say(&mut ann, 3, "hi", None).await;
+    assert_eq!(
+        unjoined,
+        json!({"id": 3, "error": {"code": "ROOM_ACCESS_DENIED", "room": 1}})
+    );
+}
+
+#[tokio::test]
+async fn a_message_the_room_could_not_hear_is_still_acknowledged_to_v2() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let sent = say(&mut ann, 1, testing::FAILING_TEXT, None).await;
+    // Stored, so acknowledged; readable from history.
+    assert_eq!(sent["result"]["seq"], 1);
+    let page = request(&mut ann, json!({"command": "history", "room": 1})).await;
+    assert_eq!(texts(&page["result"]["messages"]), [testing::FAILING_TEXT]);
+}
+
+#[tokio::test]
+async fn messages_that_overtake_others_wait_and_gaps_are_read_from_the_log() {
+    use std::time::Instant;
+
+    use whisper_protocol::RoomId;
+    use whisper_protocol::v2::{self, Seq, UserRef};
+    use whisper_rooms::Payload;
+
+    use crate::{Draft, GAP_WAIT, MessageLog};
+
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann());
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    // Stored by "another node", whose publications arrive here late and
+    // out of order.
+    let log = host.chat().log();
+    let drafts: Vec<Draft> = (1..=3)
+        .map(|n| Draft {
+            room: RoomId(1),
+            user: UserRef {
+                id: 2,
+                username: "bob".into(),
+                name: "Bob".into(),
+            },
+            text: format!("m{n}"),
+            nonce: None,
+            ts: 1,
+        })
+        .collect();
+    log.append(&drafts).await.expect("stored");
+    let stored = log.after(RoomId(1), Seq(0), 10).await.expect("read");
+    let payload = |n: usize| Payload::from(v2::encode::message(&stored[n - 1], None));
+
+    let now = Instant::now();
+    let connection = &mut ann.connection;
+    let mut out = Vec::new();
+    connection.deliver(payload(3), now, &mut out);
+    connection.deliver(payload(2), now, &mut out);
+    assert!(out.is_empty(), "held while seq 1 is missing");
+    assert_eq!(connection.gap_deadline(), Some(now + GAP_WAIT));
+    assert!(connection.fill_gaps(now).await.is_empty(), "not yet due");
+
+    let filled = connection.fill_gaps(now + GAP_WAIT).await;
+    let filled: Vec<String> = filled
+        .iter()
+        .map(|frame| serde_json::from_str::<Value>(frame).expect("JSON")["text"].to_string())
+        .collect();
+    assert_eq!(filled, [r#""m1""#, r#""m2""#, r#""m3""#]);
+    assert_eq!(connection.gap_deadline(), None);
+    connection.deliver(payload(2), now, &mut out);
+    assert!(out.is_empty(), "a late duplicate is dropped");
+}
+
+#[tokio::test]
+async fn typing_reaches_the_users_other_sockets_but_not_its_own() {
+    let host = InProcessHost::new(Limits::default());
+    let mut tab = v2_client(&host, testing::ann());
+    let mut other_tab = v2_client(&host, testing::ann());
+    request(&mut other_tab, json!({"command": "join", "room": 1})).await;
+    request(&mut tab, json!({"command": "join", "room": 1})).await;
+    assert_eq!(next(&mut other_tab).await["event"], "enter");
+    request(&mut tab, json!({"command": "typing", "room": 1})).await;
+    assert_eq!(next(&mut other_tab).await["event"], "typing");
+    testing::assert_silent(&mut tab).await;
+}
