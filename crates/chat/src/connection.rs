@@ -52,6 +52,11 @@ pub const GAP_WAIT: Duration = Duration::from_millis(500);
 /// fill; past it the log is read at once.
 const MAX_EARLY: usize = 1024;
 
+/// The most text a v2 `join` recovers, in bytes: past it the client gets
+/// the latest page and `recovered: false`, as when too many messages were
+/// missed.
+pub const RECOVERY_MAX_BYTES: usize = 1 << 20;
+
 /// A room this connection has joined, remembered so `send` needs no lookup.
 #[derive(Debug)]
 struct JoinedRoom {
@@ -598,11 +603,30 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
                         .oldest
                         .is_some_and(|oldest| since.seq.0 + 1 >= oldest.0))
         });
-        let messages = match since {
-            Some(since) if recoverable => log.after(room, since.seq, RECOVERY_MAX).await,
-            _ => log.latest(room, limit).await,
+        let mut recovered = None;
+        if let Some(since) = since.filter(|_| recoverable) {
+            let missed = log
+                .after(room, since.seq, RECOVERY_MAX)
+                .await
+                .map_err(|error| log_failed(&error))?;
+            let bytes: usize = missed
+                .iter()
+                .map(|message| message.text.as_ref().map_or(0, String::len))
+                .sum();
+            // A client far behind in a room of long messages gets the
+            // latest page instead: one join must not cost megabytes.
+            if bytes <= RECOVERY_MAX_BYTES {
+                recovered = Some(missed);
+            }
         }
-        .map_err(|error| log_failed(&error))?;
+        let recoverable = recovered.is_some();
+        let messages = match recovered {
+            Some(missed) => missed,
+            None => log
+                .latest(room, limit)
+                .await
+                .map_err(|error| log_failed(&error))?,
+        };
         let latest = messages
             .last()
             .map_or(state.latest, |last| last.seq.max(state.latest));

@@ -89,7 +89,7 @@ mod tests;
 mod tests_v2;
 mod writer;
 
-pub use connection::{Connection, GAP_WAIT, RECOVERY_MAX};
+pub use connection::{Connection, GAP_WAIT, RECOVERY_MAX, RECOVERY_MAX_BYTES};
 pub use log::{Appended, Draft, LogState, MemoryLog, MessageLog, NONCE_WINDOW};
 
 /// The WebSocket subprotocol a client offers to speak protocol v2.

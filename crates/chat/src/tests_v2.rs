@@ -307,3 +307,28 @@ async fn typing_reaches_the_users_other_sockets_but_not_its_own() {
     assert_eq!(next(&mut other_tab).await["event"], "typing");
     testing::assert_silent(&mut tab).await;
 }
+
+#[tokio::test]
+async fn recovery_that_would_cost_more_than_its_byte_bound_reloads_instead() {
+    let host = InProcessHost::new(Limits {
+        max_messages_per_second: 1000,
+        ..Limits::default()
+    });
+    let mut ann = v2_client(&host, testing::ann());
+    let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let epoch = joined["result"]["epoch"].clone();
+    let long = "x".repeat(16 * 1024);
+    let count = crate::RECOVERY_MAX_BYTES / long.len() + 1;
+    for n in 0..count {
+        say(&mut ann, n as u64, &long, None).await;
+    }
+    let mut bob = v2_client(&host, testing::bob());
+    let since =
+        json!({"command": "join", "room": 1, "limit": 3, "since": {"seq": 0, "epoch": epoch}});
+    let result = request(&mut bob, since).await;
+    assert_eq!(result["result"]["recovered"], false);
+    assert_eq!(
+        result["result"]["messages"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
