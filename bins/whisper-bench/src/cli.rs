@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 
+use crate::connection::Protocol;
 use crate::error::BenchError;
 
 /// What every run needs to be told, whatever the scenario.
@@ -150,6 +151,12 @@ pub struct FanoutArgs {
     /// what has not arrived by then counts as lost.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     pub drain: Duration,
+    /// The protocol every socket speaks. v2 sockets offer `whisper.v2`,
+    /// send with request ids, and also report the send -> result
+    /// (acknowledgement) latency and each member's seq checks (gaps,
+    /// duplicates, out of order).
+    #[arg(long, value_enum, default_value_t = Protocol::V1)]
+    pub protocol: Protocol,
 }
 
 /// `conns`: N connections spread over rooms, then a few broadcasts.
@@ -335,6 +342,17 @@ mod tests {
             panic!("fanout expected");
         };
         assert_eq!(fanout.rate, Some(200.0));
+    }
+
+    #[test]
+    fn the_protocol_is_v1_unless_asked() {
+        let protocol = |args: &[&str]| match parse(args).expect("parses").scenario {
+            Scenario::Fanout(fanout) => fanout.protocol,
+            _ => panic!("fanout expected"),
+        };
+        assert_eq!(protocol(&["fanout"]), Protocol::V1);
+        assert_eq!(protocol(&["fanout", "--protocol", "v2"]), Protocol::V2);
+        assert!(parse(&["fanout", "--protocol", "v3"]).is_err());
     }
 
     #[test]

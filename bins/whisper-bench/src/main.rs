@@ -3,9 +3,10 @@
 //!
 //! Map: [`cli`] parses, [`nodes`] are the server nodes connections are
 //! spread over, [`setup`] provides rooms ([`rooms`]) and users
-//! ([`accounts`]), [`connection`] opens and drives one WebSocket,
-//! [`frame`] is WebSocket framing, [`incoming`] reads server frames cheaply, [`stamp`] is what every
-//! message carries, and the scenarios are [`fanout`] and [`conns`].
+//! ([`accounts`]), [`connection`] opens and drives one WebSocket (v1 or
+//! v2), [`frame`] is WebSocket framing, [`incoming`] reads server frames
+//! cheaply, [`stamp`] is what every message carries, [`sequence`] checks
+//! v2 seqs, and the scenarios are [`fanout`] and [`conns`].
 //! [`procfs`] reads CPU and memory, [`latency`] holds histograms,
 //! [`progress`] talks to the human on stderr.
 
@@ -25,6 +26,7 @@ mod nodes;
 mod procfs;
 mod progress;
 mod rooms;
+mod sequence;
 mod setup;
 mod stamp;
 

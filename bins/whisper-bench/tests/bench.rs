@@ -1,7 +1,8 @@
 //! The bench binary against a real server started in this process (or two
 //! sharing rooms through a redis-server of the test's own): short runs of
-//! each scenario must report clean numbers, and mistakes on the command
-//! line must get one line and exit code 2.
+//! each scenario, in protocol v1 and v2, must report clean numbers (no
+//! loss, no seq gap or duplicate), and mistakes
+//! on the command line must get one line and exit code 2.
 
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -151,6 +152,69 @@ async fn a_closed_loop_fanout_loses_nothing() {
     );
     assert!(results["latency"]["p99_ms"].as_f64().is_some(), "{line}");
     assert!(line["cpu"]["server_s"].as_f64().is_some(), "{line}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_fanout_sees_every_seq_once_in_order_and_times_the_results() {
+    let server = bench_server().await;
+    let rooms = [
+        server.create_room("v2 one", false).await,
+        server.create_room("v2 two", false).await,
+    ];
+    let common = [
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        &format!("{},{}", rooms[0], rooms[1]),
+    ];
+    // Closed loop, then open loop.
+    let mut closed = short_fanout(&common, 2, 4);
+    closed.extend(args(&["--protocol", "v2"]));
+    let mut open = args(&common);
+    open.extend(args(&[
+        "fanout",
+        "--protocol",
+        "v2",
+        "--rooms",
+        "2",
+        "--members",
+        "4",
+        "--senders",
+        "2",
+        "--rate",
+        "100",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0.2",
+    ]));
+    for run in [closed, open] {
+        let line = report(&bench(run).await);
+        assert_eq!(line["params"]["protocol"], "v2", "{line}");
+        let results = &line["results"];
+        let messages = results["messages"].as_u64().expect("messages");
+        assert!(messages > 0, "{line}");
+        assert_eq!(results["lost"], 0, "{line}");
+        assert_eq!(results["out_of_order"], 0, "{line}");
+        assert_eq!(results["disconnected"], 0, "{line}");
+        assert_eq!(results["deliveries"].as_u64(), Some(messages * 4), "{line}");
+        assert_eq!(
+            results["seq"],
+            json!({"gaps": 0, "missing": 0, "duplicates": 0, "out_of_order": 0}),
+            "{line}"
+        );
+        // Every send in the window got its result.
+        assert_eq!(
+            results["ack_latency"]["samples"].as_u64(),
+            Some(messages),
+            "{line}"
+        );
+        assert!(
+            results["ack_latency"]["p99_ms"].as_f64().is_some(),
+            "{line}"
+        );
+    }
     server.stop().await;
 }
 
