@@ -114,6 +114,9 @@ pub enum Scenario {
     /// Many connections joined to rooms: connect rate, server memory per
     /// connection, and the time one broadcast takes to reach all of them.
     Conns(ConnsArgs),
+    /// Protocol v2 recovery: sockets drop, messages are stored meanwhile,
+    /// then all rejoin with `since` at once; time until all have caught up.
+    Recovery(RecoveryArgs),
 }
 
 /// `fanout`: every member checks per-sender order and counts; senders send
@@ -180,6 +183,29 @@ pub struct ConnsArgs {
     pub message_bytes: u32,
 }
 
+/// `recovery`: v2 sockets drop, miss messages, and rejoin with `since`.
+#[derive(Debug, Args)]
+pub struct RecoveryArgs {
+    /// Sockets that drop and recover, spread over the rooms (round robin).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sockets: u32,
+    /// Messages sent to each room while the sockets are away (the server
+    /// recovers at most 1000 behind).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub messages: u32,
+    /// Rooms. The sender joins every room: past 100, start the server with
+    /// a --max-rooms-per-connection at least this.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rooms: u32,
+    /// Length of each message text in bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub message_bytes: u32,
+    /// Longest wait, from the start of the reconnect, for every socket to
+    /// catch up; what has not arrived by then counts as missing.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
 impl Cli {
     /// Checks that span several flags, so the run fails before any setup.
     pub fn validate(&self) -> Result<(), BenchError> {
@@ -191,9 +217,18 @@ impl Cli {
                 fanout.senders, fanout.members
             )));
         }
+        if let Scenario::Recovery(recovery) = &self.scenario
+            && recovery.rooms > recovery.sockets
+        {
+            return Err(BenchError::Usage(format!(
+                "--rooms ({}) cannot exceed --sockets ({})",
+                recovery.rooms, recovery.sockets
+            )));
+        }
         let rooms = match &self.scenario {
             Scenario::Fanout(fanout) => fanout.rooms,
             Scenario::Conns(conns) => conns.rooms,
+            Scenario::Recovery(recovery) => recovery.rooms,
         } as usize;
         let common = &self.common;
         if !common.server_pids.is_empty() && common.server_pids.len() != common.urls.len() {
@@ -356,8 +391,21 @@ mod tests {
     }
 
     #[test]
+    fn recovery_defaults_to_a_thousand_sockets_a_hundred_behind() {
+        let cli = parse(&["recovery", "--room-ids", "1"]).expect("parses");
+        cli.validate().expect("valid");
+        let Scenario::Recovery(recovery) = cli.scenario else {
+            panic!("recovery expected");
+        };
+        assert_eq!((recovery.sockets, recovery.messages), (1000, 100));
+        assert_eq!(recovery.rooms, 1);
+    }
+
+    #[test]
     fn cross_flag_mistakes_are_usage_errors() {
         for line in [
+            "recovery --sockets 2 --rooms 3 --room-ids 1,2,3",
+            "recovery --rooms 2 --room-ids 1",
             "fanout --members 2 --senders 3 --room-ids 1",
             "conns --rooms 3 --room-ids 1,2",
             "conns",

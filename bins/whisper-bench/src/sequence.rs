@@ -35,7 +35,8 @@ pub struct SeqCheck {
 pub struct SeqCounts {
     /// Times a seq jumped ahead of the one expected.
     pub gaps: u64,
-    /// Seqs skipped by a gap that never came.
+    /// Seqs skipped by a gap that never came (or, with
+    /// [`SeqCheck::missing_until`], not there at all).
     pub missing: u64,
     /// Seqs received again.
     pub duplicates: u64,
@@ -83,12 +84,30 @@ impl SeqCheck {
         }
     }
 
+    /// The highest seq received in order, or the starting one.
+    pub fn last(&self) -> Seq {
+        Seq(self.next - 1)
+    }
+
+    /// Whether every seq up to `target` has come.
+    pub fn has_all_until(&self, target: Seq) -> bool {
+        self.next > target.0 && self.skipped.first().is_none_or(|first| *first > target.0)
+    }
+
     /// The counts so far, with skipped seqs still missing.
     pub fn counts(&self) -> SeqCounts {
         SeqCounts {
             missing: self.skipped.len() as u64 + self.forgotten,
             ..self.counts
         }
+    }
+
+    /// The counts, taking every seq up to `target` that has not come as
+    /// missing too (a socket that should have caught up to `target`).
+    pub fn missing_until(&self, target: Seq) -> SeqCounts {
+        let mut counts = self.counts();
+        counts.missing += (target.0 + 1).saturating_sub(self.next);
+        counts
     }
 }
 
@@ -107,6 +126,10 @@ mod tests {
         let mut check = SeqCheck::after(Seq(10));
         seqs(&mut check, &[11, 12, 13]);
         assert_eq!(check.counts(), SeqCounts::default());
+        assert_eq!(check.last(), Seq(13));
+        assert!(check.has_all_until(Seq(13)));
+        assert!(!check.has_all_until(Seq(14)));
+        assert_eq!(check.missing_until(Seq(15)).missing, 2);
     }
 
     #[test]
@@ -122,7 +145,10 @@ mod tests {
                 out_of_order: 1
             }
         );
+        assert!(!check.has_all_until(Seq(5)));
+        assert!(check.has_all_until(Seq(2)));
         check.observe(Seq(3));
+        assert!(check.has_all_until(Seq(5)));
         assert_eq!(check.counts().missing, 0);
     }
 
