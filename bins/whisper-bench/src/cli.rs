@@ -35,6 +35,11 @@ memory.
 Users are signed up through /accounts/signup/ (signup must be open), one per
 --connections-per-user sockets, with fresh names each run.
 
+Protocol v2 (Sec-WebSocket-Protocol: whisper.v2): `fanout --protocol v2`
+also reports the send -> result latency and each member's seq checks (gaps,
+duplicates, out of order); `recovery` always speaks v2 and times N sockets
+rejoining with `since` after missing M messages each.
+
 Output: one JSON line on stdout per run; progress on stderr. Exit codes: 0 the
 run completed (read its numbers), 1 the run could not be carried out, 2 bad
 command line.";

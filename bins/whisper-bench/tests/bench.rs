@@ -525,6 +525,18 @@ fn help_tells_how_to_start_the_server() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("--max-messages-per-second 1000000"), "{help}");
     assert!(help.contains("--max-connections-per-user"), "{help}");
+    assert!(help.contains("recovery"), "{help}");
+    for (scenario, flag) in [
+        ("fanout", "--protocol <PROTOCOL>"),
+        ("recovery", "--sockets"),
+    ] {
+        let output = Command::new(BENCH)
+            .args([scenario, "--help"])
+            .output()
+            .expect("runs");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains(flag), "{scenario}: {help}");
+    }
 }
 
 fn make_executable(path: &std::path::Path) {
