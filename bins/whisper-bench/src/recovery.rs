@@ -41,7 +41,7 @@ use whisper_protocol::v2::{self, Seq, Since};
 use crate::cli::RecoveryArgs;
 use crate::connection::{ConnectError, Connection, Protocol, Received, Target};
 use crate::error::BenchError;
-use crate::incoming::Incoming;
+use crate::incoming::{Incoming, JoinResult};
 use crate::latency::{LatencySummary, run_histogram};
 use crate::procfs::{CpuSample, round3};
 use crate::progress::{Progress, note};
@@ -102,6 +102,8 @@ struct SocketReport {
     /// Why the reconnect failed, if it did.
     failure: Option<String>,
     recovered: Option<bool>,
+    /// From the start of the reconnect to the end of the upgrade.
+    connect_ns: Option<u64>,
     /// From the start of the reconnect to the join result.
     join_ns: Option<u64>,
     /// From the start of the reconnect to having every seq to the target.
@@ -274,6 +276,7 @@ async fn wait_for(
 /// Merges the sockets' reports into the `results` object.
 fn summarize(reports: &[SocketReport], total: usize, waited_s: f64) -> Value {
     let mut caught_up = run_histogram();
+    let mut connects = run_histogram();
     let mut joins = run_histogram();
     let mut counts = SeqCounts::default();
     let mut not_recovered = 0u64;
@@ -289,6 +292,9 @@ fn summarize(reports: &[SocketReport], total: usize, waited_s: f64) -> Value {
         }
         if let Some(ns) = report.caught_up_ns {
             caught_up.saturating_record(ns.max(1));
+        }
+        if let Some(ns) = report.connect_ns {
+            connects.saturating_record(ns.max(1));
         }
         if let Some(ns) = report.join_ns {
             joins.saturating_record(ns.max(1));
@@ -309,6 +315,7 @@ fn summarize(reports: &[SocketReport], total: usize, waited_s: f64) -> Value {
         "catch_up_s": all.then(|| round3(caught_up.max() as f64 / 1e9)),
         "waited_s": round3(waited_s),
         "catch_up": summary(&caught_up),
+        "connect": summary(&connects),
         "join": summary(&joins),
         "not_recovered": not_recovered,
         "missing": counts.missing,
@@ -332,7 +339,7 @@ async fn socket(
         () = shared.abort.cancelled() => return None,
         joined = open_and_join(&spec, &slots, None) => joined,
     };
-    let (mut conn, first) = match joined {
+    let (mut conn, first, _) = match joined {
         Ok(joined) => joined,
         Err(error) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +396,7 @@ async fn socket(
         () = shared.abort.cancelled() => return None,
         rejoined = open_and_join(&spec, &slots, Some(since)) => rejoined,
     };
-    let (mut conn, result) = match rejoined {
+    let (mut conn, result, connected_ns) = match rejoined {
         Ok(rejoined) => rejoined,
         Err(error) => {
             shared.given_up.fetch_add(1, Ordering::Release);
@@ -401,6 +408,7 @@ async fn socket(
         }
     };
     let mut seqs = SeqCheck::after(since_seq);
+    report.connect_ns = Some(connected_ns.saturating_sub(start_ns));
     report.join_ns = Some(now_ns().saturating_sub(start_ns));
     report.recovered = Some(result.recovered);
     report.from_result = result.messages.len() as u64;
@@ -446,12 +454,12 @@ async fn socket(
 /// Opens a v2 socket (holding a connect slot for the TCP connection and
 /// the upgrade only) and joins the socket's room, with `since` when
 /// rejoining (and then the largest `limit`, as a client would, for the
-/// case recovery fails).
+/// case recovery fails). Also returns when the upgrade was done.
 async fn open_and_join(
     spec: &SocketSpec,
     slots: &Semaphore,
     since: Option<Since>,
-) -> Result<(Connection, crate::incoming::JoinResult), ConnectError> {
+) -> Result<(Connection, JoinResult, u64), ConnectError> {
     let mut conn = {
         let _slot = slots.acquire().await;
         Connection::open(
@@ -463,9 +471,10 @@ async fn open_and_join(
         )
         .await?
     };
+    let connected_ns = now_ns();
     let limit = if since.is_some() { v2::MAX_LIMIT } else { 0 };
     let result = conn.join_v2(spec.room, since, limit).await?;
-    Ok((conn, result))
+    Ok((conn, result, connected_ns))
 }
 
 /// What the sender did.
