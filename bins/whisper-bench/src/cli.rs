@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 
+use crate::connection::Protocol;
 use crate::error::BenchError;
 
 /// What every run needs to be told, whatever the scenario.
@@ -33,6 +34,11 @@ memory.
 
 Users are signed up through /accounts/signup/ (signup must be open), one per
 --connections-per-user sockets, with fresh names each run.
+
+Protocol v2 (Sec-WebSocket-Protocol: whisper.v2): `fanout --protocol v2`
+also reports the send -> result latency and each member's seq checks (gaps,
+duplicates, out of order); `recovery` always speaks v2 and times N sockets
+rejoining with `since` after missing M messages each.
 
 Output: one JSON line on stdout per run; progress on stderr. Exit codes: 0 the
 run completed (read its numbers), 1 the run could not be carried out, 2 bad
@@ -113,6 +119,9 @@ pub enum Scenario {
     /// Many connections joined to rooms: connect rate, server memory per
     /// connection, and the time one broadcast takes to reach all of them.
     Conns(ConnsArgs),
+    /// Protocol v2 recovery: sockets drop, messages are stored meanwhile,
+    /// then all rejoin with `since` at once; time until all have caught up.
+    Recovery(RecoveryArgs),
 }
 
 /// `fanout`: every member checks per-sender order and counts; senders send
@@ -150,6 +159,12 @@ pub struct FanoutArgs {
     /// what has not arrived by then counts as lost.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     pub drain: Duration,
+    /// The protocol every socket speaks. v2 sockets offer `whisper.v2`,
+    /// send with request ids, and also report the send -> result
+    /// (acknowledgement) latency and each member's seq checks (gaps,
+    /// duplicates, out of order).
+    #[arg(long, value_enum, default_value_t = Protocol::V1)]
+    pub protocol: Protocol,
 }
 
 /// `conns`: N connections spread over rooms, then a few broadcasts.
@@ -173,6 +188,29 @@ pub struct ConnsArgs {
     pub message_bytes: u32,
 }
 
+/// `recovery`: v2 sockets drop, miss messages, and rejoin with `since`.
+#[derive(Debug, Args)]
+pub struct RecoveryArgs {
+    /// Sockets that drop and recover, spread over the rooms (round robin).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sockets: u32,
+    /// Messages sent to each room while the sockets are away (the server
+    /// recovers at most 1000 behind).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub messages: u32,
+    /// Rooms. The sender joins every room: past 100, start the server with
+    /// a --max-rooms-per-connection at least this.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rooms: u32,
+    /// Length of each message text in bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub message_bytes: u32,
+    /// Longest wait, from the start of the reconnect, for every socket to
+    /// catch up; what has not arrived by then counts as missing.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
 impl Cli {
     /// Checks that span several flags, so the run fails before any setup.
     pub fn validate(&self) -> Result<(), BenchError> {
@@ -184,9 +222,18 @@ impl Cli {
                 fanout.senders, fanout.members
             )));
         }
+        if let Scenario::Recovery(recovery) = &self.scenario
+            && recovery.rooms > recovery.sockets
+        {
+            return Err(BenchError::Usage(format!(
+                "--rooms ({}) cannot exceed --sockets ({})",
+                recovery.rooms, recovery.sockets
+            )));
+        }
         let rooms = match &self.scenario {
             Scenario::Fanout(fanout) => fanout.rooms,
             Scenario::Conns(conns) => conns.rooms,
+            Scenario::Recovery(recovery) => recovery.rooms,
         } as usize;
         let common = &self.common;
         if !common.server_pids.is_empty() && common.server_pids.len() != common.urls.len() {
@@ -338,8 +385,32 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_is_v1_unless_asked() {
+        let protocol = |args: &[&str]| match parse(args).expect("parses").scenario {
+            Scenario::Fanout(fanout) => fanout.protocol,
+            _ => panic!("fanout expected"),
+        };
+        assert_eq!(protocol(&["fanout"]), Protocol::V1);
+        assert_eq!(protocol(&["fanout", "--protocol", "v2"]), Protocol::V2);
+        assert!(parse(&["fanout", "--protocol", "v3"]).is_err());
+    }
+
+    #[test]
+    fn recovery_defaults_to_a_thousand_sockets_a_hundred_behind() {
+        let cli = parse(&["recovery", "--room-ids", "1"]).expect("parses");
+        cli.validate().expect("valid");
+        let Scenario::Recovery(recovery) = cli.scenario else {
+            panic!("recovery expected");
+        };
+        assert_eq!((recovery.sockets, recovery.messages), (1000, 100));
+        assert_eq!(recovery.rooms, 1);
+    }
+
+    #[test]
     fn cross_flag_mistakes_are_usage_errors() {
         for line in [
+            "recovery --sockets 2 --rooms 3 --room-ids 1,2,3",
+            "recovery --rooms 2 --room-ids 1",
             "fanout --members 2 --senders 3 --room-ids 1",
             "conns --rooms 3 --room-ids 1,2",
             "conns",

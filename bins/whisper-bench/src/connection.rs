@@ -1,7 +1,7 @@
 //! One chat WebSocket, opened the way a browser opens it: a TCP connection
 //! (bound to a chosen loopback source address), the HTTP upgrade with the
-//! session cookie and the page's Origin (done by tungstenite), then a
-//! `join`.
+//! session cookie and the page's Origin (done by tungstenite), offering the
+//! subprotocol `whisper.v2` for protocol v2, then a `join`.
 //!
 //! After the upgrade the connection reads and writes frames itself
 //! ([`crate::frame`]): reads fill one buffer, many frames per syscall, and
@@ -24,12 +24,44 @@ use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use whisper_protocol::v2::{self, Since};
 use whisper_protocol::{Command, RoomId, encode};
 
 use crate::error::BenchError;
 use crate::frame::{self, Parsed, opcode};
-use crate::incoming::{Incoming, classify};
+use crate::incoming::{self, Incoming, JoinResult};
 use crate::stamp::now_ns;
+
+/// The WebSocket subprotocol that asks for protocol v2.
+const V2_SUBPROTOCOL: &str = "whisper.v2";
+
+/// The protocol a connection speaks, fixed at the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// The original protocol: unnumbered messages, echoes as the only
+    /// acknowledgement.
+    V1,
+    /// Protocol v2 (`whisper.v2`): stored, numbered, acknowledged messages.
+    V2,
+}
+
+impl Protocol {
+    /// `"v1"` or `"v2"`, as reports name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V1 => "v1",
+            Protocol::V2 => "v2",
+        }
+    }
+
+    /// Reads a text frame's payload the way this protocol writes it.
+    fn classify(self, frame: &[u8]) -> Incoming {
+        match self {
+            Protocol::V1 => incoming::classify(frame),
+            Protocol::V2 => incoming::v2::classify(frame),
+        }
+    }
+}
 
 /// Longest wait for the TCP connection, the upgrade, or the join reply.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,6 +187,9 @@ pub enum Received {
 /// One open chat WebSocket.
 pub struct Connection {
     stream: TcpStream,
+    protocol: Protocol,
+    /// The id of the next v2 request.
+    next_id: u64,
     /// Bytes read: `buf[start..end]` is not consumed yet.
     buf: Vec<u8>,
     start: usize,
@@ -173,14 +208,17 @@ pub struct Connection {
 
 impl Connection {
     /// Connects from `source` (or the kernel's choice), upgrades with the
-    /// `cookie` header and the server's own Origin. `read_buffer` is the
-    /// initial size of the receive buffer: small for many idle
-    /// connections, larger for busy ones (it grows for a larger frame).
+    /// `cookie` header and the server's own Origin, offering `whisper.v2`
+    /// for [`Protocol::V2`] (a server that does not answer with it fails
+    /// the upgrade). `read_buffer` is the initial size of the receive
+    /// buffer: small for many idle connections, larger for busy ones (it
+    /// grows for a larger frame).
     pub async fn open(
         target: &Target,
         cookie: &str,
         source: Option<IpAddr>,
         read_buffer: usize,
+        protocol: Protocol,
     ) -> Result<Connection, ConnectError> {
         let tcp = tokio::time::timeout(STEP_TIMEOUT, connect_tcp(target.addr, source))
             .await
@@ -197,20 +235,34 @@ impl Connection {
         };
         headers.insert("cookie", header(cookie)?);
         headers.insert("origin", header(&target.origin)?);
+        if protocol == Protocol::V2 {
+            headers.insert("sec-websocket-protocol", header(V2_SUBPROTOCOL)?);
+        }
         // tungstenite's own buffers are dropped right after the handshake.
         let config = WebSocketConfig::default().read_buffer_size(4096);
-        let (ws, _response) = tokio::time::timeout(
+        let (ws, response) = tokio::time::timeout(
             STEP_TIMEOUT,
             tokio_tungstenite::client_async_with_config(request, tcp, Some(config)),
         )
         .await
         .map_err(|_| ConnectError::Timeout("upgrade"))?
         .map_err(|error| ConnectError::Handshake(handshake_reason(&error)))?;
+        let answered = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .is_some_and(|value| value.as_bytes() == V2_SUBPROTOCOL.as_bytes());
+        if protocol == Protocol::V2 && !answered {
+            return Err(ConnectError::Handshake(format!(
+                "the server did not accept {V2_SUBPROTOCOL} (no protocol v2)"
+            )));
+        }
         // The server says nothing before the first command, so tungstenite
         // holds no bytes read past the 101 response that would be lost here.
         let stream = ws.into_inner();
         Ok(Connection {
             stream,
+            protocol,
+            next_id: 1,
             buf: vec![0; read_buffer.max(256)],
             start: 0,
             end: 0,
@@ -246,7 +298,39 @@ impl Connection {
         .map_err(|_| ConnectError::Timeout("join reply"))?
     }
 
-    /// Queues a command as a masked text frame; [`Connection::flush`]
+    /// v2: joins `room` with `limit` and, after a reconnect, `since`, and
+    /// waits for the result; events that arrive meanwhile (others entering)
+    /// are skipped, and none of the room's messages can come before it.
+    pub async fn join_v2(
+        &mut self,
+        room: RoomId,
+        since: Option<Since>,
+        limit: u32,
+    ) -> Result<JoinResult, ConnectError> {
+        let id = self.queue_v2(v2::Command::Join { room, since, limit });
+        self.flush()
+            .await
+            .map_err(|reason| ConnectError::Closed(reason.to_string()))?;
+        tokio::time::timeout(STEP_TIMEOUT, async {
+            loop {
+                match self.recv().await {
+                    Received::Frame(Incoming::JoinResult(result)) if result.id == Some(id) => {
+                        return Ok(*result);
+                    }
+                    Received::Frame(Incoming::Error(code)) => {
+                        let code = code.map_or("unknown error", |code| code.as_str());
+                        return Err(ConnectError::Join(code.to_owned()));
+                    }
+                    Received::Frame(_) => {}
+                    Received::Closed(reason) => return Err(ConnectError::Closed(reason)),
+                }
+            }
+        })
+        .await
+        .map_err(|_| ConnectError::Timeout("join result"))?
+    }
+
+    /// Queues a v1 command as a masked text frame; [`Connection::flush`]
     /// writes everything queued at once.
     pub fn queue(&mut self, command: &Command) {
         let mask = self.next_mask();
@@ -256,6 +340,25 @@ impl Connection {
             encode::command(command).as_bytes(),
             mask,
         );
+    }
+
+    /// Queues a v2 command with the connection's next request id, and
+    /// returns that id (1, 2, 3, ...): its reply carries it.
+    pub fn queue_v2(&mut self, command: v2::Command) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = v2::Request {
+            id: Some(id),
+            command,
+        };
+        let mask = self.next_mask();
+        frame::write(
+            &mut self.out,
+            opcode::TEXT,
+            v2::encode::command(&request).as_bytes(),
+            mask,
+        );
+        id
     }
 
     /// Writes every queued frame. Fails only when the connection is gone.
@@ -313,7 +416,7 @@ impl Connection {
             }
             match (span.opcode, span.fin) {
                 (opcode::TEXT, true) => {
-                    return Some(Received::Frame(classify(&self.buf[payload])));
+                    return Some(Received::Frame(self.protocol.classify(&self.buf[payload])));
                 }
                 (opcode::BINARY, true) => return Some(Received::Frame(Incoming::Other)),
                 (opcode::TEXT | opcode::BINARY, false) => {
@@ -326,7 +429,7 @@ impl Connection {
                     assembled.extend_from_slice(&self.buf[payload]);
                     if fin && let Some((kind, assembled)) = self.fragments.take() {
                         let incoming = if kind == opcode::TEXT {
-                            classify(&assembled)
+                            self.protocol.classify(&assembled)
                         } else {
                             Incoming::Other
                         };

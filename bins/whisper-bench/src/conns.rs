@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use whisper_protocol::{Command, RoomId};
 
 use crate::cli::ConnsArgs;
-use crate::connection::{Connection, Received, Target};
+use crate::connection::{Connection, Protocol, Received, Target};
 use crate::error::BenchError;
 use crate::incoming::Incoming;
 use crate::procfs::{CpuSample, round3, servers_rss_kib};
@@ -262,7 +262,7 @@ async fn open_and_join(
     source: Option<std::net::IpAddr>,
     room: RoomId,
 ) -> Result<Connection, String> {
-    let mut conn = Connection::open(target, cookie, source, READ_BUFFER)
+    let mut conn = Connection::open(target, cookie, source, READ_BUFFER, Protocol::V1)
         .await
         .map_err(|error| error.to_string())?;
     conn.join(room).await.map_err(|error| error.to_string())?;
@@ -346,7 +346,7 @@ async fn announcer(
     message_bytes: usize,
     shared: Arc<Shared>,
 ) -> Result<mpsc::Sender<u64>, BenchError> {
-    let mut conn = Connection::open(target, cookie, None, ANNOUNCER_READ_BUFFER)
+    let mut conn = Connection::open(target, cookie, None, ANNOUNCER_READ_BUFFER, Protocol::V1)
         .await
         .map_err(|error| BenchError::Connect(format!("announcer: {error}")))?;
     for &room in rooms {

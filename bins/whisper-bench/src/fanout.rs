@@ -10,6 +10,12 @@
 //! members' reports. Nothing is shared on the receive path: the measuring
 //! window is copied into each member when the load starts.
 //!
+//! `--protocol v2`: the same, over v2 sockets (joined with `limit` 0, each
+//! send with a request id). Each member also checks its room's seqs from
+//! its join result's on ([`crate::sequence`]), and each sender records how
+//! long every send waited for its result (the message stored): replies come
+//! in request order, so a queue of (id, send time) per sender matches them.
+//!
 //! `messages` counts what senders sent in the measured window (`refused`
 //! says how many of all sends the server answered with an error), and
 //! `deliveries` the arrivals of those messages at members, senders
@@ -31,7 +37,7 @@
 //! in the bench), and the bench's own lateness is reported beside it as
 //! `send_lag`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -43,15 +49,17 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use whisper_protocol::v2;
 use whisper_protocol::{Command, ErrorCode, RoomId};
 
 use crate::cli::FanoutArgs;
-use crate::connection::{ConnectError, Connection, Received, Target};
+use crate::connection::{ConnectError, Connection, Protocol, Received, Target};
 use crate::error::BenchError;
 use crate::incoming::Incoming;
 use crate::latency::{LatencySummary, member_histogram, merge, run_histogram};
 use crate::procfs::{CpuSample, round3};
 use crate::progress::{Progress, note};
+use crate::sequence::{SeqCheck, SeqCounts};
 use crate::setup::Setup;
 use crate::stamp::{Stamp, now_ns, to_ns};
 
@@ -120,6 +128,7 @@ struct MemberPlan {
     message_bytes: usize,
     drain: Duration,
     total_senders: u32,
+    protocol: Protocol,
 }
 
 /// Who one member is.
@@ -161,6 +170,11 @@ struct SenderState {
     /// Held back by [`MAX_LAG`] with nothing in flight: no echo will come
     /// to wake it, so it looks again shortly.
     waiting_for_members: bool,
+    /// v2: the sends not answered yet, oldest first: request id and send
+    /// time.
+    unanswered: VecDeque<(u64, u64)>,
+    /// v2: send -> result latency of the sends in the window.
+    ack_latency: Option<Histogram<u32>>,
 }
 
 /// One member while it runs.
@@ -179,6 +193,8 @@ struct Member {
     foreign: u64,
     errors: BTreeMap<&'static str, u64>,
     closed: Option<String>,
+    /// v2: the room's seqs as this member received them.
+    seqs: Option<SeqCheck>,
 }
 
 /// What a member hands back at the end.
@@ -192,6 +208,8 @@ struct MemberReport {
     foreign: u64,
     errors: BTreeMap<&'static str, u64>,
     closed: Option<String>,
+    ack_latency: Option<Histogram<u32>>,
+    seqs: Option<SeqCounts>,
 }
 
 /// Runs the scenario and returns the report line.
@@ -230,6 +248,7 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         message_bytes: args.message_bytes as usize,
         drain: args.drain,
         total_senders,
+        protocol: args.protocol,
     });
     let slots = Arc::new(Semaphore::new(setup.common.connect_concurrency as usize));
 
@@ -328,7 +347,12 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         }
     }
 
-    let summary = summarize(&reports, &shared, args.duration.as_secs_f64());
+    let summary = summarize(
+        &reports,
+        &shared,
+        args.duration.as_secs_f64(),
+        args.protocol,
+    );
     let (mode, window, rate) = match load {
         Load::Closed { window } => ("closed", Some(window), None),
         Load::Open { rate } => ("open", None, Some(rate)),
@@ -337,6 +361,7 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         "scenario": "fanout",
         "params": {
             "url": setup.nodes.urls(),
+            "protocol": args.protocol.as_str(),
             "rooms": args.rooms,
             "room_ids": resources.rooms.iter().map(|room| room.0).collect::<Vec<_>>(),
             "members": args.members,
@@ -359,9 +384,16 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
 }
 
 /// Merges the members' reports into the `results` object.
-fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Value {
+fn summarize(
+    reports: &[MemberReport],
+    shared: &Shared,
+    duration_s: f64,
+    protocol: Protocol,
+) -> Value {
     let mut latency = run_histogram();
     let mut send_lag = run_histogram();
+    let mut ack_latency = run_histogram();
+    let mut seqs = SeqCounts::default();
     let mut deliveries = 0u64;
     let mut messages = 0u64;
     let mut lost = 0u64;
@@ -378,6 +410,12 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
         }
         if let Some(histogram) = &report.send_lag {
             merge(&mut send_lag, histogram);
+        }
+        if let Some(histogram) = &report.ack_latency {
+            merge(&mut ack_latency, histogram);
+        }
+        if let Some(counts) = report.seqs {
+            seqs.add(counts);
         }
         for (offset, track) in report.tracks.iter().enumerate() {
             let id = report.first_sender as usize + offset;
@@ -426,6 +464,8 @@ fn summarize(reports: &[MemberReport], shared: &Shared, duration_s: f64) -> Valu
         "disconnect_reasons": closed,
         "latency": LatencySummary::of(&latency),
         "send_lag": (!send_lag.is_empty()).then(|| LatencySummary::of(&send_lag)),
+        "ack_latency": (protocol == Protocol::V2).then(|| LatencySummary::of(&ack_latency)),
+        "seq": (protocol == Protocol::V2).then_some(seqs),
     })
 }
 
@@ -436,16 +476,25 @@ async fn member(
     plan: Arc<MemberPlan>,
     slots: Arc<Semaphore>,
 ) -> Option<MemberReport> {
-    let joined: Result<Connection, ConnectError> = tokio::select! {
+    let joined: Result<(Connection, Option<SeqCheck>), ConnectError> = tokio::select! {
         () = shared.abort.cancelled() => return None,
         joined = async {
             let _slot = slots.acquire().await;
-            let mut conn = Connection::open(&spec.target, &spec.cookie, spec.source, READ_BUFFER).await?;
-            conn.join(spec.room).await?;
-            Ok(conn)
+            let mut conn = Connection::open(
+                &spec.target, &spec.cookie, spec.source, READ_BUFFER, plan.protocol,
+            ).await?;
+            // v2 joins ask for no history: the seq is all a member needs.
+            let seqs = match plan.protocol {
+                Protocol::V1 => {
+                    conn.join(spec.room).await?;
+                    None
+                }
+                Protocol::V2 => Some(SeqCheck::after(conn.join_v2(spec.room, None, 0).await?.seq)),
+            };
+            Ok((conn, seqs))
         } => joined,
     };
-    let conn = match joined {
+    let (conn, seqs) = match joined {
         Ok(conn) => conn,
         Err(error) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -474,6 +523,8 @@ async fn member(
             published: false,
             send_lag: None,
             waiting_for_members: false,
+            unanswered: VecDeque::new(),
+            ack_latency: None,
         }),
         window: None,
         latency: None,
@@ -481,6 +532,7 @@ async fn member(
         foreign: 0,
         errors: BTreeMap::new(),
         closed: None,
+        seqs,
     };
     Some(member.run(&shared, &plan).await)
 }
@@ -601,6 +653,8 @@ impl Member {
         MemberReport {
             first_sender: self.first_sender,
             send_lag: self.sender.as_mut().and_then(|s| s.send_lag.take()),
+            ack_latency: self.sender.as_mut().and_then(|s| s.ack_latency.take()),
+            seqs: self.seqs.as_ref().map(SeqCheck::counts),
             tracks: self.tracks,
             sent_in_window: self.sender.as_ref().map_or(0, |s| s.sent_in_window),
             latency: self.latency,
@@ -629,16 +683,30 @@ impl Member {
         match received {
             Received::Frame(Incoming::Message(Some(stamp))) => self.on_stamp(stamp, now),
             Received::Frame(Incoming::Message(None)) => self.foreign += 1,
+            Received::Frame(Incoming::Numbered { seq, stamp }) => {
+                if let Some(seqs) = &mut self.seqs {
+                    seqs.observe(seq);
+                }
+                match stamp {
+                    Some(stamp) => self.on_stamp(stamp, now),
+                    None => self.foreign += 1,
+                }
+            }
+            Received::Frame(Incoming::Sent { id, seq: _ }) => self.on_sent(id, now),
             Received::Frame(Incoming::Error(code)) => {
                 let code = code.map_or("UNKNOWN", ErrorCode::as_str);
                 *self.errors.entry(code).or_default() += 1;
-                // Only sends are in flight once joined: the error refused one.
+                // Only sends are in flight once joined: the error refused
+                // one (in v2, the oldest unanswered: replies keep order).
                 if let Some(sender) = &mut self.sender {
                     sender.in_flight = sender.in_flight.saturating_sub(1);
+                    sender.unanswered.pop_front();
                     shared.refused[sender.id as usize].fetch_add(1, Ordering::AcqRel);
                 }
             }
-            Received::Frame(Incoming::Event | Incoming::Joined | Incoming::Other) => {}
+            Received::Frame(
+                Incoming::Event | Incoming::Joined | Incoming::JoinResult(_) | Incoming::Other,
+            ) => {}
             Received::Closed(reason) => return Err(reason),
         }
         Ok(())
@@ -673,6 +741,33 @@ impl Member {
             && sender.id == stamp.sender
         {
             sender.in_flight = sender.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// v2: the result of send `id` arrived at `now`: the message is stored.
+    /// Replies come in request order, so it answers the oldest unanswered
+    /// send; older ones without a reply (none, from a correct server) are
+    /// dropped unmeasured.
+    fn on_sent(&mut self, id: Option<u64>, now: u64) {
+        let window = self.window;
+        let Some(sender) = &mut self.sender else {
+            return;
+        };
+        while let Some(&(oldest, sent_ns)) = sender.unanswered.front() {
+            if id.is_some_and(|id| oldest < id) {
+                sender.unanswered.pop_front();
+                continue;
+            }
+            if id.is_none_or(|id| id == oldest) {
+                sender.unanswered.pop_front();
+                if window.is_some_and(|window| window.contains(sent_ns)) {
+                    sender
+                        .ack_latency
+                        .get_or_insert_with(member_histogram)
+                        .saturating_record(now.saturating_sub(sent_ns));
+                }
+            }
+            break;
         }
     }
 
@@ -742,10 +837,21 @@ impl Member {
         if self.window.is_some_and(|window| window.contains(sent_ns)) {
             sender.sent_in_window += 1;
         }
-        self.conn.queue(&Command::Send {
-            room: self.room,
-            message: stamp.to_text(plan.message_bytes),
-        });
+        let text = stamp.to_text(plan.message_bytes);
+        match plan.protocol {
+            Protocol::V1 => self.conn.queue(&Command::Send {
+                room: self.room,
+                message: text,
+            }),
+            Protocol::V2 => {
+                let id = self.conn.queue_v2(v2::Command::Send {
+                    room: self.room,
+                    text,
+                    nonce: None,
+                });
+                sender.unanswered.push_back((id, sent_ns));
+            }
+        }
     }
 
     /// A sender tells how many messages it sent in all (once).
@@ -760,13 +866,19 @@ impl Member {
     }
 
     /// Whether every message of every sender of the room has arrived (or
-    /// was refused by the server).
+    /// was refused by the server), and, in v2, this member's own sends have
+    /// all been answered (a result may come after its echo).
     fn complete(&self, shared: &Shared) -> bool {
-        self.tracks.iter().enumerate().all(|(offset, track)| {
-            let id = self.first_sender as usize + offset;
-            let sent = shared.sent[id].load(Ordering::Acquire);
-            sent != UNSET && track.received + shared.refused[id].load(Ordering::Acquire) >= sent
-        })
+        let answered = self
+            .sender
+            .as_ref()
+            .is_none_or(|sender| sender.unanswered.is_empty());
+        answered
+            && self.tracks.iter().enumerate().all(|(offset, track)| {
+                let id = self.first_sender as usize + offset;
+                let sent = shared.sent[id].load(Ordering::Acquire);
+                sent != UNSET && track.received + shared.refused[id].load(Ordering::Acquire) >= sent
+            })
     }
 }
 

@@ -1,33 +1,69 @@
 //! Reading server frames: only what the bench needs, as cheaply as possible.
 //!
 //! Nearly every frame a bench receives is a chat message,
-//! `{"msg_type":0,"room":ID,"username":U,"message":M}`, whose layout the
-//! protocol crate fixes byte for byte. Those are read by slicing the raw
+//! `{"msg_type":0,"room":ID,"username":U,"message":M}` in v1, whose layout
+//! the protocol crate fixes byte for byte. Those are read by slicing the raw
 //! payload: no JSON parser, no UTF-8 pass, no allocation, and only the
 //! stamp's leading digits of the text are looked at. Anything else falls
-//! back to serde_json with borrowed fields.
+//! back to serde_json with borrowed fields. [`v2`] does the same for
+//! protocol v2's frames.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use whisper_protocol::ErrorCode;
+use whisper_protocol::v2::{Epoch, Seq};
 
 use crate::stamp::Stamp;
 
+pub mod v2;
+
 /// What one text frame from the server was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
-    /// A chat message (`msg_type` 0) and its stamp, when a bench wrote it.
+    /// A v1 chat message (`msg_type` 0) and its stamp, when a bench wrote it.
     Message(Option<Stamp>),
-    /// Another event: ENTER, LEAVE, ...
+    /// A v2 `message` event: its room's seq, and its stamp when a bench
+    /// wrote it.
+    Numbered {
+        /// The message's place in its room's log.
+        seq: Seq,
+        /// The stamp at the start of its text.
+        stamp: Option<Stamp>,
+    },
+    /// The v2 result of a `send`: the message is stored as `seq`.
+    Sent {
+        /// The request's id (the bench gives every request one).
+        id: Option<u64>,
+        /// The stored message's seq.
+        seq: Seq,
+    },
+    /// Another event: ENTER, LEAVE, typing, ...
     Event,
-    /// The reply to a join.
+    /// The v1 reply to a join.
     Joined,
+    /// The v2 result of a join (boxed: rare, and larger than the rest).
+    JoinResult(Box<JoinResult>),
     /// An error reply; `None` for a code this bench does not know.
     Error(Option<ErrorCode>),
     /// Any other reply (`leave`, `room_users`), or a frame that is not JSON.
     Other,
+}
+
+/// What a bench needs of a v2 join result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResult {
+    /// The request's id.
+    pub id: Option<u64>,
+    /// The room's epoch.
+    pub epoch: Epoch,
+    /// The latest seq when the result was taken: live events go on after it.
+    pub seq: Seq,
+    /// Whether `messages` are exactly those after the join's `since`.
+    pub recovered: bool,
+    /// The seqs of the messages the result carries, in the order given.
+    pub messages: Vec<Seq>,
 }
 
 /// Classifies one text frame's payload.

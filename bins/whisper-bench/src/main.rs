@@ -3,9 +3,10 @@
 //!
 //! Map: [`cli`] parses, [`nodes`] are the server nodes connections are
 //! spread over, [`setup`] provides rooms ([`rooms`]) and users
-//! ([`accounts`]), [`connection`] opens and drives one WebSocket,
-//! [`frame`] is WebSocket framing, [`incoming`] reads server frames cheaply, [`stamp`] is what every
-//! message carries, and the scenarios are [`fanout`] and [`conns`].
+//! ([`accounts`]), [`connection`] opens and drives one WebSocket (v1 or
+//! v2), [`frame`] is WebSocket framing, [`incoming`] reads server frames
+//! cheaply, [`stamp`] is what every message carries, [`sequence`] checks
+//! v2 seqs, and the scenarios are [`fanout`], [`conns`] and [`recovery`].
 //! [`procfs`] reads CPU and memory, [`latency`] holds histograms,
 //! [`progress`] talks to the human on stderr.
 
@@ -24,7 +25,9 @@ mod latency;
 mod nodes;
 mod procfs;
 mod progress;
+mod recovery;
 mod rooms;
+mod sequence;
 mod setup;
 mod stamp;
 
@@ -75,5 +78,6 @@ async fn run(cli: Cli, threads: usize) -> Result<serde_json::Value, BenchError> 
     match &cli.scenario {
         Scenario::Fanout(args) => fanout::run(args, &setup).await,
         Scenario::Conns(args) => conns::run(args, &setup).await,
+        Scenario::Recovery(args) => recovery::run(args, &setup).await,
     }
 }

@@ -1,7 +1,8 @@
 //! The bench binary against a real server started in this process (or two
 //! sharing rooms through a redis-server of the test's own): short runs of
-//! each scenario must report clean numbers, and mistakes on the command
-//! line must get one line and exit code 2.
+//! each scenario, in protocol v1 and v2, must report clean numbers (no
+//! loss, no seq gap or duplicate, every recovery complete), and mistakes
+//! on the command line must get one line and exit code 2.
 
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -151,6 +152,150 @@ async fn a_closed_loop_fanout_loses_nothing() {
     );
     assert!(results["latency"]["p99_ms"].as_f64().is_some(), "{line}");
     assert!(line["cpu"]["server_s"].as_f64().is_some(), "{line}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_fanout_sees_every_seq_once_in_order_and_times_the_results() {
+    let server = bench_server().await;
+    let rooms = [
+        server.create_room("v2 one", false).await,
+        server.create_room("v2 two", false).await,
+    ];
+    let common = [
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        &format!("{},{}", rooms[0], rooms[1]),
+    ];
+    // Closed loop, then open loop.
+    let mut closed = short_fanout(&common, 2, 4);
+    closed.extend(args(&["--protocol", "v2"]));
+    let mut open = args(&common);
+    open.extend(args(&[
+        "fanout",
+        "--protocol",
+        "v2",
+        "--rooms",
+        "2",
+        "--members",
+        "4",
+        "--senders",
+        "2",
+        "--rate",
+        "100",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0.2",
+    ]));
+    for run in [closed, open] {
+        let line = report(&bench(run).await);
+        assert_eq!(line["params"]["protocol"], "v2", "{line}");
+        let results = &line["results"];
+        let messages = results["messages"].as_u64().expect("messages");
+        assert!(messages > 0, "{line}");
+        assert_eq!(results["lost"], 0, "{line}");
+        assert_eq!(results["out_of_order"], 0, "{line}");
+        assert_eq!(results["disconnected"], 0, "{line}");
+        assert_eq!(results["deliveries"].as_u64(), Some(messages * 4), "{line}");
+        assert_eq!(
+            results["seq"],
+            json!({"gaps": 0, "missing": 0, "duplicates": 0, "out_of_order": 0}),
+            "{line}"
+        );
+        // Every send in the window got its result.
+        assert_eq!(
+            results["ack_latency"]["samples"].as_u64(),
+            Some(messages),
+            "{line}"
+        );
+        assert!(
+            results["ack_latency"]["p99_ms"].as_f64().is_some(),
+            "{line}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_v2_sockets_recover_everything_they_missed() {
+    const SOCKETS: u64 = 30;
+    const MESSAGES: u64 = 40;
+    let server = bench_server().await;
+    let rooms = [
+        server.create_room("recover one", false).await,
+        server.create_room("recover two", false).await,
+    ];
+    let line = report(
+        &bench(args(&[
+            "--url",
+            &server.url(""),
+            "--room-ids",
+            &format!("{},{}", rooms[0], rooms[1]),
+            "--server-pid",
+            &std::process::id().to_string(),
+            "recovery",
+            "--sockets",
+            &SOCKETS.to_string(),
+            "--rooms",
+            "2",
+            "--messages",
+            &MESSAGES.to_string(),
+            "--timeout",
+            "20",
+        ]))
+        .await,
+    );
+    assert_eq!(line["scenario"], "recovery");
+    let results = &line["results"];
+    assert_eq!(results["caught_up"].as_u64(), Some(SOCKETS), "{line}");
+    assert!(results["catch_up_s"].as_f64().is_some(), "{line}");
+    assert_eq!(results["not_recovered"], 0, "{line}");
+    assert_eq!(results["missing"], 0, "{line}");
+    assert_eq!(results["duplicates"], 0, "{line}");
+    assert_eq!(results["out_of_order"], 0, "{line}");
+    assert_eq!(results["gaps"], 0, "{line}");
+    // Every socket got its room's messages in its join result.
+    assert_eq!(
+        results["messages_from_results"].as_u64(),
+        Some(SOCKETS * MESSAGES),
+        "{line}"
+    );
+    assert_eq!(line["setup"]["refused"], 0, "{line}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_too_far_behind_is_counted_as_not_recovered() {
+    // The server recovers at most 1000 messages behind: 1001 are not
+    // recovered, and the latest page (100) leaves 901 missing per socket.
+    let server = bench_server().await;
+    let room = server.create_room("too far", false).await;
+    let line = report(
+        &bench(args(&[
+            "--url",
+            &server.url(""),
+            "--room-ids",
+            &room.to_string(),
+            "recovery",
+            "--sockets",
+            "2",
+            "--messages",
+            "1001",
+            "--message-bytes",
+            "30",
+            "--timeout",
+            "2",
+        ]))
+        .await,
+    );
+    let results = &line["results"];
+    assert_eq!(results["not_recovered"], 2, "{line}");
+    assert_eq!(results["caught_up"], 0, "{line}");
+    assert_eq!(results["catch_up_s"], Value::Null, "{line}");
+    assert_eq!(results["missing"], 2 * 901, "{line}");
+    assert_eq!(results["duplicates"], 0, "{line}");
     server.stop().await;
 }
 
@@ -380,6 +525,18 @@ fn help_tells_how_to_start_the_server() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("--max-messages-per-second 1000000"), "{help}");
     assert!(help.contains("--max-connections-per-user"), "{help}");
+    assert!(help.contains("recovery"), "{help}");
+    for (scenario, flag) in [
+        ("fanout", "--protocol <PROTOCOL>"),
+        ("recovery", "--sockets"),
+    ] {
+        let output = Command::new(BENCH)
+            .args([scenario, "--help"])
+            .output()
+            .expect("runs");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains(flag), "{scenario}: {help}");
+    }
 }
 
 fn make_executable(path: &std::path::Path) {
