@@ -172,13 +172,12 @@ impl TestServer {
         (a, b)
     }
 
-    /// Stops the server gracefully and starts a new one on the same address
-    /// and database, as an operator's restart would: sessions and rooms
-    /// survive, connections and presence do not.
+    /// Stops the server gracefully (unless [`TestServer::halt`] already
+    /// did) and starts a new one on the same address and database, as an
+    /// operator's restart would: sessions and rooms survive, connections and
+    /// presence do not.
     pub async fn restart(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop().await;
-        }
+        self.halt().await;
         let deadline = std::time::Instant::now() + REBIND_TIMEOUT;
         let running = loop {
             match (self.start)(self.config.clone()).await {
@@ -190,6 +189,15 @@ impl TestServer {
             }
         };
         self.running = Some(running);
+    }
+
+    /// Stops the server gracefully, keeping its address and database, so a
+    /// test can see what clients do while it is down;
+    /// [`TestServer::restart`] brings it back.
+    pub async fn halt(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
     }
 
     /// Asks the server to shut down (as SIGTERM would) and waits for it.
