@@ -425,3 +425,28 @@ async fn create_room(admin: &Browser, title: &str, staff_only: bool) -> i64 {
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("room id of {title:?}: {id}"))
 }
+
+#[tokio::test]
+async fn a_shortcode_becomes_its_emoji_as_it_is_typed() {
+    let driver = BrowserDriver::start("shortcodes");
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.join(lobby).await;
+    let input = Browser::input(lobby);
+
+    ann.type_into(&input, ":smile:").await;
+    assert_eq!(ann.input_value(lobby).await, "😄");
+    ann.type_into(&input, " ok :+1: :tada:").await;
+    assert_eq!(ann.input_value(lobby).await, "😄 ok 👍 🎉");
+    // Unknown names, and colons inside words and times, stay as typed.
+    ann.type_into(&input, " at 10:100: :nope: a:fire:").await;
+    let typed = "😄 ok 👍 🎉 at 10:100: :nope: a:fire:";
+    assert_eq!(ann.input_value(lobby).await, typed);
+
+    ann.send(lobby, "").await;
+    ann.wait_for_message(lobby, "ann", typed).await;
+
+    ann.close().await;
+    server.stop().await;
+}

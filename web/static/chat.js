@@ -4,12 +4,14 @@
 //
 // Modules: protocol.js (message kinds, error words), format.js (message text
 // to nodes), user-color.js (a stable colour per user), emoji-picker.js (the
-// picker in each send form), dom.js (element building).
+// picker in each send form), shortcode-input.js with shortcodes.js (:smile:
+// to 😄 as typed), dom.js (element building).
 
 import { $, el } from './dom.js';
 import { attachEmojiPicker } from './emoji-picker.js';
 import { formatMessage } from './format.js';
 import { MSG, ROOM_USERS, errorText } from './protocol.js';
+import { attachShortcodes } from './shortcode-input.js';
 import { paintUser } from './user-color.js';
 
 const BACKOFF_START_MS = 1000;
@@ -232,6 +234,7 @@ function openPane(id, title) {
   const form = el('form', { class: 'send-form' },
     input, el('button', { type: 'submit', class: 'primary send-button', text: 'Send' }));
   attachEmojiPicker(form, input);
+  attachShortcodes(input);
   const section = el('section', { class: 'room-pane', dataset: { roomPane: id }, 'aria-label': title },
     el('header', { class: 'pane-header' }, heading, leaveButton),
     online, error, messages, form);
