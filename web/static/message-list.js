@@ -38,11 +38,18 @@ export class MessageList {
   #isOwn;
   #seqs = []; // ascending
   #lines = new Map(); // seq -> li
+  #atBottom = true; // as of the last scroll
 
   /** Manages `node` (an <ol>); `isOwn(user)` says whether a message's author is this user. */
   constructor(node, isOwn) {
     this.#node = node;
     this.#isOwn = isOwn;
+    // The list shrinks when the online list above it fills in, and changes
+    // with the window: whoever was reading the newest message still is.
+    node.addEventListener('scroll', () => { this.#atBottom = this.#isAtBottom(); });
+    new ResizeObserver(() => {
+      if (this.#atBottom) node.scrollTop = node.scrollHeight;
+    }).observe(node);
   }
 
   /** The lowest seq shown, or undefined when no message is. */
@@ -89,8 +96,7 @@ export class MessageList {
   prependOlder(messages) {
     const oldest = this.oldestSeq ?? Infinity;
     const older = messages.filter((message) => message.seq < oldest && !this.#lines.has(message.seq));
-    const fromBottom = this.#node.scrollHeight - this.#node.scrollTop;
-    this.#bulk(() => {
+    this.#keepingView(() => this.#bulk(() => {
       const page = document.createDocumentFragment();
       for (const message of older) {
         const line = this.#messageLine(message);
@@ -99,19 +105,17 @@ export class MessageList {
       }
       this.#seqs = [...older.map((message) => message.seq), ...this.#seqs];
       this.#node.prepend(page);
-    });
-    this.#node.scrollTop = this.#node.scrollHeight - fromBottom;
+    }));
   }
 
   /** Shows or hides the "loading older messages" line at the top. */
   showLoadingOlder(loading) {
     const line = this.#node.querySelector(':scope > .loading-older');
-    if (!loading) {
-      line?.remove();
-    } else if (!line) {
-      const fromBottom = this.#node.scrollHeight - this.#node.scrollTop;
-      this.#node.prepend(el('li', { class: 'notice loading-older', text: 'Loading older messages…' }));
-      this.#node.scrollTop = this.#node.scrollHeight - fromBottom;
+    if (!loading && line) {
+      this.#keepingView(() => line.remove());
+    } else if (loading && !line) {
+      this.#keepingView(() => this.#node.prepend(
+        el('li', { class: 'notice loading-older', text: 'Loading older messages…' })));
     }
   }
 
@@ -182,11 +186,23 @@ export class MessageList {
     return this.#node.querySelector(':scope > .outgoing');
   }
 
-  #keepingBottom(change) {
-    const list = this.#node;
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < AT_BOTTOM_PX;
+  // A change above what the user is looking at must not move it: keep the
+  // distance to the bottom, which changes at the top do not touch.
+  #keepingView(change) {
+    const fromBottom = this.#node.scrollHeight - this.#node.scrollTop;
     change();
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    this.#node.scrollTop = this.#node.scrollHeight - fromBottom;
+  }
+
+  #isAtBottom() {
+    const list = this.#node;
+    return list.scrollHeight - list.scrollTop - list.clientHeight < AT_BOTTOM_PX;
+  }
+
+  #keepingBottom(change) {
+    const atBottom = this.#isAtBottom();
+    change();
+    if (atBottom) this.#node.scrollTop = this.#node.scrollHeight;
   }
 
   // Many lines at once: screen readers announce the result, not each line.
