@@ -777,9 +777,9 @@ const RECORD_MESSAGE_LINES: &str = "window.seenLines = []; \
     return null;";
 
 #[tokio::test]
-async fn a_message_shows_sending_then_sent_and_failed_while_offline() {
+async fn a_message_shows_sending_then_sent_or_failed() {
     let driver = BrowserDriver::start("sending");
-    let mut server = TestServer::start().await;
+    let mut server = TestServer::start_with(|config| config.max_message_bytes = 100).await;
     let lobby = server.create_room("Lobby", false).await;
     let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
     ann.join(lobby).await;
@@ -851,6 +851,23 @@ async fn a_message_shows_sending_then_sent_and_failed_while_offline() {
         .filter_map(|message| message["text"].as_str())
         .collect();
     assert_eq!(stored, ["hello there", "are you there?"]);
+
+    // A message the server refuses fails too, and the pane says why.
+    let too_long = "x".repeat(101);
+    ann.send(lobby, &too_long).await;
+    ann.wait_for_messages(lobby, "the long message failed", |shown| {
+        shown
+            .iter()
+            .any(|m| m.text == too_long && m.status.as_deref() == Some("failed — retry"))
+    })
+    .await;
+    ann.wait_for_js(
+        "the pane saying the message is too long",
+        "return document.querySelector(arguments[0] + ' .pane-error').textContent \
+             === 'Message too long.';",
+        vec![json!(pane)],
+    )
+    .await;
     ann.assert_no_script_errors().await;
 
     bob.close().await;
