@@ -874,3 +874,56 @@ async fn a_message_shows_sending_then_sent_or_failed() {
     ann.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn losing_staff_closes_the_staff_room_and_says_why() {
+    let driver = BrowserDriver::start("lost-staff");
+    let server =
+        TestServer::start_with(|config| config.session_recheck = Duration::from_millis(300)).await;
+    let staff_room = server.create_room("Staff room", true).await;
+    let lobby = server.create_room("Lobby", false).await;
+    let sue = driver.open_as(&server, "sue", PASSWORD, true).await;
+    sue.record_script_errors().await;
+    sue.join(staff_room).await;
+    sue.join(lobby).await;
+
+    server
+        .db
+        .users
+        .set_staff("sue", false)
+        .await
+        .expect("staff removed");
+    // The server takes the socket out of the room with an error naming it
+    // and no request id; the page closes the pane and says why.
+    let status = sue
+        .wait_for_js(
+            "#status saying Sue is no longer in the staff room",
+            "const [pane] = arguments; \
+             const s = document.querySelector('#status'); \
+             return !document.querySelector(pane) && /no longer in/.test(s.textContent) \
+                 ? s.textContent : null;",
+            vec![json!(Browser::pane(staff_room))],
+        )
+        .await;
+    assert_eq!(
+        status,
+        json!("You are no longer in “Staff room”: it is for staff only.")
+    );
+    assert_eq!(
+        sue.count(&format!("{}.joined", Browser::room_button(staff_room)))
+            .await,
+        0
+    );
+    // The other room carries on.
+    sue.send(lobby, "still here").await;
+    sue.wait_for_messages(lobby, "“still here” stored", |shown| {
+        shown
+            .iter()
+            .any(|m| m.text == "still here" && m.seq.is_some())
+    })
+    .await;
+    sue.assert_no_script_errors().await;
+
+    sue.close().await;
+    server.stop().await;
+}
