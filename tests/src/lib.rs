@@ -24,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use whisper_auth::{NewUser, UserStore};
 use whisper_server::{Config, RoomCatalog, Server, ServerError};
+use whisper_store::MessageStore;
 
 pub mod browser;
 
@@ -223,6 +224,7 @@ pub struct TestDatabase {
     /// The users table, for changes an operator would make.
     pub users: UserStore,
     rooms: RoomCatalog,
+    messages: MessageStore,
 }
 
 impl TestDatabase {
@@ -233,7 +235,8 @@ impl TestDatabase {
             .expect("test database connection");
         TestDatabase {
             users: UserStore::new(db.clone()),
-            rooms: RoomCatalog::new(db),
+            rooms: RoomCatalog::new(db.clone()),
+            messages: MessageStore::new(db),
         }
     }
 
@@ -270,6 +273,15 @@ impl TestDatabase {
             .unwrap_or_else(|| panic!("no General room in {rooms:?}"))
             .id
             .0
+    }
+
+    /// Deletes a room's stored messages and gives its log a new epoch, as
+    /// `whisper-manage clearhistory` does.
+    pub async fn clear_history(&self, room: i64) {
+        self.messages
+            .clear(whisper_protocol::RoomId(room))
+            .await
+            .expect("history cleared");
     }
 
     /// Deletes a room, as an operator would.

@@ -927,3 +927,59 @@ async fn losing_staff_closes_the_staff_room_and_says_why() {
     sue.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_room_that_cannot_be_recovered_is_reloaded_with_a_marker() {
+    let driver = BrowserDriver::start("reloaded-room");
+    let mut server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.record_script_errors().await;
+    ann.join(lobby).await;
+    let bob_session = server.user("bob", false).await;
+    ann.send(lobby, "this will be cleared").await;
+    ann.wait_for_messages(lobby, "ann's message stored", |shown| {
+        shown.len() == 1 && shown[0].seq.is_some()
+    })
+    .await;
+
+    // While the page is away, an operator clears the room's history: its
+    // log gets a new epoch, and the seqs the page holds mean nothing now.
+    server.halt().await;
+    server.db.clear_history(lobby).await;
+    server.restart().await;
+    let mut bob = server.connect_v2(&bob_session).await;
+    let joined = bob
+        .request(json!({"command": "join", "id": 1, "room": lobby, "limit": 0}))
+        .await;
+    assert!(joined["result"]["epoch"].is_string(), "{joined}");
+    say(&mut bob, lobby, "fresh start").await;
+
+    // The page cannot recover: it shows the room as it is now, after a
+    // marker saying it reloaded.
+    ann.wait_connected_within(RECV_TIMEOUT).await;
+    ann.wait_for_notice(lobby, "reload", "reloaded").await;
+    let shown = ann
+        .wait_for_messages(lobby, "only the new message", |shown| {
+            lines(shown) == expected(&[("bob", "fresh start")])
+        })
+        .await;
+    assert_stored_once_in_order(&shown);
+    let marker_first = ann
+        .execute(
+            "return document.querySelector(arguments[0] + ' .messages > li') \
+                 .classList.contains('notice-reload');",
+            vec![json!(Browser::pane(lobby))],
+        )
+        .await;
+    assert_eq!(
+        marker_first,
+        json!(true),
+        "the marker heads the reloaded view"
+    );
+    ann.assert_no_script_errors().await;
+
+    bob.close().await;
+    ann.close().await;
+    server.stop().await;
+}
