@@ -5,9 +5,11 @@
 //! one [`Browser`] per user: each is a separate Chromium with a fresh profile,
 //! so two browsers are two people with separate cookies. A [`Browser`] speaks
 //! the chat page's DOM contract (room buttons `[data-room-id]`, panes
-//! `[data-room-pane]`, `li.message` with `.msg-user` and `.msg-text`, notices
-//! `li.notice-enter` and `li.notice-leave`, `#status`), so tests read as what
-//! a user does and sees.
+//! `[data-room-pane]`, `li.message` with `.msg-user`, `.msg-text`, the
+//! message's `data-seq` once stored and a `.msg-status` until then, notices
+//! `li.notice-enter`, `li.notice-leave` and `li.notice-reload`, a pane's
+//! `.typing` line and `input.send-input`, `#status`), so tests read as what a
+//! user does and sees.
 //!
 //! Every wait is bounded ([`WAIT_TIMEOUT`] unless said otherwise). A wait
 //! that runs out saves a screenshot (`<test>-<user>-failure.png`) and fails
@@ -139,6 +141,11 @@ pub struct ShownMessage {
     pub text: String,
     /// Whether the line has class `own`.
     pub own: bool,
+    /// Its seq (`data-seq`), once the server has stored it.
+    pub seq: Option<u64>,
+    /// `.msg-status`'s text (`sending…`, `failed — retry`) for an own
+    /// message the server has not acknowledged; `None` for a stored one.
+    pub status: Option<String>,
 }
 
 /// One browser window, logged in as one user.
@@ -330,11 +337,48 @@ impl Browser {
         .await;
     }
 
+    /// The message box of `room`'s pane.
+    pub fn input(room: i64) -> String {
+        format!("{} .send-form input.send-input", Browser::pane(room))
+    }
+
     /// Types `text` into `room`'s message box and presses Enter.
     pub async fn send(&self, room: i64, text: &str) {
-        let input = format!("{} .send-form input.send-input", Browser::pane(room));
         // U+E007 is WebDriver's Enter key.
-        self.type_into(&input, &format!("{text}\u{E007}")).await;
+        self.type_into(&Browser::input(room), &format!("{text}\u{E007}"))
+            .await;
+    }
+
+    /// What `room`'s message box holds.
+    pub async fn input_value(&self, room: i64) -> String {
+        let value = self
+            .execute(
+                "return document.querySelector(arguments[0])?.value ?? null;",
+                vec![json!(Browser::input(room))],
+            )
+            .await;
+        value
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| panic!("{}: no message box in room {room}", self.label))
+    }
+
+    /// The text of `room`'s typing line ("bob is typing…"), empty when
+    /// nobody is typing.
+    pub async fn typing_notice(&self, room: i64) -> String {
+        self.text_of(&format!("{} .typing", Browser::pane(room)))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Scrolls `room`'s messages to the very top, as a user looking for
+    /// older messages does.
+    pub async fn scroll_messages_to_top(&self, room: i64) {
+        self.execute(
+            "document.querySelector(arguments[0] + ' .messages').scrollTop = 0; return null;",
+            vec![json!(Browser::pane(room))],
+        )
+        .await;
     }
 
     /// Every message in `room`'s pane, in order.
@@ -345,7 +389,9 @@ impl Browser {
                      .map((li) => ({ \
                          user: li.querySelector('.msg-user')?.textContent ?? null, \
                          text: li.querySelector('.msg-text')?.textContent ?? null, \
-                         own: li.classList.contains('own') }));",
+                         own: li.classList.contains('own'), \
+                         seq: li.dataset.seq ? Number(li.dataset.seq) : null, \
+                         status: li.querySelector('.msg-status')?.textContent ?? null }));",
                 vec![json!(Browser::pane(room))],
             )
             .await;
@@ -358,6 +404,8 @@ impl Browser {
                         user: line["user"].as_str().unwrap_or("<no .msg-user>").into(),
                         text: line["text"].as_str().unwrap_or("<no .msg-text>").into(),
                         own: line["own"] == json!(true),
+                        seq: line["seq"].as_u64(),
+                        status: line["status"].as_str().map(String::from),
                     })
                     .collect()
             })
@@ -367,17 +415,36 @@ impl Browser {
     /// Waits until `room`'s pane shows a message from `user` whose text is
     /// exactly `text`, and returns it.
     pub async fn wait_for_message(&self, room: i64, user: &str, text: &str) -> ShownMessage {
+        self.wait_for_messages(
+            room,
+            &format!("a message {text:?} from {user}"),
+            |messages| messages.iter().any(|m| m.user == user && m.text == text),
+        )
+        .await
+        .into_iter()
+        .find(|m| m.user == user && m.text == text)
+        .expect("the message waited for")
+    }
+
+    /// Waits until `room`'s messages satisfy `done`, and returns them;
+    /// fails naming `what` and showing the pane's messages.
+    pub async fn wait_for_messages(
+        &self,
+        room: i64,
+        what: &str,
+        done: impl Fn(&[ShownMessage]) -> bool,
+    ) -> Vec<ShownMessage> {
         let deadline = Instant::now() + WAIT_TIMEOUT;
         loop {
             let messages = self.messages(room).await;
-            if let Some(found) = messages.iter().find(|m| m.user == user && m.text == text) {
-                return found.clone();
+            if done(&messages) {
+                return messages;
             }
             if Instant::now() >= deadline {
                 panic!(
                     "{}",
                     self.failure(&format!(
-                        "a message {text:?} from {user} in room {room}; the pane shows {messages:?}"
+                        "{what} in room {room}; the pane shows {messages:?}"
                     ))
                     .await
                 );
@@ -416,6 +483,27 @@ impl Browser {
             vec![json!(Browser::pane(room)), json!(kind), json!(text)],
         )
         .await;
+    }
+
+    /// Starts recording the page's uncaught script errors and unhandled
+    /// promise rejections, until the page is left or reloaded; see
+    /// [`Browser::assert_no_script_errors`].
+    pub async fn record_script_errors(&self) {
+        self.execute(RECORD_SCRIPT_ERRORS, vec![]).await;
+    }
+
+    /// Fails the test if the page had a script error since
+    /// [`Browser::record_script_errors`].
+    pub async fn assert_no_script_errors(&self) {
+        let errors = self
+            .execute("return window.scriptErrors ?? null;", vec![])
+            .await;
+        assert!(
+            errors.is_array(),
+            "{}: script errors were not being recorded",
+            self.label
+        );
+        assert_eq!(errors, json!([]), "{}: script errors", self.label);
     }
 
     /// Fails the test if a JavaScript dialog (alert, confirm, prompt) is open.
@@ -529,6 +617,12 @@ impl Browser {
         shot
     }
 }
+
+const RECORD_SCRIPT_ERRORS: &str = "window.scriptErrors = []; \
+    window.addEventListener('error', (e) => window.scriptErrors.push(String(e.message))); \
+    window.addEventListener('unhandledrejection', \
+        (e) => window.scriptErrors.push(`unhandled rejection: ${e.reason}`)); \
+    return null;";
 
 const STATUS_SCRIPT: &str = "const s = document.querySelector('#status'); \
     return s ? s.textContent : null;";

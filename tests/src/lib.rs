@@ -24,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use whisper_auth::{NewUser, UserStore};
 use whisper_server::{Config, RoomCatalog, Server, ServerError};
+use whisper_store::MessageStore;
 
 pub mod browser;
 
@@ -172,13 +173,12 @@ impl TestServer {
         (a, b)
     }
 
-    /// Stops the server gracefully and starts a new one on the same address
-    /// and database, as an operator's restart would: sessions and rooms
-    /// survive, connections and presence do not.
+    /// Stops the server gracefully (unless [`TestServer::halt`] already
+    /// did) and starts a new one on the same address and database, as an
+    /// operator's restart would: sessions and rooms survive, connections and
+    /// presence do not.
     pub async fn restart(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop().await;
-        }
+        self.halt().await;
         let deadline = std::time::Instant::now() + REBIND_TIMEOUT;
         let running = loop {
             match (self.start)(self.config.clone()).await {
@@ -190,6 +190,15 @@ impl TestServer {
             }
         };
         self.running = Some(running);
+    }
+
+    /// Stops the server gracefully, keeping its address and database, so a
+    /// test can see what clients do while it is down;
+    /// [`TestServer::restart`] brings it back.
+    pub async fn halt(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
     }
 
     /// Asks the server to shut down (as SIGTERM would) and waits for it.
@@ -215,6 +224,7 @@ pub struct TestDatabase {
     /// The users table, for changes an operator would make.
     pub users: UserStore,
     rooms: RoomCatalog,
+    messages: MessageStore,
 }
 
 impl TestDatabase {
@@ -225,7 +235,8 @@ impl TestDatabase {
             .expect("test database connection");
         TestDatabase {
             users: UserStore::new(db.clone()),
-            rooms: RoomCatalog::new(db),
+            rooms: RoomCatalog::new(db.clone()),
+            messages: MessageStore::new(db),
         }
     }
 
@@ -262,6 +273,15 @@ impl TestDatabase {
             .unwrap_or_else(|| panic!("no General room in {rooms:?}"))
             .id
             .0
+    }
+
+    /// Deletes a room's stored messages and gives its log a new epoch, as
+    /// `whisper-manage clearhistory` does.
+    pub async fn clear_history(&self, room: i64) {
+        self.messages
+            .clear(whisper_protocol::RoomId(room))
+            .await
+            .expect("history cleared");
     }
 
     /// Deletes a room, as an operator would.

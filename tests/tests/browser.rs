@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use whisper_tests::browser::{Browser, BrowserDriver};
-use whisper_tests::{RECV_TIMEOUT, TestServer};
+use whisper_tests::browser::{Browser, BrowserDriver, ShownMessage, WAIT_TIMEOUT};
+use whisper_tests::{RECV_TIMEOUT, TestServer, WsClient};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -424,4 +424,562 @@ async fn create_room(admin: &Browser, title: &str, staff_only: bool) -> i64 {
     id.as_str()
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("room id of {title:?}: {id}"))
+}
+
+/// Another person's app: `username`, on a v2 socket, in `room`; also
+/// returns the join result, which holds the room's latest `limit` messages.
+async fn v2_member(
+    server: &TestServer,
+    username: &str,
+    room: i64,
+    limit: u64,
+) -> (WsClient, Value) {
+    let session = server.user(username, false).await;
+    let mut client = server.connect_v2(&session).await;
+    let joined = client
+        .request(json!({"command": "join", "id": 1, "room": room, "limit": limit}))
+        .await;
+    assert!(joined["result"]["epoch"].is_string(), "{joined}");
+    (client, joined["result"].clone())
+}
+
+/// Sends `text` from a v2 client, waits until it is stored, and returns
+/// the send's result (`seq`, `ts`).
+async fn say(client: &mut WsClient, room: i64, text: &str) -> Value {
+    let reply = client
+        .request(json!({"command": "send", "id": 2, "room": room, "text": text}))
+        .await;
+    assert!(reply["result"]["seq"].is_u64(), "{reply}");
+    reply["result"].clone()
+}
+
+/// Who said what, in the order shown.
+fn lines(messages: &[ShownMessage]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(|m| (m.user.clone(), m.text.clone()))
+        .collect()
+}
+
+/// The lines a conversation should show, from `(user, text)` pairs.
+fn expected(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(user, text)| ((*user).to_owned(), (*text).to_owned()))
+        .collect()
+}
+
+/// Every message shown is stored, once, in seq order.
+fn assert_stored_once_in_order(messages: &[ShownMessage]) {
+    let seqs: Vec<u64> = messages
+        .iter()
+        .map(|m| {
+            assert_eq!(m.status, None, "not acknowledged: {m:?}");
+            m.seq.unwrap_or_else(|| panic!("no seq: {m:?}"))
+        })
+        .collect();
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "seqs ascend without repeat: {seqs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reloaded_page_shows_the_conversation_again() {
+    let driver = BrowserDriver::start("reload");
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.join(lobby).await;
+    let (mut bob, _) = v2_member(&server, "bob", lobby, 0).await;
+
+    let morning = say(&mut bob, lobby, "morning, ann").await;
+    ann.wait_for_message(lobby, "bob", "morning, ann").await;
+    ann.send(lobby, "morning! coffee?").await;
+    say(&mut bob, lobby, "on my way").await;
+    let conversation = expected(&[
+        ("bob", "morning, ann"),
+        ("ann", "morning! coffee?"),
+        ("bob", "on my way"),
+    ]);
+    let before = ann
+        .wait_for_messages(lobby, "three stored messages", |shown| {
+            lines(shown) == conversation && shown.iter().all(|m| m.seq.is_some())
+        })
+        .await;
+
+    ann.reload().await;
+    ann.wait_connected().await;
+    // The room open before the reload opens again by itself, showing the
+    // conversation from the server's store, in order, own lines marked.
+    ann.wait_joined(lobby, WAIT_TIMEOUT).await;
+    let after = ann
+        .wait_for_messages(lobby, "the conversation again", |shown| {
+            lines(shown) == conversation
+        })
+        .await;
+    assert_eq!(after, before);
+    assert_stored_once_in_order(&after);
+    assert!(after[1].own && !after[0].own && !after[2].own, "{after:?}");
+
+    // Each line shows the server's time, in the browser's local time.
+    let time_shown = ann
+        .execute(
+            "const [pane, seq, ts] = arguments; \
+             const time = document.querySelector(`${pane} li.message[data-seq=\"${seq}\"] time`); \
+             const date = new Date(ts); \
+             const local = `${String(date.getHours()).padStart(2, '0')}:\
+                 ${String(date.getMinutes()).padStart(2, '0')}`; \
+             return !!time && time.getAttribute('datetime') === date.toISOString() \
+                 && time.textContent.endsWith(local);",
+            vec![
+                json!(Browser::pane(lobby)),
+                morning["seq"].clone(),
+                morning["ts"].clone(),
+            ],
+        )
+        .await;
+    assert_eq!(time_shown, json!(true), "the time of {morning}");
+
+    bob.close().await;
+    ann.close().await;
+    server.stop().await;
+}
+
+/// How long the restart scenario keeps its server down: past the page's
+/// second retry, well before its third.
+const PAGE_OFFLINE: Duration = Duration::from_millis(4500);
+
+#[tokio::test]
+async fn after_a_server_restart_the_page_shows_every_message_once_in_order() {
+    let driver = BrowserDriver::start("restart-recovery");
+    let mut server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.join(lobby).await;
+    ann.record_script_errors().await;
+    let (mut bob, _) = v2_member(&server, "bob", lobby, 0).await;
+
+    say(&mut bob, lobby, "is the deploy done?").await;
+    ann.wait_for_message(lobby, "bob", "is the deploy done?")
+        .await;
+    ann.send(lobby, "restarting the server now").await;
+    ann.wait_for_messages(lobby, "ann's message stored", |shown| {
+        shown.len() == 2 && shown.iter().all(|m| m.seq.is_some())
+    })
+    .await;
+
+    // Cat logs in now (sessions outlive the restart), so that once the
+    // server is back Cat only has to connect.
+    let cat_session = server.user("cat", false).await;
+    server.halt().await;
+    bob.vanish();
+    // The page retries about 1 s and 3 s after the close, in vain, then
+    // waits until about 7 s: Cat talks in between.
+    tokio::time::sleep(PAGE_OFFLINE).await;
+    server.restart().await;
+    let mut cat = server.connect_v2(&cat_session).await;
+    let joined = cat
+        .request(json!({"command": "join", "id": 1, "room": lobby, "limit": 0}))
+        .await;
+    assert!(joined["result"]["epoch"].is_string(), "{joined}");
+    for text in ["server is back", "anyone here?", "ann?"] {
+        say(&mut cat, lobby, text).await;
+    }
+    let users = cat
+        .request(json!({"command": "room_users", "id": 3, "room": lobby}))
+        .await;
+    assert!(
+        !users["result"]["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .any(|user| user["username"] == "ann" && user["online"] == json!(true)),
+        "the page is still offline while Cat talks: {users}"
+    );
+
+    ann.wait_connected_within(RECV_TIMEOUT).await;
+    ann.wait_for_message(lobby, "cat", "ann?").await;
+    ann.send(lobby, "here, all good").await;
+    let conversation = expected(&[
+        ("bob", "is the deploy done?"),
+        ("ann", "restarting the server now"),
+        ("cat", "server is back"),
+        ("cat", "anyone here?"),
+        ("cat", "ann?"),
+        ("ann", "here, all good"),
+    ]);
+    let shown = ann
+        .wait_for_messages(lobby, "the whole conversation, stored", |shown| {
+            lines(shown) == conversation && shown.iter().all(|m| m.seq.is_some())
+        })
+        .await;
+    assert_stored_once_in_order(&shown);
+    // Recovered, not reloaded: no marker, and what the pane showed before
+    // (Bob's entry) is still there.
+    assert_eq!(
+        ann.count(&format!("{} .notice-reload", Browser::pane(lobby)))
+            .await,
+        0,
+        "recovered without a reload"
+    );
+    ann.wait_for_notice(lobby, "enter", "bob joined").await;
+    ann.assert_no_script_errors().await;
+    // Cat, who stayed, gets ann's reply too (after her entry and typing).
+    let reply = loop {
+        let event = cat.recv_event().await;
+        if event["event"] == "message" {
+            break event;
+        }
+    };
+    assert_eq!(reply["text"], "here, all good", "{reply}");
+
+    cat.close().await;
+    ann.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_other_person_sees_who_is_typing() {
+    let driver = BrowserDriver::start("typing");
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
+    ann.join(lobby).await;
+    bob.join(lobby).await;
+    ann.wait_for_notice(lobby, "enter", "bob joined").await;
+
+    bob.type_into(&Browser::input(lobby), "Are we still on for")
+        .await;
+    ann.wait_for_js(
+        "“bob is typing…” in the lobby",
+        "const line = document.querySelector(arguments[0] + ' .typing'); \
+         return !!line && line.textContent === 'bob is typing…';",
+        vec![json!(Browser::pane(lobby))],
+    )
+    .await;
+    assert_eq!(
+        bob.typing_notice(lobby).await,
+        "",
+        "not shown to the typist"
+    );
+
+    // The message arriving ends it.
+    bob.send(lobby, " lunch?").await;
+    ann.wait_for_message(lobby, "bob", "Are we still on for lunch?")
+        .await;
+    assert_eq!(ann.typing_notice(lobby).await, "");
+
+    ann.close().await;
+    bob.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_shortcode_becomes_its_emoji_as_it_is_typed() {
+    let driver = BrowserDriver::start("shortcodes");
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.join(lobby).await;
+    let input = Browser::input(lobby);
+
+    ann.type_into(&input, ":smile:").await;
+    assert_eq!(ann.input_value(lobby).await, "😄");
+    ann.type_into(&input, " ok :+1: :tada:").await;
+    assert_eq!(ann.input_value(lobby).await, "😄 ok 👍 🎉");
+    // Unknown names, and colons inside words and times, stay as typed.
+    ann.type_into(&input, " at 10:100: :nope: a:fire:").await;
+    let typed = "😄 ok 👍 🎉 at 10:100: :nope: a:fire:";
+    assert_eq!(ann.input_value(lobby).await, typed);
+
+    ann.send(lobby, "").await;
+    ann.wait_for_message(lobby, "ann", typed).await;
+
+    ann.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn scrolling_up_loads_older_messages_and_keeps_the_view() {
+    let driver = BrowserDriver::start("history");
+    let server = TestServer::start_with(|config| config.max_messages_per_second = 100_000).await;
+    let lobby = server.create_room("Lobby", false).await;
+    let (mut bob, _) = v2_member(&server, "bob", lobby, 0).await;
+    let texts: Vec<String> = (1..=120).map(|n| format!("message {n:03}")).collect();
+    for text in &texts {
+        say(&mut bob, lobby, text).await;
+    }
+    let shown_texts =
+        |shown: &[ShownMessage]| -> Vec<String> { shown.iter().map(|m| m.text.clone()).collect() };
+
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.join(lobby).await;
+    // The latest 50, newest at the bottom, in view.
+    let shown = ann
+        .wait_for_messages(lobby, "the latest 50 messages", |shown| shown.len() == 50)
+        .await;
+    assert_eq!(shown_texts(&shown), texts[70..]);
+    let at_bottom = ann
+        .execute(
+            "const list = document.querySelector(arguments[0] + ' .messages'); \
+             return list.scrollHeight - list.scrollTop - list.clientHeight < 5;",
+            vec![json!(Browser::pane(lobby))],
+        )
+        .await;
+    assert_eq!(at_bottom, json!(true), "the newest message is in view");
+
+    // Scrolled to the top: the next 50 load above, and the message that was
+    // at the top stays where it was on the screen.
+    let top_line = format!("{} li.message[data-seq=\"71\"]", Browser::pane(lobby));
+    let position =
+        format!("return document.querySelector('{top_line}').getBoundingClientRect().top;");
+    ann.scroll_messages_to_top(lobby).await;
+    let before = ann.execute(&position, vec![]).await;
+    let shown = ann
+        .wait_for_messages(lobby, "100 messages", |shown| shown.len() == 100)
+        .await;
+    assert_eq!(shown_texts(&shown), texts[20..]);
+    let after = ann.execute(&position, vec![]).await;
+    let moved = (before.as_f64().expect("a position") - after.as_f64().expect("a position")).abs();
+    assert!(moved < 2.0, "the view stayed: {before} -> {after}");
+
+    // Then the last 20; the start of the room is reached and nothing more
+    // is asked for.
+    ann.scroll_messages_to_top(lobby).await;
+    let shown = ann
+        .wait_for_messages(lobby, "all 120 messages", |shown| shown.len() == 120)
+        .await;
+    assert_eq!(shown_texts(&shown), texts);
+    assert_stored_once_in_order(&shown);
+    ann.scroll_messages_to_top(lobby).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ann.messages(lobby).await.len(), 120);
+    assert_eq!(ann.count(".loading-older").await, 0, "no load under way");
+
+    bob.close().await;
+    ann.close().await;
+    server.stop().await;
+}
+
+/// Records, in `window.seenLines`, every message line's text and status
+/// each time `arguments[0]`'s messages change.
+const RECORD_MESSAGE_LINES: &str = "window.seenLines = []; \
+    const list = document.querySelector(arguments[0] + ' .messages'); \
+    new MutationObserver(() => { \
+        for (const li of list.querySelectorAll('li.message')) { \
+            window.seenLines.push({ \
+                text: li.querySelector('.msg-text').textContent, \
+                status: li.querySelector('.msg-status')?.textContent ?? null }); \
+        } \
+    }).observe(list, { childList: true, subtree: true, attributes: true, characterData: true }); \
+    return null;";
+
+#[tokio::test]
+async fn a_message_shows_sending_then_sent_or_failed() {
+    let driver = BrowserDriver::start("sending");
+    let mut server = TestServer::start_with(|config| config.max_message_bytes = 100).await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.join(lobby).await;
+    let pane = Browser::pane(lobby);
+
+    ann.record_script_errors().await;
+    ann.execute(RECORD_MESSAGE_LINES, vec![json!(pane)]).await;
+    ann.send(lobby, "hello there").await;
+    ann.wait_for_messages(lobby, "“hello there” acknowledged", |shown| {
+        shown.len() == 1 && shown[0].text == "hello there" && shown[0].seq.is_some()
+    })
+    .await;
+    let seen = ann.execute("return window.seenLines;", vec![]).await;
+    assert!(
+        seen.as_array().is_some_and(|seen| seen
+            .iter()
+            .any(|line| line == &json!({"text": "hello there", "status": "sending…"}))),
+        "shown as sending first: {seen}"
+    );
+
+    // The server goes away: a message typed now fails, and says so.
+    server.halt().await;
+    ann.wait_for_js(
+        "the page noticing the server is gone",
+        "return document.querySelector('#status').dataset.state !== 'open';",
+        vec![],
+    )
+    .await;
+    ann.send(lobby, "are you there?").await;
+    let failed = |shown: &[ShownMessage]| {
+        shown
+            .iter()
+            .any(|m| m.text == "are you there?" && m.status.as_deref() == Some("failed — retry"))
+    };
+    ann.wait_for_messages(lobby, "“are you there?” failed", failed)
+        .await;
+    // Retrying while offline cannot work either, and the pane says why.
+    ann.click(&format!("{pane} li.message.failed .retry-button"))
+        .await;
+    ann.wait_for_js(
+        "the pane saying it is not connected",
+        "return document.querySelector(arguments[0] + ' .pane-error').textContent \
+             .startsWith('Not connected');",
+        vec![json!(pane)],
+    )
+    .await;
+    ann.wait_for_messages(lobby, "“are you there?” still failed", failed)
+        .await;
+
+    // Back online, the room is joined again and the message goes by itself.
+    server.restart().await;
+    ann.wait_connected_within(Duration::from_secs(30)).await;
+    let shown = ann
+        .wait_for_messages(lobby, "“are you there?” acknowledged", |shown| {
+            shown.len() == 2 && shown.iter().all(|m| m.seq.is_some())
+        })
+        .await;
+    assert_eq!(
+        lines(&shown),
+        expected(&[("ann", "hello there"), ("ann", "are you there?")])
+    );
+    assert_stored_once_in_order(&shown);
+    // Stored once: someone joining now gets both, once each.
+    let (bob, joined) = v2_member(&server, "bob", lobby, 50).await;
+    let stored: Vec<&str> = joined["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|message| message["text"].as_str())
+        .collect();
+    assert_eq!(stored, ["hello there", "are you there?"]);
+
+    // A message the server refuses fails too, and the pane says why.
+    let too_long = "x".repeat(101);
+    ann.send(lobby, &too_long).await;
+    ann.wait_for_messages(lobby, "the long message failed", |shown| {
+        shown
+            .iter()
+            .any(|m| m.text == too_long && m.status.as_deref() == Some("failed — retry"))
+    })
+    .await;
+    ann.wait_for_js(
+        "the pane saying the message is too long",
+        "return document.querySelector(arguments[0] + ' .pane-error').textContent \
+             === 'Message too long.';",
+        vec![json!(pane)],
+    )
+    .await;
+    ann.assert_no_script_errors().await;
+
+    bob.close().await;
+    ann.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn losing_staff_closes_the_staff_room_and_says_why() {
+    let driver = BrowserDriver::start("lost-staff");
+    let server =
+        TestServer::start_with(|config| config.session_recheck = Duration::from_millis(300)).await;
+    let staff_room = server.create_room("Staff room", true).await;
+    let lobby = server.create_room("Lobby", false).await;
+    let sue = driver.open_as(&server, "sue", PASSWORD, true).await;
+    sue.record_script_errors().await;
+    sue.join(staff_room).await;
+    sue.join(lobby).await;
+
+    server
+        .db
+        .users
+        .set_staff("sue", false)
+        .await
+        .expect("staff removed");
+    // The server takes the socket out of the room with an error naming it
+    // and no request id; the page closes the pane and says why.
+    let status = sue
+        .wait_for_js(
+            "#status saying Sue is no longer in the staff room",
+            "const [pane] = arguments; \
+             const s = document.querySelector('#status'); \
+             return !document.querySelector(pane) && /no longer in/.test(s.textContent) \
+                 ? s.textContent : null;",
+            vec![json!(Browser::pane(staff_room))],
+        )
+        .await;
+    assert_eq!(
+        status,
+        json!("You are no longer in “Staff room”: it is for staff only.")
+    );
+    assert_eq!(
+        sue.count(&format!("{}.joined", Browser::room_button(staff_room)))
+            .await,
+        0
+    );
+    // The other room carries on.
+    sue.send(lobby, "still here").await;
+    sue.wait_for_messages(lobby, "“still here” stored", |shown| {
+        shown
+            .iter()
+            .any(|m| m.text == "still here" && m.seq.is_some())
+    })
+    .await;
+    sue.assert_no_script_errors().await;
+
+    sue.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_that_cannot_be_recovered_is_reloaded_with_a_marker() {
+    let driver = BrowserDriver::start("reloaded-room");
+    let mut server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = driver.open_as(&server, "ann", PASSWORD, false).await;
+    ann.record_script_errors().await;
+    ann.join(lobby).await;
+    let bob_session = server.user("bob", false).await;
+    ann.send(lobby, "this will be cleared").await;
+    ann.wait_for_messages(lobby, "ann's message stored", |shown| {
+        shown.len() == 1 && shown[0].seq.is_some()
+    })
+    .await;
+
+    // While the page is away, an operator clears the room's history: its
+    // log gets a new epoch, and the seqs the page holds mean nothing now.
+    server.halt().await;
+    server.db.clear_history(lobby).await;
+    server.restart().await;
+    let mut bob = server.connect_v2(&bob_session).await;
+    let joined = bob
+        .request(json!({"command": "join", "id": 1, "room": lobby, "limit": 0}))
+        .await;
+    assert!(joined["result"]["epoch"].is_string(), "{joined}");
+    say(&mut bob, lobby, "fresh start").await;
+
+    // The page cannot recover: it shows the room as it is now, after a
+    // marker saying it reloaded.
+    ann.wait_connected_within(RECV_TIMEOUT).await;
+    ann.wait_for_notice(lobby, "reload", "reloaded").await;
+    let shown = ann
+        .wait_for_messages(lobby, "only the new message", |shown| {
+            lines(shown) == expected(&[("bob", "fresh start")])
+        })
+        .await;
+    assert_stored_once_in_order(&shown);
+    let marker_first = ann
+        .execute(
+            "return document.querySelector(arguments[0] + ' .messages > li') \
+                 .classList.contains('notice-reload');",
+            vec![json!(Browser::pane(lobby))],
+        )
+        .await;
+    assert_eq!(
+        marker_first,
+        json!(true),
+        "the marker heads the reloaded view"
+    );
+    ann.assert_no_script_errors().await;
+
+    bob.close().await;
+    ann.close().await;
+    server.stop().await;
 }

@@ -1,41 +1,51 @@
-// Whisper chat client: room list, one pane per joined room, one WebSocket
-// speaking protocol v1 (see docs/protocol.md). User text only ever reaches the DOM
-// through textContent, attributes, or format.js's node building, never as HTML.
+// Whisper chat client: room list, one pane per open room, one WebSocket
+// speaking protocol v2 (docs/protocol.md, sections 15 to 26). User text only
+// ever reaches the DOM through textContent, attributes, or format.js's node
+// building, never as HTML.
 //
-// Modules: protocol.js (message kinds, error words), format.js (message text
-// to nodes), user-color.js (a stable colour per user), emoji-picker.js (the
-// picker in each send form), dom.js (element building).
+// Modules: chat-socket.js (requests and replies on the socket),
+// message-list.js (a room's messages in seq order), outbox.js (own messages
+// until the server has stored them), typing.js (typing notices), protocol.js
+// (v2's figures, error words), format.js (message text to nodes),
+// user-color.js (a stable colour per user), emoji-picker.js (the picker in
+// each send form), shortcode-input.js with shortcodes.js (:smile: to 😄 as
+// typed), dom.js (element building).
 
+import { ChatSocket, DISCONNECTED, RequestError } from './chat-socket.js';
 import { $, el } from './dom.js';
 import { attachEmojiPicker } from './emoji-picker.js';
-import { formatMessage } from './format.js';
-import { MSG, ROOM_USERS, errorText } from './protocol.js';
+import { MessageList } from './message-list.js';
+import { Outbox } from './outbox.js';
+import { PAGE_SIZE, TYPING_INTERVAL_MS, errorText } from './protocol.js';
+import { attachShortcodes } from './shortcode-input.js';
+import { TypingIndicator, TypingNotifier } from './typing.js';
 import { paintUser } from './user-color.js';
 
 const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const USERS_REFRESH_DELAY_MS = 250;
-// A command whose outcome has not arrived by then means the connection is stuck.
-const REPLY_TIMEOUT_MS = 15000;
-const RECONNECTED_TEXT = 'Reconnected — messages sent while you were offline are not shown.';
+// A request not answered by then means the connection is stuck: it is
+// dropped and made again, and a message on its way shows "failed — retry".
+const REPLY_TIMEOUT_MS = 10000;
+// Scrolled to within this many pixels of the top, older messages load.
+const LOAD_OLDER_PX = 80;
+// Where the rooms open in this tab are kept, so a reload opens them again.
+const OPEN_ROOMS_KEY = 'whisper.openRooms';
+const RELOADED_TEXT = 'Some messages may be missing here — reloaded.';
+const NEW_HISTORY_TEXT = 'This room’s history was cleared — reloaded.';
+const NOT_V2_TEXT = 'The server does not speak this page’s protocol (v2). Retrying…';
+const OFFLINE_SEND_TEXT = 'Not connected. Failed messages are sent again once the connection is back.';
 
 const state = {
   me: null,              // {id, username, name, is_staff}
   rooms: new Map(),      // room id (string) -> {id, title, staff_only}
-  panes: new Map(),      // room id (string) -> pane record, one per joined room
+  panes: new Map(),      // room id (string) -> pane record, one per open room
   activeRoom: null,      // id of the pane last clicked or focused: see "Unread counts"
-  socket: null,
+  socket: null,          // the ChatSocket, open or opening; null while waiting to reconnect
   backoffMs: BACKOFF_START_MS,
-  // Outgoing commands, one at a time: see "Command queue" below.
-  queue: [],             // commands waiting their turn: {command, room, message?, rejoin?}
-  inFlight: null,        // the one command sent and awaiting its outcome, or null
-  inFlightTimer: 0,
+  joining: new Set(),    // room ids with a join under way
   rejoinErrors: [],      // rooms refused on the last reconnect, shown together
 };
-
-function hhmm(date) {
-  return `${String(date.getHours()).padStart(2, '0')}:${String(date.getMinutes()).padStart(2, '0')}`;
-}
 
 let statusTimer = 0;
 
@@ -48,7 +58,7 @@ function setStatus(text, kind) {
   clearTimeout(statusTimer);
   if (kind === 'error') {
     statusTimer = setTimeout(() => {
-      if (state.socket && state.socket.readyState === WebSocket.OPEN) setStatus('Connected', 'open');
+      if (state.socket?.isOpen) setStatus('Connected', 'open');
     }, 6000);
   }
 }
@@ -65,6 +75,10 @@ async function fetchJson(url) {
   }
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
+}
+
+function isMe(user) {
+  return Boolean(user && state.me && user.id === state.me.id);
 }
 
 // ---- Room list ------------------------------------------------------------
@@ -125,34 +139,56 @@ function roomTitle(id) {
   return pane ? pane.title.textContent : `Room ${id}`;
 }
 
-// A click on a room joins it; a click on a joined room brings its pane into
+// A click on a room joins it; a click on an open room brings its pane into
 // view (people click a room because of its unread badge, and must not leave
 // it by doing so). Leaving is the pane's Leave button.
 function toggleRoom(id) {
-  // A join already on its way: its reply or error settles the button.
-  if (joinPending(id)) return;
   const pane = state.panes.get(id);
   if (pane) {
     activatePane(pane);
     pane.section.scrollIntoView({ block: 'nearest', inline: 'nearest' });
     pane.input.focus();
-  } else if (enqueue({ command: 'join', room: id })) {
+    return;
+  }
+  // A join already on its way: its result or error settles the button.
+  if (state.joining.has(id)) return;
+  if (state.socket?.isOpen) {
     markRoom(id, 'pending');
+    joinRoom(id);
   } else {
     setStatus('Not connected. Try again in a moment.', 'error');
   }
 }
 
+// Which rooms this tab has open, for the next load of the page.
+function saveOpenRooms() {
+  try {
+    sessionStorage.setItem(OPEN_ROOMS_KEY, JSON.stringify([...state.panes.keys()]));
+  } catch {
+    // Storage may be off (private modes): a reload then starts with no room open.
+  }
+}
+
+function savedOpenRooms() {
+  try {
+    const ids = JSON.parse(sessionStorage.getItem(OPEN_ROOMS_KEY) ?? '[]');
+    return Array.isArray(ids) ? ids.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
 // ---- Unread counts ----------------------------------------------------------
 //
-// A message from someone else (msg_type 0) counts as unread in its room unless
-// the user is reading that room: the page is visible and has the focus, and
-// the room's pane is the active one, the pane last clicked or focused (joining
-// a room makes its pane active). On a wide screen every pane is on show, but
+// A new message from someone else counts as unread in its room unless the
+// user is reading that room: the page is visible and has the focus, and the
+// room's pane is the active one, the pane last clicked or focused (joining a
+// room makes its pane active). On a wide screen every pane is on show, but
 // the user reads and types in one; the others collect counts like background
 // tabs. A count clears when its pane becomes active while the page is in view,
 // or when the page comes back into view with that pane active. The sidebar
-// button shows the count in a .unread badge, the tab title the total.
+// button shows the count in a .unread badge, the tab title the total. The
+// page of messages a join or a scroll back loads is not new: it never counts.
 
 function isReading(pane) {
   return state.activeRoom === pane.id && !document.hidden && document.hasFocus();
@@ -203,6 +239,12 @@ function onPageInView() {
 }
 
 // ---- Panes ----------------------------------------------------------------
+//
+// A pane record holds, besides its elements, what recovery needs
+// (docs/protocol.md §26.2): the room's epoch and lastSeq, the seq up to which
+// the pane has every message since it joined. `joined` says whether the
+// current socket is in the room; a pane stays open across reconnects and is
+// joined again with `since`.
 
 function openPane(id, title) {
   let pane = state.panes.get(id);
@@ -225,6 +267,7 @@ function openPane(id, title) {
   const messages = el('ol', {
     class: 'messages', 'aria-live': 'polite', 'aria-label': `Messages in ${title}`,
   });
+  const typing = el('p', { class: 'typing', 'aria-live': 'polite' });
   const input = el('input', {
     type: 'text', class: 'send-input', name: 'message', autocomplete: 'off',
     enterkeyhint: 'send', placeholder: `Message ${title}`, 'aria-label': `Message ${title}`,
@@ -232,22 +275,39 @@ function openPane(id, title) {
   const form = el('form', { class: 'send-form' },
     input, el('button', { type: 'submit', class: 'primary send-button', text: 'Send' }));
   attachEmojiPicker(form, input);
+  attachShortcodes(input);
   const section = el('section', { class: 'room-pane', dataset: { roomPane: id }, 'aria-label': title },
     el('header', { class: 'pane-header' }, heading, leaveButton),
-    online, error, messages, form);
+    online, error, messages, typing, form);
 
-  pane = { id, section, title: titleNode, online, onlineCount, error, messages, input,
-    unread: 0, errorTimer: 0, usersTimer: 0, leaving: false };
+  const list = new MessageList(messages, isMe);
+  pane = {
+    id, section, title: titleNode, online, onlineCount, error, input, list,
+    typing: new TypingIndicator(typing),
+    typingNotifier: new TypingNotifier(() => notifyTyping(pane), TYPING_INTERVAL_MS),
+    outbox: new Outbox(list, state.me,
+      (text, nonce) => request('send', { room: Number(id), text, nonce }),
+      (failure) => showPaneError(pane, failure.connectionLost ? OFFLINE_SEND_TEXT : errorText(failure.code))),
+    epoch: null, lastSeq: 0, joined: false, resyncing: false, hasMore: false, loadingOlder: false,
+    unread: 0, errorTimer: 0, usersTimer: 0, leaving: false,
+  };
   leaveButton.addEventListener('click', () => leaveRoom(id));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     sendMessage(pane);
+  });
+  input.addEventListener('input', () => {
+    if (input.value.trim() && pane.joined) pane.typingNotifier.typed();
+  });
+  messages.addEventListener('scroll', () => {
+    if (list.nearTop(LOAD_OLDER_PX)) loadOlder(pane);
   });
   section.addEventListener('focusin', () => activatePane(pane));
   section.addEventListener('pointerdown', () => activatePane(pane));
   state.panes.set(id, pane);
   $('#rooms-panes').append(section);
   markRoom(id, 'joined');
+  saveOpenRooms();
   input.focus();
   activatePane(pane);
   return pane;
@@ -261,35 +321,15 @@ function closePane(id) {
     const hadFocus = pane.section.contains(document.activeElement);
     clearTimeout(pane.errorTimer);
     clearTimeout(pane.usersTimer);
+    pane.typing.clearAll();
     pane.section.remove();
     state.panes.delete(id);
     if (state.activeRoom === id) state.activeRoom = null;
     renderUnread(id);
+    saveOpenRooms();
     if (hadFocus || document.activeElement === document.body) roomButton(id)?.focus();
   }
   markRoom(id, 'none');
-}
-
-function leaveRoom(id) {
-  const pane = state.panes.get(id);
-  if (!pane || pane.leaving) return;
-  if (enqueue({ command: 'leave', room: id })) {
-    pane.leaving = true;
-    pane.section.classList.add('leaving');
-  } else {
-    // Offline: the server already dropped us from the room when the socket closed.
-    closePane(id);
-  }
-}
-
-function sendMessage(pane) {
-  const text = pane.input.value;
-  if (!text.trim() || pane.leaving) return;
-  if (enqueue({ command: 'send', room: pane.id, message: text })) {
-    pane.input.value = '';
-  } else {
-    showPaneError(pane, 'Not connected. Your message was not sent.');
-  }
 }
 
 function showPaneError(pane, text) {
@@ -298,189 +338,279 @@ function showPaneError(pane, text) {
   pane.errorTimer = setTimeout(() => { pane.error.textContent = ''; }, 6000);
 }
 
-// Keep the view pinned to the newest message unless the user scrolled up.
-function appendLine(pane, line) {
-  const list = pane.messages;
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(line);
-  if (atBottom) list.scrollTop = list.scrollHeight;
-}
-
-function timeNode(date) {
-  return el('time', { class: 'msg-time', datetime: date.toISOString(), text: hhmm(date) });
-}
-
-// v1 frames carry no time: a message is stamped when it arrives.
-function addMessage(pane, username, message) {
-  const own = state.me && username === state.me.username;
-  const line = el('li', { class: own ? 'message own' : 'message' },
-    el('span', { class: 'msg-user', text: username }),
-    timeNode(new Date()),
-    el('p', { class: 'msg-text' }, formatMessage(message)));
-  appendLine(pane, paintUser(line, username));
-  if (!own) countUnread(pane);
-}
-
-function addNotice(pane, kind, text) {
-  appendLine(pane, el('li', { class: `notice notice-${kind}` },
-    el('span', { class: 'notice-text', text }),
-    timeNode(new Date())));
-}
-
 function renderUsers(pane, users) {
-  const online = Object.values(users || {})
-    .filter((user) => user && !user.left)
+  const online = (Array.isArray(users) ? users : [])
+    .filter((user) => user && user.online)
     .sort((a, b) => String(a.username).localeCompare(String(b.username)));
   pane.online.replaceChildren(...online.map((user) => paintUser(el('li', {
-    class: state.me && user.username === state.me.username ? 'online-user me' : 'online-user',
+    class: isMe(user) ? 'online-user me' : 'online-user',
     text: user.username,
     title: user.name || user.username,
   }), String(user.username))));
   pane.onlineCount.textContent = `${online.length} online`;
 }
 
-// ENTER/LEAVE bursts cause one room_users request, not one each.
+// Bursts of entries and departures cause one room_users request, not one each.
 function refreshUsersSoon(pane) {
   clearTimeout(pane.usersTimer);
   pane.usersTimer = setTimeout(() => {
-    if (state.panes.get(pane.id) === pane && !pane.leaving) requestUsers(pane.id);
+    if (state.panes.get(pane.id) !== pane || pane.leaving) return;
+    request('room_users', { room: Number(pane.id) }).then(
+      (result) => {
+        if (state.panes.get(pane.id) === pane) renderUsers(pane, result.users);
+      },
+      // Stale until the next entry, departure or join: no need to say so.
+      () => {},
+    );
   }, USERS_REFRESH_DELAY_MS);
 }
 
-function requestUsers(id) {
-  const queued = state.queue.some((entry) => entry.command === 'room_users' && entry.room === id);
-  if (!queued) enqueue({ command: 'room_users', room: id });
+// ---- Requests -----------------------------------------------------------------
+
+// A request on the current socket; fails with DISCONNECTED between sockets.
+function request(command, fields) {
+  if (!state.socket) return Promise.reject(new RequestError(DISCONNECTED, fields.room));
+  return state.socket.request(command, fields);
 }
 
-// ---- Command queue ------------------------------------------------------------
-//
-// A v1 error, {"error":CODE}, names neither the command nor the room it answers.
-// The server handles a connection's frames in order, so the client keeps at most
-// one command awaiting its outcome (state.inFlight) and holds the others in
-// state.queue until that outcome arrives; any error then belongs to the command
-// in flight. The outcome of each command:
-//   join        {"join":ID,"title":T}              or an error
-//   leave       {"leave":ID}                       or an error
-//   room_users  {"type":6,"room":ID,...}           or an error
-//   send        its own echo: {"msg_type":0} in that room from this user with
-//               the same text (a successful send has no reply, but the sender
-//               always gets the broadcast), or an error; the same text sent to
-//               the same room at the same moment by this user's other tab could
-//               stand in for it, harmless unless this send then fails
-// Waiting for the echo, rather than for a quiet spell after a send, costs
-// nothing when all goes well and never lets a late error be blamed on the next
-// command. Should an outcome never come (a stuck connection), the connection
-// is dropped after REPLY_TIMEOUT_MS and the usual reconnect starts afresh:
-// queue emptied, open rooms re-joined.
-//
-// Queue entries keep room ids as strings, like state.panes; the wire gets numbers.
-
-// Queue a command; false when not connected (nothing is queued then).
-function enqueue(entry) {
-  const socket = state.socket;
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-  state.queue.push(entry);
-  pump();
-  return true;
-}
-
-function joinPending(id) {
-  const isJoin = (entry) => entry && entry.command === 'join' && entry.room === id;
-  return isJoin(state.inFlight) || state.queue.some(isJoin);
-}
-
-// Send the next queued command if none is awaiting its outcome.
-function pump() {
-  const socket = state.socket;
-  if (state.inFlight || !socket || socket.readyState !== WebSocket.OPEN) return;
-  while (state.queue.length) {
-    const entry = state.queue.shift();
-    // Commands about a pane closed while they waited (e.g. a refused rejoin) are moot.
-    if (entry.command !== 'join' && !state.panes.has(entry.room)) continue;
-    const wire = { command: entry.command, room: Number(entry.room) };
-    if (entry.command === 'send') wire.message = entry.message;
-    state.inFlight = entry;
-    state.inFlightTimer = setTimeout(() => {
-      if (state.inFlight === entry && state.socket === socket) dropConnection(socket);
-    }, REPLY_TIMEOUT_MS);
-    socket.send(JSON.stringify(wire));
+// Joins room `id`. A pane already open joins again with `since`, to get
+// exactly what it missed (after a reconnect, or when its seqs jumped).
+async function joinRoom(id) {
+  const pane = state.panes.get(id);
+  const fields = { room: Number(id), limit: PAGE_SIZE };
+  if (pane?.epoch) fields.since = { seq: pane.lastSeq, epoch: pane.epoch };
+  state.joining.add(id);
+  let result;
+  try {
+    result = await request('join', fields);
+  } catch (error) {
+    state.joining.delete(id);
+    onJoinRefused(id, Boolean(pane), error);
     return;
   }
+  state.joining.delete(id);
+  onJoined(result, fields.since);
 }
 
-// The command in flight, if `matches` says this frame is its outcome; that
-// command is then finished (the next one goes out at the end of handleFrame).
-function settle(matches) {
-  const entry = state.inFlight;
-  if (!entry || !matches(entry)) return null;
-  clearTimeout(state.inFlightTimer);
-  state.inFlight = null;
-  return entry;
-}
-
-// Forget every command of a connection that is gone. A message that never left
-// the queue goes back into its input; one in flight may or may not have arrived.
-function resetQueue() {
-  clearTimeout(state.inFlightTimer);
-  const entries = state.inFlight ? [state.inFlight, ...state.queue] : state.queue;
-  const unsent = state.inFlight ? state.queue : entries;
-  state.inFlight = null;
-  state.queue = [];
-  for (const entry of entries) {
-    if (entry.command === 'join' && !state.panes.has(entry.room)) markRoom(entry.room, 'none');
+function onJoined(result, since) {
+  const id = String(result.room);
+  const pane = openPane(id, String(result.title ?? id));
+  const messages = Array.isArray(result.messages) ? result.messages : [];
+  if (since && result.recovered) {
+    // Exactly what was missed: nothing lost, nothing repeated.
+    for (const message of messages) showNewMessage(pane, message);
+  } else {
+    // A first join, or recovery was not possible (§26.2): start again from
+    // the latest page, and say so where the view was cut.
+    const marker = since ? (result.epoch === since.epoch ? RELOADED_TEXT : NEW_HISTORY_TEXT) : null;
+    pane.list.replace(messages, marker);
+    // A short page is all the room keeps; a full one may have older messages.
+    pane.hasMore = messages.length >= PAGE_SIZE && messages[0].seq > 1;
   }
-  for (const entry of unsent) {
-    const pane = state.panes.get(entry.room);
-    if (entry.command === 'send' && pane && !pane.input.value) {
-      pane.input.value = entry.message;
-      showPaneError(pane, 'Not connected. Your message was not sent.');
+  pane.epoch = String(result.epoch);
+  pane.lastSeq = Number(result.seq);
+  pane.joined = true;
+  pane.resyncing = false;
+  pane.outbox.resendAfterRejoin();
+  refreshUsersSoon(pane);
+  loadOlderIfUnscrollable(pane);
+}
+
+// What to say when a join is refused; names the room, which has no pane to show it in.
+function joinErrorText(code, id, rejoin) {
+  const title = `“${roomTitle(id)}”`;
+  if (code === 'ROOM_ACCESS_DENIED') return `${title} is for staff only.`;
+  if (code === 'ROOM_INVALID') return rejoin ? `${title} no longer exists.` : 'That room no longer exists.';
+  const text = errorText(code);
+  return rejoin ? `Could not rejoin ${title}. ${text}` : `Could not join ${title}. ${text}`;
+}
+
+function onJoinRefused(id, rejoin, error) {
+  if (error.connectionLost) {
+    // An open pane is joined again on the next connection.
+    if (!state.panes.has(id)) markRoom(id, 'none');
+    return;
+  }
+  const message = joinErrorText(error.code, id, rejoin);
+  if (rejoin) {
+    // The server does not have us in this room: a pane left open would be a lie.
+    closePane(id);
+    state.rejoinErrors.push(message);
+    setStatus(state.rejoinErrors.join(' '), 'error');
+  } else {
+    markRoom(id, 'none');
+    setStatus(message, 'error');
+  }
+}
+
+// The view cannot be trusted to follow on (a seq jumped, the epoch changed):
+// join again on the same socket with `since`, which the server allows (§19.1).
+function resync(pane) {
+  if (pane.resyncing) return;
+  pane.resyncing = true;
+  joinRoom(pane.id);
+}
+
+async function leaveRoom(id) {
+  const pane = state.panes.get(id);
+  if (!pane || pane.leaving) return;
+  if (!state.socket?.isOpen) {
+    // Offline: the server took us out of every room when the socket closed.
+    closePane(id);
+    return;
+  }
+  pane.leaving = true;
+  pane.section.classList.add('leaving');
+  try {
+    await request('leave', { room: Number(id) });
+  } catch (error) {
+    // UNAVAILABLE leaves us in the room; any other answer means we are out.
+    if (error.code === 'UNAVAILABLE') {
+      pane.leaving = false;
+      pane.section.classList.remove('leaving');
+      showPaneError(pane, errorText(error.code));
+      return;
     }
   }
+  closePane(id);
+}
+
+// The server took this socket out of a staff-only room: the user lost staff.
+function onRemovedFromRoom(room) {
+  const id = String(room);
+  if (!state.panes.has(id)) return;
+  const title = roomTitle(id);
+  closePane(id);
+  setStatus(`You are no longer in “${title}”: it is for staff only.`, 'error');
+}
+
+// ---- Messages -------------------------------------------------------------
+
+function sendMessage(pane) {
+  const text = pane.input.value;
+  if (!text.trim() || pane.leaving) return;
+  pane.outbox.submit(text);
+  pane.input.value = '';
+}
+
+function notifyTyping(pane) {
+  // Best effort (§19.6): a lost notice only means no indicator for a moment.
+  request('typing', { room: Number(pane.id) }).catch(() => {});
+}
+
+// A message the user has not seen before: live, or recovered after a reconnect.
+function showNewMessage(pane, message) {
+  pane.typing.clear(message.user?.id);
+  if (pane.list.add(message) && !isMe(message.user)) countUnread(pane);
+}
+
+function onEvent(frame) {
+  const pane = state.panes.get(String(frame.room));
+  if (!pane || !pane.joined) return;
+  const user = frame.user || {};
+  switch (frame.event) {
+    case 'message':
+      return onMessageEvent(pane, frame);
+    case 'enter':
+      pane.list.addNotice('enter', `${user.username} joined`, frame.ts);
+      return refreshUsersSoon(pane);
+    case 'leave':
+      pane.typing.clear(user.id);
+      pane.list.addNotice('leave', `${user.username} left`, frame.ts);
+      return refreshUsersSoon(pane);
+    case 'typing':
+      if (!isMe(user)) pane.typing.show(user);
+      return undefined;
+    default:
+      // Kinds this page does not know yet (§20): ignored.
+      return undefined;
+  }
+}
+
+// While the socket is in the room, each message event's seq is one more
+// than the last (§26.2). One that skips ahead is not patched in: the room is
+// joined again to fill the gap.
+function onMessageEvent(pane, message) {
+  if (typeof message.nonce === 'string') pane.outbox.acknowledge(message.nonce, message.seq, message.ts);
+  if (message.seq > pane.lastSeq + 1) {
+    resync(pane);
+    return;
+  }
+  if (message.seq === pane.lastSeq + 1) pane.lastSeq = message.seq;
+  showNewMessage(pane, message);
+}
+
+// ---- Older messages ---------------------------------------------------------
+
+// Loads the page of messages before the oldest one shown, if there is one.
+async function loadOlder(pane) {
+  const before = pane.list.oldestSeq;
+  if (!pane.joined || pane.loadingOlder || !pane.hasMore || before === undefined) return;
+  pane.loadingOlder = true;
+  pane.list.showLoadingOlder(true);
+  let result;
+  try {
+    result = await request('history', { room: Number(pane.id), before, limit: PAGE_SIZE });
+  } catch (error) {
+    if (!error.connectionLost) showPaneError(pane, errorText(error.code));
+    return;
+  } finally {
+    pane.loadingOlder = false;
+    pane.list.showLoadingOlder(false);
+  }
+  // The view was reloaded meanwhile: this page belongs before another one.
+  if (state.panes.get(pane.id) !== pane || pane.list.oldestSeq !== before) return;
+  if (result.epoch !== pane.epoch) {
+    resync(pane);
+    return;
+  }
+  pane.list.prependOlder(Array.isArray(result.messages) ? result.messages : []);
+  pane.hasMore = Boolean(result.has_more);
+  loadOlderIfUnscrollable(pane);
+}
+
+// Older messages load when the user scrolls up; a view too short to scroll
+// is filled instead.
+function loadOlderIfUnscrollable(pane) {
+  if (!pane.list.overflows) loadOlder(pane);
 }
 
 // ---- Socket -----------------------------------------------------------------
 
-// Give up on a connection (closed, or stuck) and start reconnecting.
-function dropConnection(socket) {
-  if (state.socket !== socket) return;
-  state.socket = null;
-  socket.close();
-  resetQueue();
-  scheduleReconnect();
-}
-
 function connect() {
   setStatus(state.backoffMs > BACKOFF_START_MS ? 'Reconnecting…' : 'Connecting…', 'connecting');
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const socket = new WebSocket(`${scheme}://${location.host}/chat/stream/`);
+  const socket = new ChatSocket(`${scheme}://${location.host}/chat/stream/`, {
+    onOpen: onConnected,
+    onEvent,
+    onRemoved: onRemovedFromRoom,
+    onClose: (reason) => onDisconnected(socket, reason),
+  }, REPLY_TIMEOUT_MS);
   state.socket = socket;
-
-  socket.addEventListener('open', () => {
-    state.backoffMs = BACKOFF_START_MS;
-    setStatus('Connected', 'open');
-    // Re-join whatever was open before the connection dropped, one at a time
-    // through the queue so a refusal is pinned on the right room.
-    state.rejoinErrors = [];
-    for (const pane of [...state.panes.values()]) {
-      if (pane.leaving) closePane(pane.id);
-      else enqueue({ command: 'join', room: pane.id, rejoin: true });
-    }
-  });
-  socket.addEventListener('message', (event) => {
-    if (state.socket !== socket) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (frame && typeof frame === 'object') handleFrame(frame);
-  });
-  socket.addEventListener('close', () => dropConnection(socket));
 }
 
-async function scheduleReconnect() {
-  setStatus('Reconnecting…', 'closed');
+function onConnected() {
+  state.backoffMs = BACKOFF_START_MS;
+  setStatus('Connected', 'open');
+  // Join again whatever was open before, with `since` where the pane has seen
+  // messages: it gets exactly what it missed.
+  state.rejoinErrors = [];
+  for (const id of [...state.panes.keys()]) joinRoom(id);
+}
+
+function onDisconnected(socket, reason) {
+  if (state.socket !== socket) return;
+  state.socket = null;
+  for (const pane of state.panes.values()) {
+    pane.joined = false;
+    pane.resyncing = false;
+    pane.typing.clearAll();
+  }
+  scheduleReconnect(reason === 'protocol' ? NOT_V2_TEXT : 'Reconnecting…');
+}
+
+async function scheduleReconnect(statusText) {
+  setStatus(statusText, 'closed');
   const delay = state.backoffMs;
   state.backoffMs = Math.min(state.backoffMs * 2, BACKOFF_MAX_MS);
   await new Promise((resolve) => setTimeout(resolve, delay));
@@ -494,100 +624,6 @@ async function scheduleReconnect() {
     if (error.message === 'not logged in') return;
   }
   connect();
-}
-
-function handleFrame(frame) {
-  handleFrameOf(frame);
-  pump();
-}
-
-function handleFrameOf(frame) {
-  if ('error' in frame) return handleError(String(frame.error), settle(() => true));
-  if ('join' in frame) {
-    const id = String(frame.join);
-    const entry = settle((e) => e.command === 'join' && e.room === id);
-    const pane = openPane(id, String(frame.title ?? id));
-    if (entry && entry.rejoin) addNotice(pane, 'reconnect', RECONNECTED_TEXT);
-    return requestUsers(id);
-  }
-  if ('leave' in frame) {
-    const id = String(frame.leave);
-    settle((e) => e.command === 'leave' && e.room === id);
-    return closePane(id);
-  }
-
-  const id = String(frame.room);
-  const username = String(frame.username ?? '');
-  if (frame.type === ROOM_USERS) {
-    settle((e) => e.command === 'room_users' && e.room === id);
-  } else if (frame.msg_type === MSG.MESSAGE && username === state.me?.username) {
-    settle((e) => e.command === 'send' && e.room === id && e.message === frame.message);
-  }
-  const pane = state.panes.get(id);
-  if (!pane) return;
-  if (frame.type === ROOM_USERS) return renderUsers(pane, frame.data && frame.data.users);
-
-  switch (frame.msg_type) {
-    case MSG.MESSAGE:
-      return addMessage(pane, username, String(frame.message ?? ''));
-    case MSG.ENTER:
-      addNotice(pane, 'enter', `${username} joined`);
-      return refreshUsersSoon(pane);
-    case MSG.LEAVE:
-      if (pane.leaving && username === state.me?.username) return;
-      addNotice(pane, 'leave', `${username} left`);
-      return refreshUsersSoon(pane);
-    case MSG.WARNING:
-    case MSG.ALERT:
-    case MSG.MUTED:
-      return addNotice(pane, 'warning', String(frame.message ?? ''));
-    default:
-      return undefined;
-  }
-}
-
-// What to say when a join is refused; names the room, which has no pane to show it in.
-function joinErrorText(code, id, rejoin) {
-  const title = `“${roomTitle(id)}”`;
-  if (code === 'ROOM_ACCESS_DENIED') return `${title} is for staff only.`;
-  if (code === 'ROOM_INVALID') return rejoin ? `${title} no longer exists.` : 'That room no longer exists.';
-  const text = errorText(code);
-  return rejoin ? `Could not rejoin ${title}. ${text}` : `Could not join ${title}. ${text}`;
-}
-
-// `entry` is the command the error answers (null if none was in flight).
-function handleError(code, entry) {
-  const text = errorText(code);
-  if (!entry) {
-    setStatus(text, 'error');
-    return;
-  }
-  const id = entry.room;
-  if (entry.command === 'join') {
-    const message = joinErrorText(code, id, entry.rejoin);
-    if (entry.rejoin) {
-      // The server no longer has us in this room: a pane left open would be a lie.
-      closePane(id);
-      state.rejoinErrors.push(message);
-      setStatus(state.rejoinErrors.join(' '), 'error');
-    } else {
-      markRoom(id, state.panes.has(id) ? 'joined' : 'none');
-      setStatus(message, 'error');
-    }
-    return;
-  }
-  const pane = state.panes.get(id);
-  if (!pane) {
-    setStatus(text, 'error');
-    return;
-  }
-  if (entry.command === 'leave') {
-    pane.leaving = false;
-    pane.section.classList.remove('leaving');
-  }
-  // Give the text back so a rejected message can be edited or retried.
-  if (entry.command === 'send' && !pane.input.value) pane.input.value = entry.message;
-  showPaneError(pane, text);
 }
 
 // ---- Start ------------------------------------------------------------------
@@ -611,6 +647,13 @@ async function start() {
     return;
   }
   renderRoomList();
+  // The rooms open before a reload open again, and are joined once connected;
+  // rooms deleted meanwhile are forgotten.
+  for (const id of savedOpenRooms()) {
+    const room = state.rooms.get(id);
+    if (room) openPane(id, room.title);
+  }
+  saveOpenRooms();
   connect();
 }
 

@@ -1,8 +1,21 @@
-// Protocol v1 as the browser sees it (docs/protocol.md): message kinds, the
-// room_users reply type, and what each error code means in words.
+// Protocol v2 as the browser sees it (docs/protocol.md, sections 15 to 26):
+// the subprotocol to offer, the figures a client works with, and what each
+// error code means in words.
 
-export const MSG = { MESSAGE: 0, WARNING: 1, ALERT: 2, MUTED: 3, ENTER: 4, LEAVE: 5 };
-export const ROOM_USERS = 6;
+/** The WebSocket subprotocol that selects protocol v2 (§16). */
+export const SUBPROTOCOL = 'whisper.v2';
+
+/** Messages asked for by a join and by each history page (the server's default). */
+export const PAGE_SIZE = 50;
+
+/** The server passes on one typing notice per user and room in this time (§19.6). */
+export const TYPING_INTERVAL_MS = 2000;
+
+/**
+ * How long the server remembers a send's nonce (§19.3): a retry after that
+ * could be stored as a second message, so nothing is resent by itself later.
+ */
+export const NONCE_MEMORY_MS = 10 * 60 * 1000;
 
 export const ERROR_TEXT = {
   ROOM_INVALID: 'That room does not exist.',
@@ -13,7 +26,7 @@ export const ERROR_TEXT = {
   MESSAGE_TOO_LARGE: 'Message too long.',
   TOO_MANY_ROOMS: 'You have joined too many rooms. Leave one first.',
   RATE_LIMITED: 'You are sending too fast. Wait a moment and try again.',
-  UNAVAILABLE: 'The server could not deliver that, try again.',
+  UNAVAILABLE: 'The server could not do that just now, try again.',
 };
 
 /** The words for error `code`; unknown codes are shown as they are. */
