@@ -11,6 +11,13 @@ fn v2_client(host: &InProcessHost, user: ChatUser) -> InProcessClient {
     host.connect_speaking(Protocol::V2, user)
 }
 
+/// A v2 client of `user` that has joined the lobby (its result read).
+async fn joined_v2(host: &InProcessHost, user: ChatUser) -> InProcessClient {
+    let mut client = v2_client(host, user);
+    request(&mut client, json!({"command": "join", "room": 1})).await;
+    client
+}
+
 async fn next(client: &mut InProcessClient) -> Value {
     let frame = testing::recv(client).await;
     serde_json::from_str(&frame).unwrap_or_else(|error| panic!("{frame}: {error}"))
@@ -113,8 +120,7 @@ async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
 async fn a_retried_nonce_gets_the_first_result_and_is_not_broadcast_again() {
     let host = InProcessHost::new(Limits::default());
     let mut ann = v2_client(&host, testing::ann());
-    let mut bob = v2_client(&host, testing::bob());
-    request(&mut bob, json!({"command": "join", "room": 1})).await;
+    let mut bob = joined_v2(&host, testing::bob()).await;
     request(&mut ann, json!({"command": "join", "room": 1})).await;
     assert_eq!(next(&mut bob).await["event"], "enter");
     let first = say(&mut ann, 1, "once", Some("n")).await;
@@ -129,8 +135,7 @@ async fn a_retried_nonce_gets_the_first_result_and_is_not_broadcast_again() {
 #[tokio::test]
 async fn history_pages_backwards_and_says_when_there_is_more() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
-    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let mut ann = joined_v2(&host, testing::ann()).await;
     for n in 1..=5 {
         say(&mut ann, n, &format!("m{n}"), None).await;
     }
@@ -157,8 +162,7 @@ async fn history_pages_backwards_and_says_when_there_is_more() {
 #[tokio::test]
 async fn v1_and_v2_members_share_a_room() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
-    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let mut ann = joined_v2(&host, testing::ann()).await;
     let mut bob = host.connect_speaking(Protocol::V1, testing::bob());
     testing::join(&mut bob, LOBBY, "Lobby").await;
     let enter = next(&mut ann).await;
@@ -193,8 +197,7 @@ async fn v1_and_v2_members_share_a_room() {
 async fn typing_is_announced_to_the_others_at_most_every_interval() {
     let host = InProcessHost::new(Limits::default());
     let mut ann = v2_client(&host, testing::ann());
-    let mut bob = v2_client(&host, testing::bob());
-    request(&mut bob, json!({"command": "join", "room": 1})).await;
+    let mut bob = joined_v2(&host, testing::bob()).await;
     request(&mut ann, json!({"command": "join", "room": 1})).await;
     assert_eq!(next(&mut bob).await["event"], "enter");
     for _ in 0..3 {
@@ -233,8 +236,7 @@ async fn bad_v2_frames_get_errors_with_what_could_be_read() {
 #[tokio::test]
 async fn a_message_the_room_could_not_hear_is_still_acknowledged_to_v2() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
-    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let mut ann = joined_v2(&host, testing::ann()).await;
     let sent = say(&mut ann, 1, testing::FAILING_TEXT, None).await;
     // Stored, so acknowledged; readable from history.
     assert_eq!(sent["result"]["seq"], 1);
@@ -253,8 +255,7 @@ async fn messages_that_overtake_others_wait_and_gaps_are_read_from_the_log() {
     use crate::{Draft, GAP_WAIT, MessageLog};
 
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
-    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let mut ann = joined_v2(&host, testing::ann()).await;
     // Stored by "another node", whose publications arrive here late and
     // out of order.
     let log = host.chat().log();
@@ -299,8 +300,7 @@ async fn messages_that_overtake_others_wait_and_gaps_are_read_from_the_log() {
 async fn typing_reaches_the_users_other_sockets_but_not_its_own() {
     let host = InProcessHost::new(Limits::default());
     let mut tab = v2_client(&host, testing::ann());
-    let mut other_tab = v2_client(&host, testing::ann());
-    request(&mut other_tab, json!({"command": "join", "room": 1})).await;
+    let mut other_tab = joined_v2(&host, testing::ann()).await;
     request(&mut tab, json!({"command": "join", "room": 1})).await;
     assert_eq!(next(&mut other_tab).await["event"], "enter");
     request(&mut tab, json!({"command": "typing", "room": 1})).await;
