@@ -330,7 +330,7 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
             return;
         }
         let payload = parts.map_or(payload, |(v2_frame, _)| v2_frame);
-        match v2::peek_event(payload.as_str()) {
+        match v2::peek_event(payload.as_bytes()) {
             EventHead::Message { room, seq } => {
                 if let Some(joined) = self.joined.get_mut(&room) {
                     joined.take(seq, payload, now, out);

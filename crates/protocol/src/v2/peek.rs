@@ -43,10 +43,14 @@ pub enum EventHead {
 /// assert_eq!(peek_event(frame), EventHead::Message { room: RoomId(3), seq: Seq(41) });
 /// assert_eq!(peek_event(r#"{"event":"enter","room":3}"#), EventHead::Other);
 /// ```
-pub fn peek_event(frame: &str) -> EventHead {
-    if let Some(rest) = frame.strip_prefix(r#"{"event":"message","room":"#) {
+pub fn peek_event(frame: impl AsRef<[u8]>) -> EventHead {
+    // Bytes, not `&str`: a relay holds the frame as bytes, and checking
+    // that the whole frame is UTF-8 for every member would cost more than
+    // this look at its head.
+    let frame = frame.as_ref();
+    if let Some(rest) = frame.strip_prefix(br#"{"event":"message","room":"#) {
         let head = number(rest).and_then(|(room, rest)| {
-            let rest = rest.strip_prefix(r#","seq":"#)?;
+            let rest = rest.strip_prefix(br#","seq":"#)?;
             let (seq, _) = number(rest)?;
             Some(EventHead::Message {
                 room: RoomId(room),
@@ -55,9 +59,9 @@ pub fn peek_event(frame: &str) -> EventHead {
         });
         return head.unwrap_or(EventHead::Other);
     }
-    if let Some(rest) = frame.strip_prefix(r#"{"event":"typing","room":"#) {
+    if let Some(rest) = frame.strip_prefix(br#"{"event":"typing","room":"#) {
         let head = number(rest).and_then(|(room, rest)| {
-            let rest = rest.strip_prefix(r#","user":{"id":"#)?;
+            let rest = rest.strip_prefix(br#","user":{"id":"#)?;
             let (user_id, _) = number(rest)?;
             Some(EventHead::Typing {
                 room: RoomId(room),
@@ -69,13 +73,30 @@ pub fn peek_event(frame: &str) -> EventHead {
     EventHead::Other
 }
 
-/// A decimal integer at the start of `text`, and what follows it.
-fn number(text: &str) -> Option<(i64, &str)> {
+/// A decimal integer at the start of `text`, and what follows it; `None`
+/// when there are no digits or the value does not fit.
+fn number(text: &[u8]) -> Option<(i64, &[u8])> {
+    let (negative, text) = match text.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
     let digits = text
-        .bytes()
-        .position(|byte| !(byte.is_ascii_digit() || byte == b'-'))
+        .iter()
+        .position(|byte| !byte.is_ascii_digit())
         .unwrap_or(text.len());
-    let value = text[..digits].parse().ok()?;
+    if digits == 0 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for digit in &text[..digits] {
+        let digit = i64::from(digit - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
+    }
     Some((value, &text[digits..]))
 }
 
@@ -105,14 +126,14 @@ mod tests {
             room: RoomId(7),
             seq: Seq(123_456_789_012),
         };
-        assert_eq!(peek_event(&encode::message(&message, None)), expected);
-        assert_eq!(peek_event(&encode::message(&message, Some("n"))), expected);
+        assert_eq!(peek_event(encode::message(&message, None)), expected);
+        assert_eq!(peek_event(encode::message(&message, Some("n"))), expected);
     }
 
     #[test]
     fn typing_events_show_room_and_user() {
         assert_eq!(
-            peek_event(&encode::typing(RoomId(9), &ann())),
+            peek_event(encode::typing(RoomId(9), &ann())),
             EventHead::Typing {
                 room: RoomId(9),
                 user_id: 42
@@ -129,6 +150,8 @@ mod tests {
             r#"{"event":"message","room":x}"#.into(),
             r#"{"event":"message","room":1,"seq":-1}"#.into(),
             r#"{"event":"message","room":1}"#.into(),
+            r#"{"event":"message","room":-,"seq":1}"#.into(),
+            r#"{"event":"message","room":99999999999999999999,"seq":1}"#.into(),
             r#"{"event":"typing","room":1,"user":{"id":}}"#.into(),
             String::new(),
         ] {
