@@ -1,7 +1,8 @@
 //! Test support: a real Whisper server on a free loopback port, with its own
 //! SQLite file, and clients that speak to it the way a browser does (log in
 //! through the form, then open the WebSocket with the session cookie and an
-//! Origin header).
+//! Origin header). [`Cluster`] runs two server processes on one PostgreSQL
+//! database and one Redis.
 //!
 //! Every wait is bounded: a frame that does not arrive within
 //! [`RECV_TIMEOUT`] fails the test instead of hanging it.
@@ -27,6 +28,9 @@ use whisper_server::{Config, RoomCatalog, Server, ServerError};
 use whisper_store::MessageStore;
 
 pub mod browser;
+pub mod cluster;
+
+pub use cluster::Cluster;
 
 /// Longest wait for one expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,51 +2,22 @@
 //! one PostgreSQL, as behind a load balancer; and what happens when Redis
 //! goes away and comes back.
 //!
-//! Each test runs its own redis-server (so it can stop it, and so no other
-//! test's rooms share its channels) and its own PostgreSQL database.
+//! Each test runs its own [`Cluster`]: a redis-server of its own (so it can
+//! stop it, and so no other test's rooms share its channels) and its own
+//! PostgreSQL database.
 
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
-use whisper_tests::{ServerProcess, Session, Site, TestDatabase, WsClient};
+use whisper_tests::{Cluster, WsClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
 
-/// Two nodes on one database and one Redis.
-struct Cluster {
-    a: ServerProcess,
-    b: ServerProcess,
-    db: TestDatabase,
-    redis: RedisServer,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let redis = RedisServer::start();
-        let database = whisper_testkit::postgres_database();
-        let url = redis.url();
-        // Bursts in these tests are far above a person's typing rate.
-        let common = ["--max-messages-per-second", "100000", "--redis-url", &url];
-        let common = [&common[..], &["--database-url", &database]].concat();
-        // The first node migrates; the second starts on the migrated schema.
-        let a = ServerProcess::start(BIN, &common);
-        let b = ServerProcess::start(BIN, &[&common[..], &["--no-migrate"]].concat());
-        let db = TestDatabase::connect(&database).await;
-        Cluster { a, b, db, redis }
-    }
-
-    /// Creates a user and logs in on `site`.
-    async fn user(&self, site: &Site, name: &str, is_staff: bool) -> Session {
-        self.db.create_user(name, "correct horse", is_staff).await;
-        site.login(name, "correct horse").await.expect("login")
-    }
-}
-
 #[tokio::test]
 async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let staff_room = cluster.db.create_room("Staff", true).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
@@ -110,7 +81,7 @@ async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
 
 #[tokio::test]
 async fn when_redis_restarts_the_same_sockets_deliver_again() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
     let bob = cluster.user(&cluster.b, "bob", false).await;
@@ -158,7 +129,7 @@ fn publish_calls(redis: &RedisServer) -> u64 {
 #[tokio::test]
 async fn a_broadcast_to_members_on_two_nodes_costs_one_publish() {
     const MEMBERS_PER_NODE: usize = 4;
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let mut clients = Vec::new();
     for i in 0..2 * MEMBERS_PER_NODE {
@@ -193,7 +164,7 @@ async fn a_broadcast_to_members_on_two_nodes_costs_one_publish() {
 #[tokio::test]
 async fn a_burst_crosses_nodes_complete_and_in_order() {
     const MESSAGES: usize = 2000;
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
     let bob = cluster.user(&cluster.b, "bob", false).await;
@@ -240,7 +211,7 @@ async fn message_seqs(client: &mut WsClient, count: usize) -> Vec<u64> {
 #[tokio::test]
 async fn v2_on_two_nodes_gives_each_room_one_numbering_seen_in_order_everywhere() {
     const EACH: usize = 150;
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
     let bob = cluster.user(&cluster.b, "bob", false).await;
@@ -279,7 +250,7 @@ async fn v2_on_two_nodes_gives_each_room_one_numbering_seen_in_order_everywhere(
 
 #[tokio::test]
 async fn v2_recovers_across_nodes_and_from_the_database_after_redis_restarts() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
     let bob = cluster.user(&cluster.b, "bob", false).await;
