@@ -2,7 +2,7 @@
 //! SQLite file, and clients that speak to it the way a browser does (log in
 //! through the form, then open the WebSocket with the session cookie and an
 //! Origin header). [`Cluster`] runs two server processes on one PostgreSQL
-//! database and one Redis.
+//! database and one Redis; [`v2`] holds protocol v2's helpers.
 //!
 //! Every wait is bounded: a frame that does not arrive within
 //! [`RECV_TIMEOUT`] fails the test instead of hanging it.
@@ -29,6 +29,7 @@ use whisper_store::MessageStore;
 
 pub mod browser;
 pub mod cluster;
+pub mod v2;
 
 pub use cluster::Cluster;
 

@@ -5,30 +5,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use whisper_tests::{TestServer, WsClient};
+use serde_json::json;
+use whisper_tests::TestServer;
+use whisper_tests::v2::{seqs, texts};
 
 /// A server whose rate limit does not get in the way of bursts.
 async fn server() -> TestServer {
     TestServer::start_with(|config| config.max_messages_per_second = 100_000).await
-}
-
-fn seqs(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("{messages}"))
-        .iter()
-        .map(|message| message["seq"].as_u64().expect("seq"))
-        .collect()
-}
-
-fn texts(messages: &Value) -> Vec<String> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("{messages}"))
-        .iter()
-        .map(|message| message["text"].as_str().expect("text").to_owned())
-        .collect()
 }
 
 /// The head of the server's answer to a WebSocket handshake offering
@@ -55,15 +38,6 @@ async fn raw_handshake(server: &TestServer, cookie: &str, subprotocol: &str) -> 
         .expect("an answer in time")
         .expect("read");
     String::from_utf8_lossy(&head[..read]).into_owned()
-}
-
-/// Sends `text` and waits for its acknowledgement (passing over events).
-async fn say(client: &mut WsClient, room: i64, text: &str) -> Value {
-    let sent = client
-        .request(json!({"command": "send", "room": room, "text": text}))
-        .await;
-    assert!(sent["result"]["seq"].is_u64(), "{sent}");
-    sent
 }
 
 #[tokio::test]
@@ -107,8 +81,8 @@ async fn a_late_joiner_gets_the_latest_page_and_pages_back() {
     let mut a = server.connect_v2(&ann).await;
     a.request(json!({"command": "join", "room": room})).await;
     for n in 1..=60 {
-        let sent = say(&mut a, room, &format!("m{n}")).await;
-        assert_eq!(sent["result"]["seq"], n);
+        let sent = a.say(room, &format!("m{n}")).await;
+        assert_eq!(sent["seq"], n);
     }
     let bob = server.user("bob", false).await;
     let mut b = server.connect_v2(&bob).await;
@@ -151,7 +125,7 @@ async fn a_reconnect_recovers_without_gap_or_duplicate_while_others_talk() {
     let bob = server.user("bob", false).await;
     let mut a = server.connect_v2(&ann).await;
     a.request(json!({"command": "join", "room": room})).await;
-    say(&mut a, room, "before").await;
+    a.say(room, "before").await;
 
     let mut b = server.connect_v2(&bob).await;
     let joined = b.request(json!({"command": "join", "room": room})).await;
@@ -159,7 +133,7 @@ async fn a_reconnect_recovers_without_gap_or_duplicate_while_others_talk() {
     let seen = joined["result"]["seq"].as_u64().expect("seq");
     drop(b);
     for n in 0..5 {
-        say(&mut a, room, &format!("away {n}")).await;
+        a.say(room, &format!("away {n}")).await;
     }
 
     // Ann keeps talking while Bob rejoins: the switch from the result to
@@ -262,18 +236,10 @@ async fn retention_keeps_the_latest_messages_and_numbering_goes_on() {
     let mut a = server.connect_v2(&ann).await;
     a.request(json!({"command": "join", "room": room})).await;
     for n in 1..=5 {
-        say(&mut a, room, &format!("m{n}")).await;
+        a.say(room, &format!("m{n}")).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = a.request(json!({"command": "history", "room": room})).await;
-        if seqs(&page["result"]["messages"]) == [3, 4, 5] {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not pruned: {page}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(say(&mut a, room, "m6").await["result"]["seq"], 6);
+    a.history_until(room, &[3, 4, 5]).await;
+    assert_eq!(a.say(room, "m6").await["seq"], 6);
 }
 
 #[tokio::test]
@@ -284,7 +250,7 @@ async fn acknowledged_messages_survive_a_restart() {
     let mut a = server.connect_v2(&ann).await;
     let joined = a.request(json!({"command": "join", "room": room})).await;
     for n in 1..=3 {
-        say(&mut a, room, &format!("m{n}")).await;
+        a.say(room, &format!("m{n}")).await;
     }
     drop(a);
     server.restart().await;
@@ -296,5 +262,5 @@ async fn acknowledged_messages_survive_a_restart() {
         .await;
     assert_eq!(rejoined["result"]["recovered"], true);
     assert_eq!(texts(&rejoined["result"]["messages"]), ["m2", "m3"]);
-    assert_eq!(say(&mut a, room, "m4").await["result"]["seq"], 4);
+    assert_eq!(a.say(room, "m4").await["seq"], 4);
 }

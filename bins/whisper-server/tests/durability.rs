@@ -2,8 +2,9 @@
 //! of a burst of v2 sends has, once restarted, every message it had
 //! acknowledged in its history, in order, with no gap in the seqs.
 
-use serde_json::{Value, json};
-use whisper_tests::{ServerProcess, TestDatabase, WsClient};
+use serde_json::json;
+use whisper_tests::v2::seqs;
+use whisper_tests::{ServerProcess, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
 
@@ -13,27 +14,6 @@ const BURST: usize = 3000;
 const ACKED_BEFORE_KILL: usize = 300;
 /// Sends written ahead of the acknowledgements read.
 const PIPELINE: usize = 32;
-
-/// Every message of `room`, oldest first, paging back from the latest.
-async fn whole_history(client: &mut WsClient, room: i64) -> Vec<Value> {
-    let mut messages = Vec::new();
-    let mut before = None;
-    loop {
-        let mut command = json!({"command": "history", "room": room, "limit": 100});
-        if let Some(before) = before {
-            command["before"] = json!(before);
-        }
-        let page = client.request(command).await;
-        let result = &page["result"];
-        let mut older: Vec<Value> = result["messages"].as_array().expect("messages").clone();
-        before = older.first().map(|first| first["seq"].clone());
-        older.append(&mut messages);
-        messages = older;
-        if result["has_more"] != true {
-            return messages;
-        }
-    }
-}
 
 #[tokio::test]
 async fn acknowledged_messages_survive_sigkill() {
@@ -76,14 +56,11 @@ async fn acknowledged_messages_survive_sigkill() {
     let server = ServerProcess::start(BIN, &args);
     let session = server.login("ann", "correct horse").await.expect("login");
     let mut ann = server.connect_v2(&session).await;
-    let history = whole_history(&mut ann, room).await;
-    let seqs: Vec<u64> = history
-        .iter()
-        .map(|m| m["seq"].as_u64().expect("seq"))
-        .collect();
-    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-    assert_eq!(seqs, expected, "no gap, in order");
-    assert!(seqs.len() >= acked.len());
+    let history = ann.whole_history(room).await;
+    let stored = seqs(&history);
+    let expected: Vec<u64> = (1..=stored.len() as u64).collect();
+    assert_eq!(stored, expected, "no gap, in order");
+    assert!(stored.len() >= acked.len());
     for ack in &acked {
         let id = ack["id"].as_u64().expect("id");
         let seq = ack["result"]["seq"].as_u64().expect("seq");

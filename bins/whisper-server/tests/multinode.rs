@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
+use whisper_tests::v2::seqs;
 use whisper_tests::{Cluster, WsClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
@@ -195,19 +196,6 @@ async fn a_burst_crosses_nodes_complete_and_in_order() {
     );
 }
 
-/// The seqs of the next `count` message events on a v2 socket, passing
-/// over other events and replies.
-async fn message_seqs(client: &mut WsClient, count: usize) -> Vec<u64> {
-    let mut seqs = Vec::with_capacity(count);
-    while seqs.len() < count {
-        let frame = client.recv_json().await;
-        if frame["event"] == "message" {
-            seqs.push(frame["seq"].as_u64().expect("seq"));
-        }
-    }
-    seqs
-}
-
 #[tokio::test]
 async fn v2_on_two_nodes_gives_each_room_one_numbering_seen_in_order_everywhere() {
     const EACH: usize = 150;
@@ -242,8 +230,16 @@ async fn v2_on_two_nodes_gives_each_room_one_numbering_seen_in_order_everywhere(
     let sending_b = send_all(on_b, "b");
     let total = (2 * EACH) as u64;
     let in_order: Vec<u64> = (1..=total).collect();
-    assert_eq!(message_seqs(&mut watch_a, 2 * EACH).await, in_order, "on A");
-    assert_eq!(message_seqs(&mut watch_b, 2 * EACH).await, in_order, "on B");
+    assert_eq!(
+        seqs(&watch_a.next_messages(2 * EACH).await),
+        in_order,
+        "on A"
+    );
+    assert_eq!(
+        seqs(&watch_b.next_messages(2 * EACH).await),
+        in_order,
+        "on B"
+    );
     sending_a.await.expect("A sent");
     sending_b.await.expect("B sent");
 }
@@ -276,7 +272,7 @@ async fn v2_recovers_across_nodes_and_from_the_database_after_redis_restarts() {
         .await;
     // Bob's socket sees seq 4 arrive after a gap, and reads 1 to 3 from
     // the database.
-    assert_eq!(message_seqs(&mut on_b, 4).await, [1, 2, 3, 4]);
+    assert_eq!(seqs(&on_b.next_messages(4).await), [1, 2, 3, 4]);
 
     // A socket that reconnects to the other node recovers from there.
     drop(on_b);
