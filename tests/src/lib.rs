@@ -2,7 +2,8 @@
 //! SQLite file, and clients that speak to it the way a browser does (log in
 //! through the form, then open the WebSocket with the session cookie and an
 //! Origin header). [`Cluster`] runs two server processes on one PostgreSQL
-//! database and one Redis; [`v2`] holds protocol v2's helpers.
+//! database and one Redis; [`v2`] holds protocol v2's helpers and the
+//! scenarios run on one server and on a cluster alike.
 //!
 //! Every wait is bounded: a frame that does not arrive within
 //! [`RECV_TIMEOUT`] fails the test instead of hanging it.

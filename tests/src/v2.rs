@@ -1,11 +1,14 @@
 //! Protocol v2 as tests speak it: reading message lists out of results and
 //! events, sending with an acknowledgement, reading a room's whole history.
+//! [`guarantees`] holds the scenarios run on one server and on a cluster.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::WsClient;
+
+pub mod guarantees;
 
 /// Longest wait for background work (retention) to show in what the
 /// server answers.
@@ -28,7 +31,8 @@ pub fn texts(messages: &Value) -> Vec<String> {
         .collect()
 }
 
-fn message_list(messages: &Value) -> &Vec<Value> {
+/// The messages of a JSON array of them; panics on anything else.
+pub(crate) fn message_list(messages: &Value) -> &Vec<Value> {
     messages
         .as_array()
         .unwrap_or_else(|| panic!("expected an array of messages, got {messages}"))
