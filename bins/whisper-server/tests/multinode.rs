@@ -1,6 +1,7 @@
 //! Several `whisper-server` processes sharing rooms through one Redis and
 //! one PostgreSQL, as behind a load balancer; and what happens when Redis
-//! goes away and comes back.
+//! goes away and comes back. Protocol v2's guarantees on two nodes are in
+//! `v2_cluster.rs`.
 //!
 //! Each test runs its own [`Cluster`]: a redis-server of its own (so it can
 //! stop it, and so no other test's rooms share its channels) and its own
@@ -11,8 +12,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
-use whisper_tests::v2::seqs;
-use whisper_tests::{Cluster, WsClient};
+use whisper_tests::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
 
@@ -194,95 +194,4 @@ async fn a_burst_crosses_nodes_complete_and_in_order() {
         "cross-node: {MESSAGES} messages A -> Redis -> B in {elapsed:?} ({:.0} deliveries/s, debug build)",
         MESSAGES as f64 / elapsed.as_secs_f64()
     );
-}
-
-#[tokio::test]
-async fn v2_on_two_nodes_gives_each_room_one_numbering_seen_in_order_everywhere() {
-    const EACH: usize = 150;
-    let cluster = Cluster::start(BIN).await;
-    let room = cluster.db.create_room("Lobby", false).await;
-    let ann = cluster.user(&cluster.a, "ann", false).await;
-    let bob = cluster.user(&cluster.b, "bob", false).await;
-    let mut on_a = cluster.a.connect_v2(&ann).await;
-    let mut on_b = cluster.b.connect_v2(&bob).await;
-    let mut watch_a = cluster.a.connect_v2(&ann).await;
-    let mut watch_b = cluster.b.connect_v2(&bob).await;
-    for client in [&mut on_a, &mut on_b, &mut watch_a, &mut watch_b] {
-        client
-            .request(json!({"command": "join", "room": room}))
-            .await;
-    }
-    // Both nodes store and publish at once: their publications interleave,
-    // and may overtake each other.
-    let send_all = |mut client: WsClient, who: &'static str| {
-        tokio::spawn(async move {
-            for n in 0..EACH {
-                client
-                    .send_json(
-                        json!({"command": "send", "room": room, "text": format!("{who}{n}")}),
-                    )
-                    .await;
-            }
-            client
-        })
-    };
-    let sending_a = send_all(on_a, "a");
-    let sending_b = send_all(on_b, "b");
-    let total = (2 * EACH) as u64;
-    let in_order: Vec<u64> = (1..=total).collect();
-    assert_eq!(
-        seqs(&watch_a.next_messages(2 * EACH).await),
-        in_order,
-        "on A"
-    );
-    assert_eq!(
-        seqs(&watch_b.next_messages(2 * EACH).await),
-        in_order,
-        "on B"
-    );
-    sending_a.await.expect("A sent");
-    sending_b.await.expect("B sent");
-}
-
-#[tokio::test]
-async fn v2_recovers_across_nodes_and_from_the_database_after_redis_restarts() {
-    let mut cluster = Cluster::start(BIN).await;
-    let room = cluster.db.create_room("Lobby", false).await;
-    let ann = cluster.user(&cluster.a, "ann", false).await;
-    let bob = cluster.user(&cluster.b, "bob", false).await;
-    let mut on_a = cluster.a.connect_v2(&ann).await;
-    let mut on_b = cluster.b.connect_v2(&bob).await;
-    on_b.request(json!({"command": "join", "room": room})).await;
-    let joined = on_a.request(json!({"command": "join", "room": room})).await;
-    let epoch = joined["result"]["epoch"].clone();
-
-    // Redis goes away: sends are still stored and acknowledged, but
-    // reach no other node.
-    cluster.redis.stop();
-    for n in 1..=3 {
-        let sent = on_a
-            .request(json!({"command": "send", "room": room, "text": format!("while down {n}")}))
-            .await;
-        assert_eq!(sent["result"]["seq"], n, "{sent}");
-    }
-    cluster.redis.restart();
-    cluster.a.wait_for_health(200).await;
-    cluster.b.wait_for_health(200).await;
-    on_a.request(json!({"command": "send", "room": room, "text": "back"}))
-        .await;
-    // Bob's socket sees seq 4 arrive after a gap, and reads 1 to 3 from
-    // the database.
-    assert_eq!(seqs(&on_b.next_messages(4).await), [1, 2, 3, 4]);
-
-    // A socket that reconnects to the other node recovers from there.
-    drop(on_b);
-    on_a.request(json!({"command": "send", "room": room, "text": "missed"}))
-        .await;
-    let mut on_a_again = cluster.a.connect_v2(&bob).await;
-    let since = json!({"seq": 4, "epoch": epoch});
-    let rejoined = on_a_again
-        .request(json!({"command": "join", "room": room, "since": since}))
-        .await;
-    assert_eq!(rejoined["result"]["recovered"], true, "{rejoined}");
-    assert_eq!(rejoined["result"]["messages"][0]["text"], "missed");
 }
