@@ -527,6 +527,14 @@ impl ServerProcess {
 }
 
 impl ServerProcess {
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would,
+    /// and reaps it. Its address is dead from now on; dropping it again
+    /// does nothing more.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (at most 15 s) for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let sent = std::process::Command::new("kill")
@@ -550,8 +558,7 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
