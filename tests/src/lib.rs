@@ -1,7 +1,9 @@
 //! Test support: a real Whisper server on a free loopback port, with its own
 //! SQLite file, and clients that speak to it the way a browser does (log in
 //! through the form, then open the WebSocket with the session cookie and an
-//! Origin header).
+//! Origin header). [`Cluster`] runs two server processes on one PostgreSQL
+//! database and one Redis; [`v2`] holds protocol v2's helpers and the
+//! scenarios run on one server and on a cluster alike.
 //!
 //! Every wait is bounded: a frame that does not arrive within
 //! [`RECV_TIMEOUT`] fails the test instead of hanging it.
@@ -27,6 +29,10 @@ use whisper_server::{Config, RoomCatalog, Server, ServerError};
 use whisper_store::MessageStore;
 
 pub mod browser;
+pub mod cluster;
+pub mod v2;
+
+pub use cluster::Cluster;
 
 /// Longest wait for one expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
@@ -521,6 +527,14 @@ impl ServerProcess {
 }
 
 impl ServerProcess {
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would,
+    /// and reaps it. Its address is dead from now on; dropping it again
+    /// does nothing more.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (at most 15 s) for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let sent = std::process::Command::new("kill")
@@ -544,8 +558,7 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

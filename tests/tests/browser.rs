@@ -443,16 +443,6 @@ async fn v2_member(
     (client, joined["result"].clone())
 }
 
-/// Sends `text` from a v2 client, waits until it is stored, and returns
-/// the send's result (`seq`, `ts`).
-async fn say(client: &mut WsClient, room: i64, text: &str) -> Value {
-    let reply = client
-        .request(json!({"command": "send", "id": 2, "room": room, "text": text}))
-        .await;
-    assert!(reply["result"]["seq"].is_u64(), "{reply}");
-    reply["result"].clone()
-}
-
 /// Who said what, in the order shown.
 fn lines(messages: &[ShownMessage]) -> Vec<(String, String)> {
     messages
@@ -493,10 +483,10 @@ async fn a_reloaded_page_shows_the_conversation_again() {
     ann.join(lobby).await;
     let (mut bob, _) = v2_member(&server, "bob", lobby, 0).await;
 
-    let morning = say(&mut bob, lobby, "morning, ann").await;
+    let morning = bob.say(lobby, "morning, ann").await;
     ann.wait_for_message(lobby, "bob", "morning, ann").await;
     ann.send(lobby, "morning! coffee?").await;
-    say(&mut bob, lobby, "on my way").await;
+    bob.say(lobby, "on my way").await;
     let conversation = expected(&[
         ("bob", "morning, ann"),
         ("ann", "morning! coffee?"),
@@ -560,7 +550,7 @@ async fn after_a_server_restart_the_page_shows_every_message_once_in_order() {
     ann.record_script_errors().await;
     let (mut bob, _) = v2_member(&server, "bob", lobby, 0).await;
 
-    say(&mut bob, lobby, "is the deploy done?").await;
+    bob.say(lobby, "is the deploy done?").await;
     ann.wait_for_message(lobby, "bob", "is the deploy done?")
         .await;
     ann.send(lobby, "restarting the server now").await;
@@ -584,7 +574,7 @@ async fn after_a_server_restart_the_page_shows_every_message_once_in_order() {
         .await;
     assert!(joined["result"]["epoch"].is_string(), "{joined}");
     for text in ["server is back", "anyone here?", "ann?"] {
-        say(&mut cat, lobby, text).await;
+        cat.say(lobby, text).await;
     }
     let users = cat
         .request(json!({"command": "room_users", "id": 3, "room": lobby}))
@@ -709,7 +699,7 @@ async fn scrolling_up_loads_older_messages_and_keeps_the_view() {
     let (mut bob, _) = v2_member(&server, "bob", lobby, 0).await;
     let texts: Vec<String> = (1..=120).map(|n| format!("message {n:03}")).collect();
     for text in &texts {
-        say(&mut bob, lobby, text).await;
+        bob.say(lobby, text).await;
     }
     let shown_texts =
         |shown: &[ShownMessage]| -> Vec<String> { shown.iter().map(|m| m.text.clone()).collect() };
@@ -958,7 +948,7 @@ async fn a_room_that_cannot_be_recovered_is_reloaded_with_a_marker() {
         .request(json!({"command": "join", "id": 1, "room": lobby, "limit": 0}))
         .await;
     assert!(joined["result"]["epoch"].is_string(), "{joined}");
-    say(&mut bob, lobby, "fresh start").await;
+    bob.say(lobby, "fresh start").await;
 
     // The page cannot recover: it shows the room as it is now, after a
     // marker saying it reloaded.

@@ -1,34 +1,20 @@
 //! Protocol v2 through a real server (SQLite, in-memory layer): history on
 //! join, paging, acknowledged sends, recovery after a reconnect without gap
 //! or duplicate, safe retries, typing, retention, durability across a
-//! restart, and v1 sockets in the same room.
+//! restart, and v1 sockets in the same room. The scenarios of
+//! `whisper_tests::v2::guarantees` run here on one server, and on two
+//! nodes in whisper-server's `tests/v2_cluster.rs`.
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use whisper_tests::{TestServer, WsClient};
+use serde_json::json;
+use whisper_tests::TestServer;
+use whisper_tests::v2::guarantees::{self, Nodes};
+use whisper_tests::v2::texts;
 
 /// A server whose rate limit does not get in the way of bursts.
 async fn server() -> TestServer {
     TestServer::start_with(|config| config.max_messages_per_second = 100_000).await
-}
-
-fn seqs(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("{messages}"))
-        .iter()
-        .map(|message| message["seq"].as_u64().expect("seq"))
-        .collect()
-}
-
-fn texts(messages: &Value) -> Vec<String> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("{messages}"))
-        .iter()
-        .map(|message| message["text"].as_str().expect("text").to_owned())
-        .collect()
 }
 
 /// The head of the server's answer to a WebSocket handshake offering
@@ -55,15 +41,6 @@ async fn raw_handshake(server: &TestServer, cookie: &str, subprotocol: &str) -> 
         .expect("an answer in time")
         .expect("read");
     String::from_utf8_lossy(&head[..read]).into_owned()
-}
-
-/// Sends `text` and waits for its acknowledgement (passing over events).
-async fn say(client: &mut WsClient, room: i64, text: &str) -> Value {
-    let sent = client
-        .request(json!({"command": "send", "room": room, "text": text}))
-        .await;
-    assert!(sent["result"]["seq"].is_u64(), "{sent}");
-    sent
 }
 
 #[tokio::test]
@@ -102,151 +79,35 @@ async fn v2_is_negotiated_and_v1_stays_the_default() {
 #[tokio::test]
 async fn a_late_joiner_gets_the_latest_page_and_pages_back() {
     let server = server().await;
-    let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let mut a = server.connect_v2(&ann).await;
-    a.request(json!({"command": "join", "room": room})).await;
-    for n in 1..=60 {
-        let sent = say(&mut a, room, &format!("m{n}")).await;
-        assert_eq!(sent["result"]["seq"], n);
-    }
-    let bob = server.user("bob", false).await;
-    let mut b = server.connect_v2(&bob).await;
-    let joined = b.request(json!({"command": "join", "room": room})).await;
-    assert_eq!(joined["result"]["seq"], 60);
-    assert_eq!(joined["result"]["recovered"], false);
-    assert_eq!(
-        seqs(&joined["result"]["messages"]),
-        (11..=60).collect::<Vec<_>>()
-    );
-    let message = &joined["result"]["messages"][0];
-    assert_eq!(message["user"]["username"], "ann");
-    assert!(
-        message["ts"]
-            .as_i64()
-            .is_some_and(|ts| ts > 1_700_000_000_000)
-    );
-
-    let page = b
-        .request(json!({"command": "history", "room": room, "before": 11, "limit": 8}))
-        .await;
-    assert_eq!(
-        seqs(&page["result"]["messages"]),
-        (3..=10).collect::<Vec<_>>()
-    );
-    assert_eq!(page["result"]["has_more"], true);
-    assert_eq!(page["result"]["epoch"], joined["result"]["epoch"]);
-    let last = b
-        .request(json!({"command": "history", "room": room, "before": 3}))
-        .await;
-    assert_eq!(texts(&last["result"]["messages"]), ["m1", "m2"]);
-    assert_eq!(last["result"]["has_more"], false);
+    guarantees::a_late_joiner_gets_the_latest_page_and_pages_back(Nodes::one(&server)).await;
 }
 
 #[tokio::test]
 async fn a_reconnect_recovers_without_gap_or_duplicate_while_others_talk() {
     let server = server().await;
-    let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut a = server.connect_v2(&ann).await;
-    a.request(json!({"command": "join", "room": room})).await;
-    say(&mut a, room, "before").await;
-
-    let mut b = server.connect_v2(&bob).await;
-    let joined = b.request(json!({"command": "join", "room": room})).await;
-    let epoch = joined["result"]["epoch"].clone();
-    let seen = joined["result"]["seq"].as_u64().expect("seq");
-    drop(b);
-    for n in 0..5 {
-        say(&mut a, room, &format!("away {n}")).await;
-    }
-
-    // Ann keeps talking while Bob rejoins: the switch from the result to
-    // live events must lose and repeat nothing.
-    let talking = tokio::spawn(async move {
-        for n in 0..40 {
-            a.send_json(json!({"command": "send", "room": room, "text": format!("live {n}")}))
-                .await;
-        }
-        a
-    });
-    let mut b = server.connect_v2(&bob).await;
-    let rejoin = json!({"command": "join", "room": room, "since": {"seq": seen, "epoch": epoch}});
-    let recovered = b.request(rejoin).await;
-    assert_eq!(recovered["result"]["recovered"], true, "{recovered}");
-    let mut got = seqs(&recovered["result"]["messages"]);
-    assert_eq!(got.first(), Some(&(seen + 1)));
-    let last = 1 + 5 + 40;
-    while got.last() != Some(&last) {
-        let event = b.recv_event().await;
-        if event["event"] == "message" {
-            got.push(event["seq"].as_u64().expect("seq"));
-        }
-    }
-    assert_eq!(got, ((seen + 1)..=last).collect::<Vec<_>>());
-    b.expect_silence(Duration::from_millis(200)).await;
-    talking.await.expect("sender");
+    guarantees::a_reconnect_recovers_without_gap_or_duplicate_while_others_talk(Nodes::one(
+        &server,
+    ))
+    .await;
 }
 
 #[tokio::test]
 async fn a_retried_nonce_is_acknowledged_again_but_heard_once() {
     let server = server().await;
-    let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut b = server.connect(&bob).await;
-    b.join(room).await;
-    let mut a = server.connect_v2(&ann).await;
-    a.request(json!({"command": "join", "room": room})).await;
-    assert_eq!(b.recv_json().await["msg_type"], 4, "ENTER");
-    let send = json!({"command": "send", "id": 1, "room": room, "text": "once", "nonce": "k-1"});
-    let first = a.request(send.clone()).await;
-    let retry = a.request(send).await;
-    assert_eq!(first["result"], retry["result"]);
-    // Bob, on v1, hears the message once, as the v1 frame.
-    assert_eq!(
-        b.recv_json().await,
-        json!({"msg_type": 0, "room": room, "username": "ann", "message": "once"})
-    );
-    b.expect_silence(Duration::from_millis(300)).await;
+    guarantees::a_retried_nonce_is_acknowledged_again_but_heard_once(Nodes::one(&server)).await;
 }
 
 #[tokio::test]
-async fn v1_sends_are_numbered_and_stored_for_v2_members() {
+async fn v1_and_v2_members_hear_each_other_and_v1_sends_are_stored() {
     let server = server().await;
-    let room = server.create_room("Lobby", false).await;
-    let (mut a, _b) = server.ann_and_bob_in(room).await;
-    a.send_json(json!({"command": "send", "room": room, "message": "from v1"}))
+    guarantees::v1_and_v2_members_hear_each_other_and_v1_sends_are_stored(Nodes::one(&server))
         .await;
-    assert_eq!(a.recv_json().await["message"], "from v1");
-    let carol = server.user("carol", false).await;
-    let mut c = server.connect_v2(&carol).await;
-    let joined = c.request(json!({"command": "join", "room": room})).await;
-    assert_eq!(texts(&joined["result"]["messages"]), ["from v1"]);
-    assert_eq!(seqs(&joined["result"]["messages"]), [1]);
 }
 
 #[tokio::test]
 async fn typing_reaches_the_others_and_is_not_stored() {
     let server = server().await;
-    let room = server.create_room("Lobby", false).await;
-    let ann = server.user("ann", false).await;
-    let bob = server.user("bob", false).await;
-    let mut b = server.connect_v2(&bob).await;
-    b.request(json!({"command": "join", "room": room})).await;
-    let mut a = server.connect_v2(&ann).await;
-    a.request(json!({"command": "join", "room": room})).await;
-    assert_eq!(b.recv_event().await["event"], "enter");
-    let typed = a
-        .request(json!({"command": "typing", "id": 4, "room": room}))
-        .await;
-    assert_eq!(typed, json!({"id": 4, "result": {"room": room}}));
-    let typing = b.recv_event().await;
-    assert_eq!(typing["event"], "typing");
-    assert_eq!(typing["user"]["username"], "ann");
-    let history = b.request(json!({"command": "history", "room": room})).await;
-    assert_eq!(history["result"]["messages"], json!([]));
+    guarantees::typing_reaches_the_others_and_is_not_stored(Nodes::one(&server)).await;
 }
 
 #[tokio::test]
@@ -262,18 +123,10 @@ async fn retention_keeps_the_latest_messages_and_numbering_goes_on() {
     let mut a = server.connect_v2(&ann).await;
     a.request(json!({"command": "join", "room": room})).await;
     for n in 1..=5 {
-        say(&mut a, room, &format!("m{n}")).await;
+        a.say(room, &format!("m{n}")).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = a.request(json!({"command": "history", "room": room})).await;
-        if seqs(&page["result"]["messages"]) == [3, 4, 5] {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not pruned: {page}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(say(&mut a, room, "m6").await["result"]["seq"], 6);
+    a.history_until(room, &[3, 4, 5]).await;
+    assert_eq!(a.say(room, "m6").await["seq"], 6);
 }
 
 #[tokio::test]
@@ -284,7 +137,7 @@ async fn acknowledged_messages_survive_a_restart() {
     let mut a = server.connect_v2(&ann).await;
     let joined = a.request(json!({"command": "join", "room": room})).await;
     for n in 1..=3 {
-        say(&mut a, room, &format!("m{n}")).await;
+        a.say(room, &format!("m{n}")).await;
     }
     drop(a);
     server.restart().await;
@@ -296,5 +149,5 @@ async fn acknowledged_messages_survive_a_restart() {
         .await;
     assert_eq!(rejoined["result"]["recovered"], true);
     assert_eq!(texts(&rejoined["result"]["messages"]), ["m2", "m3"]);
-    assert_eq!(say(&mut a, room, "m4").await["result"]["seq"], 4);
+    assert_eq!(a.say(room, "m4").await["seq"], 4);
 }

@@ -1,52 +1,24 @@
 //! Several `whisper-server` processes sharing rooms through one Redis and
 //! one PostgreSQL, as behind a load balancer; and what happens when Redis
-//! goes away and comes back.
+//! goes away and comes back. Protocol v2's guarantees on two nodes are in
+//! `v2_cluster.rs`.
 //!
-//! Each test runs its own redis-server (so it can stop it, and so no other
-//! test's rooms share its channels) and its own PostgreSQL database.
+//! Each test runs its own [`Cluster`]: a redis-server of its own (so it can
+//! stop it, and so no other test's rooms share its channels) and its own
+//! PostgreSQL database.
 
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
-use whisper_tests::{ServerProcess, Session, Site, TestDatabase, WsClient};
+use whisper_tests::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
 
-/// Two nodes on one database and one Redis.
-struct Cluster {
-    a: ServerProcess,
-    b: ServerProcess,
-    db: TestDatabase,
-    redis: RedisServer,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let redis = RedisServer::start();
-        let database = whisper_testkit::postgres_database();
-        let url = redis.url();
-        // Bursts in these tests are far above a person's typing rate.
-        let common = ["--max-messages-per-second", "100000", "--redis-url", &url];
-        let common = [&common[..], &["--database-url", &database]].concat();
-        // The first node migrates; the second starts on the migrated schema.
-        let a = ServerProcess::start(BIN, &common);
-        let b = ServerProcess::start(BIN, &[&common[..], &["--no-migrate"]].concat());
-        let db = TestDatabase::connect(&database).await;
-        Cluster { a, b, db, redis }
-    }
-
-    /// Creates a user and logs in on `site`.
-    async fn user(&self, site: &Site, name: &str, is_staff: bool) -> Session {
-        self.db.create_user(name, "correct horse", is_staff).await;
-        site.login(name, "correct horse").await.expect("login")
-    }
-}
-
 #[tokio::test]
 async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let staff_room = cluster.db.create_room("Staff", true).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
@@ -110,7 +82,7 @@ async fn users_on_two_nodes_share_rooms_presence_and_leaves() {
 
 #[tokio::test]
 async fn when_redis_restarts_the_same_sockets_deliver_again() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
     let bob = cluster.user(&cluster.b, "bob", false).await;
@@ -158,7 +130,7 @@ fn publish_calls(redis: &RedisServer) -> u64 {
 #[tokio::test]
 async fn a_broadcast_to_members_on_two_nodes_costs_one_publish() {
     const MEMBERS_PER_NODE: usize = 4;
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let mut clients = Vec::new();
     for i in 0..2 * MEMBERS_PER_NODE {
@@ -193,7 +165,7 @@ async fn a_broadcast_to_members_on_two_nodes_costs_one_publish() {
 #[tokio::test]
 async fn a_burst_crosses_nodes_complete_and_in_order() {
     const MESSAGES: usize = 2000;
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(BIN).await;
     let room = cluster.db.create_room("Lobby", false).await;
     let ann = cluster.user(&cluster.a, "ann", false).await;
     let bob = cluster.user(&cluster.b, "bob", false).await;
@@ -222,100 +194,4 @@ async fn a_burst_crosses_nodes_complete_and_in_order() {
         "cross-node: {MESSAGES} messages A -> Redis -> B in {elapsed:?} ({:.0} deliveries/s, debug build)",
         MESSAGES as f64 / elapsed.as_secs_f64()
     );
-}
-
-/// The seqs of the next `count` message events on a v2 socket, passing
-/// over other events and replies.
-async fn message_seqs(client: &mut WsClient, count: usize) -> Vec<u64> {
-    let mut seqs = Vec::with_capacity(count);
-    while seqs.len() < count {
-        let frame = client.recv_json().await;
-        if frame["event"] == "message" {
-            seqs.push(frame["seq"].as_u64().expect("seq"));
-        }
-    }
-    seqs
-}
-
-#[tokio::test]
-async fn v2_on_two_nodes_gives_each_room_one_numbering_seen_in_order_everywhere() {
-    const EACH: usize = 150;
-    let cluster = Cluster::start().await;
-    let room = cluster.db.create_room("Lobby", false).await;
-    let ann = cluster.user(&cluster.a, "ann", false).await;
-    let bob = cluster.user(&cluster.b, "bob", false).await;
-    let mut on_a = cluster.a.connect_v2(&ann).await;
-    let mut on_b = cluster.b.connect_v2(&bob).await;
-    let mut watch_a = cluster.a.connect_v2(&ann).await;
-    let mut watch_b = cluster.b.connect_v2(&bob).await;
-    for client in [&mut on_a, &mut on_b, &mut watch_a, &mut watch_b] {
-        client
-            .request(json!({"command": "join", "room": room}))
-            .await;
-    }
-    // Both nodes store and publish at once: their publications interleave,
-    // and may overtake each other.
-    let send_all = |mut client: WsClient, who: &'static str| {
-        tokio::spawn(async move {
-            for n in 0..EACH {
-                client
-                    .send_json(
-                        json!({"command": "send", "room": room, "text": format!("{who}{n}")}),
-                    )
-                    .await;
-            }
-            client
-        })
-    };
-    let sending_a = send_all(on_a, "a");
-    let sending_b = send_all(on_b, "b");
-    let total = (2 * EACH) as u64;
-    let in_order: Vec<u64> = (1..=total).collect();
-    assert_eq!(message_seqs(&mut watch_a, 2 * EACH).await, in_order, "on A");
-    assert_eq!(message_seqs(&mut watch_b, 2 * EACH).await, in_order, "on B");
-    sending_a.await.expect("A sent");
-    sending_b.await.expect("B sent");
-}
-
-#[tokio::test]
-async fn v2_recovers_across_nodes_and_from_the_database_after_redis_restarts() {
-    let mut cluster = Cluster::start().await;
-    let room = cluster.db.create_room("Lobby", false).await;
-    let ann = cluster.user(&cluster.a, "ann", false).await;
-    let bob = cluster.user(&cluster.b, "bob", false).await;
-    let mut on_a = cluster.a.connect_v2(&ann).await;
-    let mut on_b = cluster.b.connect_v2(&bob).await;
-    on_b.request(json!({"command": "join", "room": room})).await;
-    let joined = on_a.request(json!({"command": "join", "room": room})).await;
-    let epoch = joined["result"]["epoch"].clone();
-
-    // Redis goes away: sends are still stored and acknowledged, but
-    // reach no other node.
-    cluster.redis.stop();
-    for n in 1..=3 {
-        let sent = on_a
-            .request(json!({"command": "send", "room": room, "text": format!("while down {n}")}))
-            .await;
-        assert_eq!(sent["result"]["seq"], n, "{sent}");
-    }
-    cluster.redis.restart();
-    cluster.a.wait_for_health(200).await;
-    cluster.b.wait_for_health(200).await;
-    on_a.request(json!({"command": "send", "room": room, "text": "back"}))
-        .await;
-    // Bob's socket sees seq 4 arrive after a gap, and reads 1 to 3 from
-    // the database.
-    assert_eq!(message_seqs(&mut on_b, 4).await, [1, 2, 3, 4]);
-
-    // A socket that reconnects to the other node recovers from there.
-    drop(on_b);
-    on_a.request(json!({"command": "send", "room": room, "text": "missed"}))
-        .await;
-    let mut on_a_again = cluster.a.connect_v2(&bob).await;
-    let since = json!({"seq": 4, "epoch": epoch});
-    let rejoined = on_a_again
-        .request(json!({"command": "join", "room": room, "since": since}))
-        .await;
-    assert_eq!(rejoined["result"]["recovered"], true, "{rejoined}");
-    assert_eq!(rejoined["result"]["messages"][0]["text"], "missed");
 }
