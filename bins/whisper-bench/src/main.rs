@@ -7,7 +7,8 @@
 //! v2), [`frame`] is WebSocket framing, [`incoming`] reads server frames
 //! cheaply, [`stamp`] is what every message carries, [`sequence`] checks
 //! v2 seqs, and the scenarios are [`fanout`], [`conns`] and [`recovery`].
-//! [`procfs`] reads CPU and memory, [`latency`] holds histograms,
+//! [`window`] is a run's measured part, [`procfs`] reads CPU and memory,
+//! [`latency`] holds histograms, [`xorshift`] draws cheap random numbers,
 //! [`progress`] talks to the human on stderr.
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ mod rooms;
 mod sequence;
 mod setup;
 mod stamp;
+mod window;
+mod xorshift;
 
 use cli::{Cli, Scenario};
 use error::BenchError;
