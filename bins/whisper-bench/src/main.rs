@@ -6,10 +6,11 @@
 //! ([`accounts`]), [`connection`] opens and drives one WebSocket (v1 or
 //! v2), [`frame`] is WebSocket framing, [`incoming`] reads server frames
 //! cheaply, [`stamp`] is what every message carries, [`sequence`] checks
-//! v2 seqs, and the scenarios are [`fanout`], [`conns`] and [`recovery`].
-//! [`window`] is a run's measured part, [`procfs`] reads CPU and memory,
-//! [`latency`] holds histograms, [`xorshift`] draws cheap random numbers,
-//! [`progress`] talks to the human on stderr.
+//! v2 seqs, [`fill`] stores messages in rooms, and the scenarios are
+//! [`fanout`], [`conns`] and [`recovery`]. [`window`] is a run's measured
+//! part, [`procfs`] reads CPU and memory, [`latency`] holds histograms,
+//! [`xorshift`] draws cheap random numbers, [`progress`] talks to the human
+//! on stderr.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +21,7 @@ mod connection;
 mod conns;
 mod error;
 mod fanout;
+mod fill;
 mod frame;
 mod incoming;
 mod latency;
