@@ -687,7 +687,11 @@ impl Member {
                 }
             }
             Received::Frame(
-                Incoming::Event | Incoming::Joined | Incoming::JoinResult(_) | Incoming::Other,
+                Incoming::Event
+                | Incoming::Joined
+                | Incoming::JoinResult(_)
+                | Incoming::History(_)
+                | Incoming::Other,
             ) => {}
             Received::Closed(reason) => return Err(reason),
         }

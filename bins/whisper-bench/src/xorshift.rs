@@ -33,11 +33,30 @@ impl Xorshift {
         self.state = state;
         state
     }
+
+    /// A number in `0..bound` (0 when `bound` is 0), by multiplying rather
+    /// than by `%`, so no value is favoured by more than 2^-64.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn draws_stay_below_the_bound_and_cover_it() {
+        let mut random = Xorshift::new();
+        let mut seen = [0u32; 7];
+        for _ in 0..7_000 {
+            let drawn = random.below(7);
+            seen[drawn as usize] += 1;
+        }
+        assert!(seen.iter().all(|&count| count > 700), "{seen:?}");
+        assert_eq!(random.below(0), 0);
+        assert_eq!(random.below(1), 0);
+    }
 
     #[test]
     fn two_streams_differ() {
