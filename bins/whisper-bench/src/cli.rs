@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
+use whisper_protocol::v2;
 
 use crate::connection::Protocol;
 use crate::error::BenchError;
@@ -38,7 +39,9 @@ Users are signed up through /accounts/signup/ (signup must be open), one per
 Protocol v2 (Sec-WebSocket-Protocol: whisper.v2): `fanout --protocol v2`
 also reports the send -> result latency and each member's seq checks (gaps,
 duplicates, out of order); `recovery` always speaks v2 and times N sockets
-rejoining with `since` after missing M messages each.
+rejoining with `since` after missing M messages each; `history` (v2) fills
+a room up to --messages stored messages and times pages read from it (start
+the server with a --history-max-per-room at least that large).
 
 Output: one JSON line on stdout per run; progress on stderr. Exit codes: 0 the
 run completed (read its numbers), 1 the run could not be carried out, 2 bad
@@ -122,6 +125,9 @@ pub enum Scenario {
     /// Protocol v2 recovery: sockets drop, messages are stored meanwhile,
     /// then all rejoin with `since` at once; time until all have caught up.
     Recovery(RecoveryArgs),
+    /// Protocol v2 history: fill one room up to N stored messages, then
+    /// time pages read from random places in it, checking each page.
+    History(HistoryArgs),
 }
 
 /// `fanout`: every member checks per-sender order and counts; senders send
@@ -211,6 +217,39 @@ pub struct RecoveryArgs {
     pub timeout: Duration,
 }
 
+/// `history`: one room filled up to --messages, then pages read from it.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Stored messages the room must hold; the bench sends what is missing
+    /// first. The server keeps at most its --history-max-per-room per room:
+    /// start it with one at least this large.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub messages: u64,
+    /// Messages per page (`limit` of each `history` request).
+    #[arg(long, default_value_t = v2::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(v2::MAX_LIMIT)))]
+    pub limit: u32,
+    /// Reading sockets, each with one request in flight (closed loop).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub readers: u32,
+    /// Measured seconds of reading, after the warm-up.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Measure this many pages (over all readers) instead of --duration.
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pages: Option<u64>,
+    /// Seconds of reading before measuring (pages checked, not timed).
+    #[arg(long, default_value = "1", value_parser = parse_seconds_or_zero)]
+    pub warmup: Duration,
+    /// Sockets sending the missing messages, each with 64 sends unanswered;
+    /// more make larger group commits, but each also receives every message.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fill_sockets: u32,
+    /// Length of each sent message's text in bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub message_bytes: u32,
+}
+
 impl Cli {
     /// Checks that span several flags, so the run fails before any setup.
     pub fn validate(&self) -> Result<(), BenchError> {
@@ -234,6 +273,7 @@ impl Cli {
             Scenario::Fanout(fanout) => fanout.rooms,
             Scenario::Conns(conns) => conns.rooms,
             Scenario::Recovery(recovery) => recovery.rooms,
+            Scenario::History(_) => 1,
         } as usize;
         let common = &self.common;
         if !common.server_pids.is_empty() && common.server_pids.len() != common.urls.len() {
@@ -404,6 +444,20 @@ mod tests {
         };
         assert_eq!((recovery.sockets, recovery.messages), (1000, 100));
         assert_eq!(recovery.rooms, 1);
+    }
+
+    #[test]
+    fn history_reads_pages_of_fifty_from_a_million() {
+        let cli = parse(&["history", "--room-ids", "1"]).expect("parses");
+        cli.validate().expect("valid");
+        let Scenario::History(history) = cli.scenario else {
+            panic!("history expected");
+        };
+        assert_eq!((history.messages, history.limit), (1_000_000, 50));
+        assert_eq!(history.pages, None);
+        assert!(parse(&["history", "--limit", "101"]).is_err());
+        assert!(parse(&["history", "--limit", "0"]).is_err());
+        assert!(parse(&["history", "--pages", "10", "--duration", "3"]).is_err());
     }
 
     #[test]

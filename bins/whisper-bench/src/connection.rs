@@ -15,8 +15,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -30,7 +28,7 @@ use whisper_protocol::{Command, RoomId, encode};
 use crate::error::BenchError;
 use crate::frame::{self, Parsed, opcode};
 use crate::incoming::{self, Incoming, JoinResult};
-use crate::stamp::now_ns;
+use crate::xorshift::Xorshift;
 
 /// The WebSocket subprotocol that asks for protocol v2.
 const V2_SUBPROTOCOL: &str = "whisper.v2";
@@ -200,8 +198,8 @@ pub struct Connection {
     fragments: Option<(u8, Vec<u8>)>,
     /// Frames queued for writing.
     out: Vec<u8>,
-    /// State of the masking-key generator (xorshift).
-    mask_state: u64,
+    /// Where masking keys come from.
+    masks: Xorshift,
     /// Why the connection ended, once it has.
     ended: Option<String>,
 }
@@ -269,7 +267,7 @@ impl Connection {
             needed: 0,
             fragments: None,
             out: Vec::new(),
-            mask_state: mask_seed(),
+            masks: Xorshift::new(),
             ended: None,
         })
     }
@@ -532,20 +530,8 @@ impl Connection {
     /// A fresh masking key. RFC 6455 wants keys a script in a page cannot
     /// predict; a load generator only needs them to vary.
     fn next_mask(&mut self) -> [u8; 4] {
-        let mut state = self.mask_state;
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        self.mask_state = state;
-        (state as u32).to_le_bytes()
+        (self.masks.next_u64() as u32).to_le_bytes()
     }
-}
-
-/// A different non-zero seed for every connection.
-fn mask_seed() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let count = NEXT.fetch_add(1, Ordering::Relaxed);
-    (now_ns() ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
 }
 
 async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {

@@ -30,6 +30,21 @@ pub enum BenchError {
     /// A connection the scenario cannot do without failed.
     #[error("cannot connect: {0}")]
     Connect(String),
+    /// After filling, the room still holds fewer messages than asked for:
+    /// the server's retention removed the oldest.
+    #[error(
+        "room {room} holds {held} stored messages after filling, not {wanted}: the server keeps \
+         at most its --history-max-per-room per room; start it with \
+         --history-max-per-room {wanted} or more"
+    )]
+    RoomShort {
+        /// The room.
+        room: i64,
+        /// Messages it holds.
+        held: u64,
+        /// Messages the run asked for.
+        wanted: u64,
+    },
     /// The process may not open enough files for the connections.
     #[error("{0}")]
     Limits(String),
@@ -46,6 +61,7 @@ impl BenchError {
             | BenchError::Rooms(_)
             | BenchError::Signup(_)
             | BenchError::Connect(_)
+            | BenchError::RoomShort { .. }
             | BenchError::Limits(_)
             | BenchError::Runtime(_) => FAILED,
         }

@@ -62,6 +62,7 @@ use crate::progress::{Progress, note};
 use crate::sequence::{SeqCheck, SeqCounts};
 use crate::setup::Setup;
 use crate::stamp::{Stamp, now_ns, to_ns};
+use crate::window::Window;
 
 /// Socket read buffer of a member: a busy receiver reads many frames per
 /// syscall.
@@ -83,21 +84,6 @@ enum Load {
     Closed { window: u32 },
     /// `rate` messages per second, whatever comes back.
     Open { rate: f64 },
-}
-
-/// When the load started and which part of it is measured, in
-/// [`now_ns`] time.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start: Instant,
-    from_ns: u64,
-    until_ns: u64,
-}
-
-impl Window {
-    fn contains(&self, ns: u64) -> bool {
-        (self.from_ns..self.until_ns).contains(&ns)
-    }
 }
 
 /// What the controller and every member task share.
@@ -309,13 +295,9 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
     tokio::time::sleep(SETTLE).await;
 
     let start = Instant::now();
-    let from_ns = to_ns(start + args.warmup);
-    let until_ns = from_ns + u64::try_from(args.duration.as_nanos()).unwrap_or(u64::MAX);
-    let _ = shared.window.set(Window {
-        start,
-        from_ns,
-        until_ns,
-    });
+    let _ = shared
+        .window
+        .set(Window::new(start, args.warmup, Some(args.duration)));
     shared.start.cancel();
     note(&format!(
         "sending for {:.1} s warm-up + {:.1} s measured",
@@ -705,7 +687,11 @@ impl Member {
                 }
             }
             Received::Frame(
-                Incoming::Event | Incoming::Joined | Incoming::JoinResult(_) | Incoming::Other,
+                Incoming::Event
+                | Incoming::Joined
+                | Incoming::JoinResult(_)
+                | Incoming::History(_)
+                | Incoming::Other,
             ) => {}
             Received::Closed(reason) => return Err(reason),
         }

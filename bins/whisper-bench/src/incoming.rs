@@ -45,6 +45,8 @@ pub enum Incoming {
     Joined,
     /// The v2 result of a join (boxed: rare, and larger than the rest).
     JoinResult(Box<JoinResult>),
+    /// The v2 result of a `history` request (boxed, like a join result).
+    History(Box<HistoryPage>),
     /// An error reply; `None` for a code this bench does not know.
     Error(Option<ErrorCode>),
     /// Any other reply (`leave`, `room_users`), or a frame that is not JSON.
@@ -64,6 +66,19 @@ pub struct JoinResult {
     pub recovered: bool,
     /// The seqs of the messages the result carries, in the order given.
     pub messages: Vec<Seq>,
+}
+
+/// What a bench needs of a v2 `history` result to check the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The request's id.
+    pub id: Option<u64>,
+    /// The room's epoch.
+    pub epoch: Epoch,
+    /// The seqs of the page's messages, in the order given.
+    pub messages: Vec<Seq>,
+    /// Whether the room keeps messages older than the page.
+    pub has_more: bool,
 }
 
 /// Classifies one text frame's payload.

@@ -6,9 +6,11 @@
 //! ([`accounts`]), [`connection`] opens and drives one WebSocket (v1 or
 //! v2), [`frame`] is WebSocket framing, [`incoming`] reads server frames
 //! cheaply, [`stamp`] is what every message carries, [`sequence`] checks
-//! v2 seqs, and the scenarios are [`fanout`], [`conns`] and [`recovery`].
-//! [`procfs`] reads CPU and memory, [`latency`] holds histograms,
-//! [`progress`] talks to the human on stderr.
+//! v2 seqs, [`fill`] stores messages in rooms, and the scenarios are
+//! [`fanout`], [`conns`], [`recovery`] and [`history`]. [`window`] is a
+//! run's measured part, [`procfs`] reads CPU and memory, [`latency`] holds
+//! histograms, [`xorshift`] draws cheap random numbers, [`progress`] talks
+//! to the human on stderr.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +21,9 @@ mod connection;
 mod conns;
 mod error;
 mod fanout;
+mod fill;
 mod frame;
+mod history;
 mod incoming;
 mod latency;
 mod nodes;
@@ -30,6 +34,8 @@ mod rooms;
 mod sequence;
 mod setup;
 mod stamp;
+mod window;
+mod xorshift;
 
 use cli::{Cli, Scenario};
 use error::BenchError;
@@ -79,5 +85,6 @@ async fn run(cli: Cli, threads: usize) -> Result<serde_json::Value, BenchError> 
         Scenario::Fanout(args) => fanout::run(args, &setup).await,
         Scenario::Conns(args) => conns::run(args, &setup).await,
         Scenario::Recovery(args) => recovery::run(args, &setup).await,
+        Scenario::History(args) => history::run(args, &setup).await,
     }
 }

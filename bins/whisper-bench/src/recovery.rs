@@ -6,9 +6,10 @@
 //!    following the live seqs.
 //! 2. They all close their sockets, holding their last seq.
 //! 3. A sender opens its own v2 socket, joins every room, sends
-//!    `--messages M` to each (at most [`SEND_WINDOW`] unanswered), waits
-//!    for every result (each message is then stored) and closes. The last
-//!    acknowledged seq of each room is its *target*.
+//!    `--messages M` to each ([`crate::fill`], at most
+//!    [`fill::SEND_WINDOW`] unanswered), waits for every result (each
+//!    message is then stored) and closes. The last acknowledged seq of
+//!    each room is its *target*.
 //! 4. At once, every socket reconnects and rejoins with
 //!    `since = {its last seq, epoch}`, then reads live events until it has
 //!    every seq up to its room's target: it has *caught up*.
@@ -25,7 +26,6 @@
 //! upgrade is done.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -39,31 +39,26 @@ use whisper_protocol::RoomId;
 use whisper_protocol::v2::{self, Seq, Since};
 
 use crate::cli::RecoveryArgs;
-use crate::connection::{ConnectError, Connection, Protocol, Received, Target};
+use crate::connection::{ConnectError, Connection, Protocol, Received};
 use crate::error::BenchError;
+use crate::fill;
 use crate::incoming::{Incoming, JoinResult};
 use crate::latency::{LatencySummary, run_histogram};
 use crate::procfs::{CpuSample, round3};
 use crate::progress::{Progress, note};
 use crate::sequence::{SeqCheck, SeqCounts};
-use crate::setup::Setup;
-use crate::stamp::{Stamp, now_ns};
+use crate::setup::{ClientSpec, Setup};
+use crate::stamp::now_ns;
 
 /// Initial read buffer of a socket; it grows for a larger join result.
 const READ_BUFFER: usize = 16 * 1024;
-/// The sender's read buffer: it receives its own messages and results.
-const SENDER_READ_BUFFER: usize = 64 * 1024;
-/// Most sends the sender has unanswered: the server works on 64 sends per
-/// socket at once, and the results of a larger burst could fill the
-/// sender's receive buffer while it is still writing.
-const SEND_WINDOW: usize = 64;
 /// Pause after the joins and after the drops, so their ENTER and LEAVE
 /// events are through before the next phase.
 const SETTLE: Duration = Duration::from_millis(300);
 /// How long sockets keep reading after the last one caught up, to see
 /// duplicates that come late.
 const LINGER: Duration = Duration::from_millis(200);
-/// Longest wait for a phase of the setup (joins, drops, sends).
+/// Longest wait for a phase of the setup (joins, drops).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the controller and the socket tasks share.
@@ -91,9 +86,7 @@ struct Shared {
 struct SocketSpec {
     room_index: usize,
     room: RoomId,
-    cookie: String,
-    source: Option<IpAddr>,
-    target: Arc<Target>,
+    client: ClientSpec,
 }
 
 /// What one socket hands back.
@@ -146,10 +139,12 @@ pub async fn run(args: &RecoveryArgs, setup: &Setup) -> Result<Value, BenchError
         let spec = SocketSpec {
             room_index,
             room: rooms[room_index],
-            // The sender has the first user's first socket.
-            cookie: resources.cookies[(index + 1) % resources.cookies.len()].clone(),
-            source: resources.sources.nth(index + 1),
-            target: setup.nodes.for_member(index / rooms.len()).clone(),
+            client: ClientSpec {
+                // The sender has the first user's first socket.
+                cookie: resources.cookies[(index + 1) % resources.cookies.len()].clone(),
+                source: resources.sources.nth(index + 1),
+                target: setup.nodes.for_member(index / rooms.len()).clone(),
+            },
         };
         tasks.push(tokio::spawn(socket(spec, shared.clone(), slots.clone())));
     }
@@ -183,15 +178,17 @@ pub async fn run(args: &RecoveryArgs, setup: &Setup) -> Result<Value, BenchError
     note(&format!("{total} sockets dropped"));
     tokio::time::sleep(SETTLE).await;
 
-    let send_started = Instant::now();
-    let sent = send_all(setup.nodes.first(), &resources.cookies[0], &rooms, args).await?;
-    let send_s = send_started.elapsed().as_secs_f64();
-    note(&format!(
-        "{} messages stored in {} rooms in {send_s:.2} s; reconnecting",
-        sent.stored,
-        rooms.len()
-    ));
-    let _ = shared.targets.set(sent.targets.clone());
+    // The sender is connection 0: the first user's first socket.
+    let sender = resources.client(&setup.nodes, 0);
+    let sent = fill::fill(
+        &[sender],
+        &rooms,
+        u64::from(args.messages),
+        args.message_bytes as usize,
+    )
+    .await?;
+    note("reconnecting");
+    let _ = shared.targets.set(sent.last_seqs.clone());
 
     let cpu_from = CpuSample::take(&setup.common.server_pids);
     let reconnect_ns = now_ns();
@@ -241,10 +238,10 @@ pub async fn run(args: &RecoveryArgs, setup: &Setup) -> Result<Value, BenchError
         "cpu": cpu,
         "setup": {
             "connect_s": round3(connect_s),
-            "send_s": round3(send_s),
-            "stored_per_s": round3(sent.stored as f64 / send_s.max(1e-9)),
+            "send_s": round3(sent.elapsed.as_secs_f64()),
+            "stored_per_s": round3(sent.stored_per_s()),
             "refused": sent.refused,
-            "targets": sent.targets.iter().map(|seq| seq.0).collect::<Vec<_>>(),
+            "targets": sent.last_seqs.iter().map(|seq| seq.0).collect::<Vec<_>>(),
         },
     }))
 }
@@ -462,101 +459,10 @@ async fn open_and_join(
 ) -> Result<(Connection, JoinResult, u64), ConnectError> {
     let mut conn = {
         let _slot = slots.acquire().await;
-        Connection::open(
-            &spec.target,
-            &spec.cookie,
-            spec.source,
-            READ_BUFFER,
-            Protocol::V2,
-        )
-        .await?
+        spec.client.open(READ_BUFFER, Protocol::V2).await?
     };
     let connected_ns = now_ns();
     let limit = if since.is_some() { v2::MAX_LIMIT } else { 0 };
     let result = conn.join_v2(spec.room, since, limit).await?;
     Ok((conn, result, connected_ns))
-}
-
-/// What the sender did.
-struct Sent {
-    /// Per room, the last acknowledged seq.
-    targets: Vec<Seq>,
-    /// Messages acknowledged as stored.
-    stored: u64,
-    /// Sends the server refused.
-    refused: u64,
-}
-
-/// Sends `--messages` to every room from a socket of its own, round robin
-/// over the rooms, at most [`SEND_WINDOW`] unanswered, and waits for every
-/// result.
-async fn send_all(
-    target: &Target,
-    cookie: &str,
-    rooms: &[RoomId],
-    args: &RecoveryArgs,
-) -> Result<Sent, BenchError> {
-    let failed = |error: ConnectError| BenchError::Connect(format!("sender: {error}"));
-    let mut conn = Connection::open(target, cookie, None, SENDER_READ_BUFFER, Protocol::V2)
-        .await
-        .map_err(failed)?;
-    let mut targets = Vec::with_capacity(rooms.len());
-    for &room in rooms {
-        targets.push(conn.join_v2(room, None, 0).await.map_err(failed)?.seq);
-    }
-    let total = u64::from(args.messages) * rooms.len() as u64;
-    let (mut queued, mut answered, mut stored, mut refused) = (0u64, 0u64, 0u64, 0u64);
-    // Room index of each unanswered send, oldest first: replies keep order.
-    let mut unanswered = std::collections::VecDeque::with_capacity(SEND_WINDOW);
-    let progress = Progress::bar("sending", total as usize);
-    let deadline = Instant::now() + PHASE_TIMEOUT;
-    while answered < total {
-        while queued < total && unanswered.len() < SEND_WINDOW {
-            let room_index = (queued % rooms.len() as u64) as usize;
-            let stamp = Stamp {
-                sender: 0,
-                seq: queued,
-                sent_ns: now_ns(),
-            };
-            conn.queue_v2(v2::Command::Send {
-                room: rooms[room_index],
-                text: stamp.to_text(args.message_bytes as usize),
-                nonce: None,
-            });
-            unanswered.push_back(room_index);
-            queued += 1;
-        }
-        conn.flush()
-            .await
-            .map_err(|reason| BenchError::Connect(format!("sender: {reason}")))?;
-        let received = tokio::time::timeout_at(deadline.into(), conn.recv())
-            .await
-            .map_err(|_| BenchError::Connect("sender: timed out waiting for results".into()))?;
-        match received {
-            Received::Frame(Incoming::Sent { seq, .. }) => {
-                if let Some(room_index) = unanswered.pop_front() {
-                    targets[room_index] = targets[room_index].max(seq);
-                }
-                answered += 1;
-                stored += 1;
-                progress.inc();
-            }
-            Received::Frame(Incoming::Error(_)) => {
-                unanswered.pop_front();
-                answered += 1;
-                refused += 1;
-            }
-            Received::Frame(_) => {}
-            Received::Closed(reason) => {
-                return Err(BenchError::Connect(format!("sender: {reason}")));
-            }
-        }
-    }
-    progress.finish(&format!("{stored} sends acknowledged, {refused} refused"));
-    conn.close().await;
-    Ok(Sent {
-        targets,
-        stored,
-        refused,
-    })
 }

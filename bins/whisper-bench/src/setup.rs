@@ -2,10 +2,13 @@
 //! command-line choices that shape connections, and the users and rooms a
 //! run needs.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use whisper_protocol::RoomId;
 
 use crate::cli::Common;
-use crate::connection::SourceAddresses;
+use crate::connection::{ConnectError, Connection, Protocol, SourceAddresses, Target};
 use crate::error::BenchError;
 use crate::nodes::Nodes;
 use crate::{accounts, procfs, rooms};
@@ -36,6 +39,49 @@ pub struct Resources {
     pub cookies: Vec<String>,
     /// Source addresses to bind to.
     pub sources: SourceAddresses,
+}
+
+/// What opening one client socket takes: the node it connects to, the user
+/// it is (by session cookie) and the local address it binds.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    /// The node it connects to.
+    pub target: Arc<Target>,
+    /// Its `Cookie` header.
+    pub cookie: String,
+    /// The local address it binds to (`None`: the kernel's choice).
+    pub source: Option<IpAddr>,
+}
+
+impl ClientSpec {
+    /// Opens the socket ([`Connection::open`]).
+    pub async fn open(
+        &self,
+        read_buffer: usize,
+        protocol: Protocol,
+    ) -> Result<Connection, ConnectError> {
+        Connection::open(
+            &self.target,
+            &self.cookie,
+            self.source,
+            read_buffer,
+            protocol,
+        )
+        .await
+    }
+}
+
+impl Resources {
+    /// Connection `index` of a run, on node `index mod N` (its place in a
+    /// room, when all are in one), as the user and from the source address
+    /// the fields above give it.
+    pub fn client(&self, nodes: &Nodes, index: usize) -> ClientSpec {
+        ClientSpec {
+            target: nodes.for_member(index).clone(),
+            cookie: self.cookies[index % self.cookies.len()].clone(),
+            source: self.sources.nth(index),
+        }
+    }
 }
 
 impl Setup {

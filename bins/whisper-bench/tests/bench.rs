@@ -1,7 +1,8 @@
 //! The bench binary against a real server started in this process (or two
 //! sharing rooms through a redis-server of the test's own): short runs of
 //! each scenario, in protocol v1 and v2, must report clean numbers (no
-//! loss, no seq gap or duplicate, every recovery complete), and mistakes
+//! loss, no seq gap or duplicate, every recovery complete, every history
+//! page right), and mistakes
 //! on the command line must get one line and exit code 2.
 
 use std::process::{Command, Output};
@@ -299,6 +300,130 @@ async fn a_rejoin_too_far_behind_is_counted_as_not_recovered() {
     server.stop().await;
 }
 
+/// The options in `common`, then `history` with `extra`: two fill sockets,
+/// three readers, pages of 20.
+fn history_run(common: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut all = args(common);
+    all.extend(args(&[
+        "history",
+        "--fill-sockets",
+        "2",
+        "--readers",
+        "3",
+        "--limit",
+        "20",
+        "--warmup",
+        "0.2",
+    ]));
+    all.extend(args(extra));
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_fills_the_room_once_and_every_page_is_right() {
+    let server = bench_server().await;
+    let room = server.create_room("long history", false).await;
+    let room_ids = room.to_string();
+    let pid = std::process::id().to_string();
+    let common = [
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        &room_ids,
+        "--server-pid",
+        &pid,
+    ];
+
+    // An empty room is filled with all 300, then read for a second.
+    let line = report(
+        &bench(history_run(
+            &common,
+            &["--messages", "300", "--duration", "1"],
+        ))
+        .await,
+    );
+    assert_eq!(line["scenario"], "history");
+    let setup = &line["setup"];
+    assert_eq!(setup["held_before_fill"], 0, "{line}");
+    assert_eq!(setup["fill"]["stored"], 300, "{line}");
+    assert_eq!(setup["fill"]["refused"], 0, "{line}");
+    assert!(setup["fill"]["stored_per_s"].as_f64().expect("rate") > 0.0);
+    assert_eq!(
+        setup["room"],
+        json!({"epoch": setup["room"]["epoch"], "first_seq": 1, "latest_seq": 300, "held": 300}),
+        "{line}"
+    );
+    assert_eq!(setup["room_after"], setup["room"], "{line}");
+    let results = &line["results"];
+    let pages = results["pages"].as_u64().expect("pages");
+    assert!(pages > 0, "{line}");
+    assert_eq!(
+        results["latency"]["samples"].as_u64(),
+        Some(pages),
+        "{line}"
+    );
+    assert!(results["pages_checked"].as_u64().expect("checked") >= pages);
+    assert_eq!(results["wrong_pages"], 0, "{line}");
+    assert_eq!(results["errors"], json!({}), "{line}");
+    assert_eq!(results["disconnected"], 0, "{line}");
+    assert!(line["cpu"]["server_s"].as_f64().is_some(), "{line}");
+
+    // Asked for 450: only the 150 missing are sent; then 60 pages exactly.
+    let line = report(
+        &bench(history_run(
+            &common,
+            &["--messages", "450", "--pages", "60"],
+        ))
+        .await,
+    );
+    assert_eq!(line["setup"]["held_before_fill"], 300, "{line}");
+    assert_eq!(line["setup"]["fill"]["stored"], 150, "{line}");
+    assert_eq!(line["setup"]["room"]["held"], 450, "{line}");
+    assert_eq!(line["results"]["pages"], 60, "{line}");
+    assert_eq!(line["results"]["wrong_pages"], 0, "{line}");
+
+    // A room holding enough already is only read.
+    let line = report(
+        &bench(history_run(
+            &common,
+            &["--messages", "200", "--pages", "10"],
+        ))
+        .await,
+    );
+    assert_eq!(line["setup"]["fill"], Value::Null, "{line}");
+    assert_eq!(line["results"]["pages"], 10, "{line}");
+    assert_eq!(line["results"]["wrong_pages"], 0, "{line}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_the_server_will_not_keep_full_fails_the_history_run() {
+    // Retention keeps 100 and runs every 10 ms: a fill of 2000 cannot stay.
+    let server = TestServer::start_with(|config| {
+        config.max_messages_per_second = 1_000_000;
+        config.max_connections_per_user = 10_000;
+        config.history_max_per_room = 100;
+        config.history_prune_interval = std::time::Duration::from_millis(10);
+    })
+    .await;
+    let room = server.create_room("short memory", false).await;
+    let output = bench(history_run(
+        &["--url", &server.url(""), "--room-ids", &room.to_string()],
+        &["--messages", "2000", "--pages", "10"],
+    ))
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("error: room {room} holds "))
+            && last.contains("--history-max-per-room 2000"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fanout_over_two_nodes_sharing_redis_loses_nothing() {
     const MEMBERS: u64 = 6;
@@ -491,6 +616,16 @@ fn bad_arguments_get_one_line_and_exit_2() {
             "1",
         ],
         &["fanout"],
+        &["history", "--limit", "101", "--room-ids", "1"],
+        &[
+            "history",
+            "--pages",
+            "5",
+            "--duration",
+            "2",
+            "--room-ids",
+            "1",
+        ],
         &["--url", "ftp://example", "conns", "--room-ids", "1"],
         &[],
     ] {
@@ -529,6 +664,7 @@ fn help_tells_how_to_start_the_server() {
     for (scenario, flag) in [
         ("fanout", "--protocol <PROTOCOL>"),
         ("recovery", "--sockets"),
+        ("history", "--fill-sockets"),
     ] {
         let output = Command::new(BENCH)
             .args([scenario, "--help"])

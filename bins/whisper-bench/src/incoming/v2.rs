@@ -11,8 +11,8 @@
 //!
 //! Those are read by slicing, like v1's messages: the seq and the stamp's
 //! leading digits are all a bench looks at, with no JSON parser, UTF-8 pass
-//! or allocation. Join results (one per join) and anything else go through
-//! serde_json.
+//! or allocation. Join and history results (one per request) and anything
+//! else go through serde_json.
 
 use std::borrow::Cow;
 
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use whisper_protocol::v2::{Epoch, Seq};
 
-use super::{Incoming, JoinResult, error_code};
+use super::{HistoryPage, Incoming, JoinResult, error_code};
 use crate::stamp::Stamp;
 
 /// Classifies one v2 text frame's payload.
@@ -157,6 +157,7 @@ struct LooseResult<'a> {
     epoch: Option<Cow<'a, str>>,
     recovered: Option<bool>,
     messages: Option<Vec<SeqOnly>>,
+    has_more: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +171,17 @@ struct LooseError<'a> {
     code: Option<Cow<'a, str>>,
 }
 
-/// The general case: any field order, any spacing; join results.
+/// The seqs of a result's messages.
+fn seqs(messages: Option<Vec<SeqOnly>>) -> Vec<Seq> {
+    messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|message| Seq(message.seq))
+        .collect()
+}
+
+/// The general case: any field order, any spacing; join and history
+/// results.
 fn classify_slowly(text: &str) -> Incoming {
     let Ok(frame) = serde_json::from_str::<Loose<'_>>(text) else {
         return Incoming::Other;
@@ -202,16 +213,25 @@ fn classify_slowly(text: &str) -> Incoming {
                 seq: Some(seq),
                 recovered,
                 messages,
+                has_more: _,
             } => Incoming::JoinResult(Box::new(JoinResult {
                 id,
                 epoch: Epoch(epoch.into_owned()),
                 seq: Seq(seq),
                 recovered: recovered.unwrap_or(false),
-                messages: messages
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|message| Seq(message.seq))
-                    .collect(),
+                messages: seqs(messages),
+            })),
+            LooseResult {
+                title: None,
+                epoch: Some(epoch),
+                has_more: Some(has_more),
+                messages,
+                ..
+            } => Incoming::History(Box::new(HistoryPage {
+                id,
+                epoch: Epoch(epoch.into_owned()),
+                messages: seqs(messages),
+                has_more,
             })),
             LooseResult {
                 seq: Some(seq),
@@ -342,6 +362,37 @@ mod tests {
                 seq: Seq(8),
                 recovered: true,
                 messages: vec![Seq(7), Seq(8)],
+            }))
+        );
+    }
+
+    #[test]
+    fn history_results_carry_epoch_seqs_and_has_more() {
+        let epoch = Epoch("Zt4kQ9".into());
+        let frame = encode::history_result(
+            Some(9),
+            RoomId(4),
+            &epoch,
+            &[message(54, "Ann", Some("lunch?")), message(55, "", None)],
+            true,
+        );
+        assert_eq!(
+            classify(frame.as_bytes()),
+            Incoming::History(Box::new(HistoryPage {
+                id: Some(9),
+                epoch: epoch.clone(),
+                messages: vec![Seq(54), Seq(55)],
+                has_more: true,
+            }))
+        );
+        let empty = encode::history_result(Some(10), RoomId(4), &epoch, &[], false);
+        assert_eq!(
+            classify(empty.as_bytes()),
+            Incoming::History(Box::new(HistoryPage {
+                id: Some(10),
+                epoch,
+                messages: Vec::new(),
+                has_more: false,
             }))
         );
     }
