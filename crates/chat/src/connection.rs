@@ -685,6 +685,12 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         if text.len() > self.chat.limits.max_message_bytes {
             return Err(ErrorCode::MessageTooLarge);
         }
+        // PostgreSQL's text cannot hold U+0000, and the log stores a batch
+        // all or nothing: one such message failed every send stored with
+        // it. Refused on every log, so clients see one behaviour.
+        if text.contains('\0') {
+            return Err(ErrorCode::BadRequest);
+        }
         let refresh = PRESENCE_REFRESH.min(self.chat.layer.presence_ttl() / 4);
         let refresh_presence = now.saturating_duration_since(joined.presence_touched) >= refresh;
         let copy_to = (self.protocol == Protocol::V2 && nonce.is_some()).then_some(self.channel);

@@ -396,6 +396,16 @@ pub async fn bad_frames_are_answered_and_the_connection_stays(host: impl Scenari
     bob.send(&format!(r#"{{"command":"join","room":"{}"}}"#, lobby.0))
         .await;
     expect_frames(&mut bob, &[&encode::join_reply(lobby, "Lobby")]).await;
+    // A text holding U+0000 cannot be stored everywhere: refused alone,
+    // the next send goes through.
+    bob.send(&format!(
+        r#"{{"command":"send","room":{},"message":"a\u0000b"}}"#,
+        lobby.0
+    ))
+    .await;
+    assert_eq!(recv(&mut bob).await, error("BAD_REQUEST"));
+    bob.send(&send_command(lobby, "after")).await;
+    expect_frames(&mut bob, &[&encode::message(lobby, "bob", "after")]).await;
 }
 
 /// With [`small_limits`]: a message past the size limit and a room past

@@ -231,6 +231,12 @@ async fn bad_v2_frames_get_errors_with_what_could_be_read() {
         unjoined,
         json!({"id": 3, "error": {"code": "ROOM_ACCESS_DENIED", "room": 1}})
     );
+    request(&mut ann, json!({"command": "join", "id": 4, "room": 1})).await;
+    let nul = say(&mut ann, 5, "a\u{0}b", Some("n-5")).await;
+    assert_eq!(
+        nul,
+        json!({"id": 5, "error": {"code": "BAD_REQUEST", "room": 1}})
+    );
 }
 
 #[tokio::test]
