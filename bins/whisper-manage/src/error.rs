@@ -84,7 +84,10 @@ impl ManageError {
             )
             | ManageError::Catalog(CatalogError::Storage(_))
             | ManageError::History(
-                StoreError::Storage(_) | StoreError::Randomness(_) | StoreError::NegativeSeq { .. },
+                StoreError::Storage(_)
+                | StoreError::Randomness(_)
+                | StoreError::NegativeSeq { .. }
+                | StoreError::MalformedPage(_),
             )
             | ManageError::Input { .. }
             | ManageError::Connect(_)
