@@ -22,7 +22,7 @@ use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 use whisper_store::MessageStore;
 
-use crate::state::{AppState, CatalogRooms, StoreLog};
+use crate::state::{AppState, CatalogRooms};
 use crate::{Config, RoomCatalog, http};
 
 /// How long shutdown waits for open connections to finish after telling them
@@ -133,7 +133,7 @@ impl<L: ChannelLayer> Server<L> {
                 })?;
         let rooms = RoomCatalog::new(db.clone());
         let limits = config.chat_limits();
-        let log = StoreLog(MessageStore::new(db.clone()));
+        let log = MessageStore::new(db.clone());
         let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), log, limits));
         let state = Arc::new(AppState {
             users: UserStore::new(db.clone()),
@@ -244,7 +244,6 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
         match state
             .chat
             .log()
-            .0
             .prune(config.history_max_per_room, max_age, now)
             .await
         {
