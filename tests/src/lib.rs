@@ -166,6 +166,15 @@ impl TestServer {
             .expect("login succeeds")
     }
 
+    /// Creates a superuser (as `whisper-manage createsuperuser` does) and
+    /// logs it in through the login form.
+    pub async fn superuser(&self, username: &str) -> Session {
+        self.db.create_superuser(username, "correct horse").await;
+        self.login(username, "correct horse")
+            .await
+            .expect("login succeeds")
+    }
+
     /// Ann and Bob, both in `room`: Bob joins first and has read Ann's
     /// ENTER, so neither has a frame waiting.
     pub async fn ann_and_bob_in(&self, room: i64) -> (WsClient, WsClient) {

@@ -1,5 +1,6 @@
-//! The staff-only admin page and its JSON API: staff can manage rooms and
-//! staff flags; everyone else gets 401 or 403; every change is CSRF-checked.
+//! The staff-only admin page and its JSON API: staff can manage rooms,
+//! superusers staff flags (never their own); everyone else gets 401 or
+//! 403; every change is CSRF-checked.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -71,9 +72,9 @@ impl AdminPage<'_> {
 }
 
 #[tokio::test]
-async fn staff_manage_rooms_and_staff_flags() {
+async fn staff_manage_rooms_and_superusers_staff_flags() {
     let server = TestServer::start().await;
-    let admin = server.user("admin", true).await;
+    let admin = server.superuser("admin").await;
     server.user("ann", false).await;
 
     let page = server.get_as(&admin, "/admin/").await;
@@ -110,17 +111,8 @@ async fn staff_manage_rooms_and_staff_flags() {
     assert_eq!(room["staff_only"], false);
 
     // Reading needs no CSRF token.
-    let (status, users) = call(&server, &admin, None, Method::GET, "/api/admin/users", None).await;
-    assert_eq!(status, StatusCode::OK);
-    let ann = users
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|u| u["username"] == "ann")
-        .expect("ann listed")
-        .clone();
+    let (ann, ann_path) = listed(&server, &admin, "ann").await;
     assert_eq!(ann["is_staff"], false);
-    let ann_path = format!("/api/admin/users/{}", ann["id"].as_i64().expect("id"));
     let change = json!({"is_staff": true});
     let ann = page
         .expect(StatusCode::OK, Method::PATCH, &ann_path, Some(change))
@@ -248,6 +240,117 @@ async fn non_staff_and_forged_requests_change_nothing() {
             .all(|u| u["username"] != "ann" || u["is_staff"] == false)
     );
     assert_eq!(rooms(&server, &admin).await, rooms_before);
+    server.stop().await;
+}
+
+/// `username` as `session` sees it in the admin user list (read without a
+/// CSRF token, as reading needs none), and the path that changes it.
+async fn listed(server: &TestServer, session: &Session, username: &str) -> (Value, String) {
+    let (status, users) = call(server, session, None, Method::GET, "/api/admin/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let user = users
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|u| u["username"] == username)
+        .unwrap_or_else(|| panic!("{username} listed in {users}"))
+        .clone();
+    let path = format!("/api/admin/users/{}", user["id"]);
+    (user, path)
+}
+
+#[tokio::test]
+async fn only_a_superuser_changes_staff_flags_and_never_their_own() {
+    let server = TestServer::start().await;
+    let root = server.superuser("root").await;
+    let ann = server.user("ann", true).await;
+    server.user("bob", false).await;
+    let root_id = server.me(&root).await["id"].clone();
+    let root_path = format!("/api/admin/users/{root_id}");
+    let as_root = AdminPage {
+        server: &server,
+        session: &root,
+    };
+    let as_ann = AdminPage {
+        server: &server,
+        session: &ann,
+    };
+    let refused = |why: &str| json!({"error": why});
+    let only_superusers = refused("Only a superuser can change staff status.");
+    let not_your_own = refused("Nobody can change their own staff status.");
+    let superuser_is_staff = refused("A superuser is always staff.");
+
+    // Ann is staff, not a superuser: she can demote nobody, promote
+    // nobody, and not touch her own flag; each answer says why.
+    let (_, ann_path) = listed(&server, &ann, "ann").await;
+    let (_, bob_path) = listed(&server, &ann, "bob").await;
+    let demote = || Some(json!({"is_staff": false}));
+    let promote = || Some(json!({"is_staff": true}));
+    for (path, body, why) in [
+        (&root_path, demote(), &only_superusers),
+        (&bob_path, promote(), &only_superusers),
+        (&ann_path, demote(), &not_your_own),
+    ] {
+        let answer = as_ann
+            .expect(StatusCode::FORBIDDEN, Method::PATCH, path, body)
+            .await;
+        assert_eq!(answer, *why, "Ann: PATCH {path}");
+    }
+    // A superuser cannot demote themselves, and no field makes one.
+    let answer = as_root
+        .expect(StatusCode::FORBIDDEN, Method::PATCH, &root_path, demote())
+        .await;
+    assert_eq!(answer, not_your_own);
+    let escalate = Some(json!({"is_staff": true, "is_superuser": true}));
+    as_root
+        .expect(StatusCode::BAD_REQUEST, Method::PATCH, &bob_path, escalate)
+        .await;
+
+    // Nothing changed: root is still staff (and reaches the admin page).
+    assert_eq!(server.me(&root).await["is_staff"], true);
+    assert_eq!(
+        server.get_as(&root, "/admin/").await.status(),
+        StatusCode::OK
+    );
+    // What the page is told it may do, per viewer.
+    let locked = |user: Value| user["staff_locked"].clone();
+    assert_eq!(
+        locked(listed(&server, &ann, "ann").await.0),
+        not_your_own["error"]
+    );
+    assert_eq!(
+        locked(listed(&server, &ann, "bob").await.0),
+        only_superusers["error"]
+    );
+    assert_eq!(
+        locked(listed(&server, &root, "root").await.0),
+        not_your_own["error"]
+    );
+    let (ann_seen, _) = listed(&server, &root, "ann").await;
+    let (bob_seen, _) = listed(&server, &root, "bob").await;
+    assert_eq!(ann_seen["is_staff"], true);
+    assert_eq!(ann_seen["staff_locked"], Value::Null);
+    assert_eq!(bob_seen["is_staff"], false);
+    assert_eq!(bob_seen["staff_locked"], Value::Null);
+
+    // The superuser changes the others.
+    let bob = as_root
+        .expect(StatusCode::OK, Method::PATCH, &bob_path, promote())
+        .await;
+    assert_eq!(bob["is_staff"], true);
+    let ann = as_root
+        .expect(StatusCode::OK, Method::PATCH, &ann_path, demote())
+        .await;
+    assert_eq!(ann["is_staff"], false);
+
+    // Another superuser stays staff, whoever asks.
+    server.db.create_superuser("rex", "correct horse").await;
+    let (rex, rex_path) = listed(&server, &root, "rex").await;
+    assert_eq!(locked(rex), superuser_is_staff["error"]);
+    let answer = as_root
+        .expect(StatusCode::FORBIDDEN, Method::PATCH, &rex_path, demote())
+        .await;
+    assert_eq!(answer, superuser_is_staff);
     server.stop().await;
 }
 

@@ -21,7 +21,8 @@ async fn frames_past_the_rate_are_refused_then_allowed_again() {
     let ann = server.user("ann", false).await;
     let mut a = server.connect(&ann).await;
     a.join(room).await;
-    // The burst is twice the rate: 10 frames, one already spent on join.
+    // The burst is twice the rate: 10 frames (the join took from the
+    // joins' own bucket).
     for n in 0..20 {
         a.send_json(json!({"command": "send", "room": room, "message": n.to_string()}))
             .await;
@@ -45,6 +46,55 @@ async fn frames_past_the_rate_are_refused_then_allowed_again() {
     a.send_json(json!({"command": "send", "room": room, "message": "later"}))
         .await;
     assert_eq!(a.recv_json().await["message"], "later");
+    server.stop().await;
+}
+
+/// The web client joins every open room again after a reconnect, one
+/// right after the other: a connection joins as many rooms as it may be in
+/// at once, however few frames a second it may send, yet a client cycling
+/// join and leave is still refused.
+#[tokio::test]
+async fn a_client_joins_all_its_rooms_at_once_but_join_floods_are_refused() {
+    // The defaults, set here so the test keeps its meaning: the rooms
+    // outnumber a burst of frames (twice the rate).
+    let max_rooms = 100;
+    let server = TestServer::start_with(|config| {
+        config.max_rooms_per_connection = max_rooms;
+        config.max_messages_per_second = 20;
+    })
+    .await;
+    let mut rooms = Vec::new();
+    for n in 0..max_rooms {
+        rooms.push(server.create_room(&format!("Room {n}"), false).await);
+    }
+    let ann = server.user("ann", false).await;
+    let mut a = server.connect(&ann).await;
+    // Sent all at once, as a flood would be: no time for the bucket to refill.
+    for room in &rooms {
+        a.send_json(json!({"command": "join", "room": room})).await;
+    }
+    for (n, room) in rooms.iter().enumerate() {
+        let expected = json!({"join": room.to_string(), "title": format!("Room {n}")});
+        assert_eq!(a.recv_json().await, expected);
+    }
+    // Cycling leave and join: both buckets are spent within a few dozen.
+    for room in &rooms {
+        a.send_json(json!({"command": "leave", "room": room})).await;
+        a.send_json(json!({"command": "join", "room": room})).await;
+    }
+    let mut replies = 0;
+    let mut limited = 0;
+    while replies < 2 * max_rooms {
+        let frame = a.recv_json().await;
+        if frame.get("msg_type").is_some() {
+            continue; // Ann's own LEAVE
+        }
+        replies += 1;
+        if frame["error"] == "RATE_LIMITED" {
+            limited += 1;
+        }
+    }
+    assert!(limited >= max_rooms / 2, "{limited} of {replies} refused");
     server.stop().await;
 }
 

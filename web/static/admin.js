@@ -1,6 +1,9 @@
 // Whisper admin page (staff only): rooms (create, delete, staff-only flag) and
 // users (staff flag), through the JSON admin API (see the README). Every change
 // is re-rendered from the server's answer, never from what the page assumed.
+// Only superusers change staff flags, never their own: the server says, per
+// user, why the viewer may not (staff_locked), and the row shows that instead
+// of a toggle.
 //
 // Unsafe requests carry the CSRF token from #csrf-token in X-CSRFToken.
 // Deleting a room takes two clicks on the same button ("Delete", then
@@ -12,7 +15,7 @@ const DELETE_CONFIRM_MS = 4000;
 const STATUS_CLEAR_MS = 8000;
 
 const csrfToken = $('#csrf-token').value;
-let me = null; // {id, username, ...} from /api/me, to mark the own row
+let me = null; // {id, username, ...} from /api/me, to mark the own row as "(you)"
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -45,9 +48,18 @@ async function api(method, url, body) {
 }
 
 // The server's own words for 400 and 403 (text/plain, e.g. "Bad request: room
-// titles are 1 to 255 characters"), plain words for the rest.
+// titles are 1 to 255 characters", or JSON {"error": "..."} for a refused
+// change), plain words for the rest.
 async function failureText(response) {
-  const text = (await response.text().catch(() => '')).trim();
+  const body = (await response.text().catch(() => '')).trim();
+  let text = body;
+  if (response.headers.get('Content-Type')?.startsWith('application/json')) {
+    try {
+      text = String(JSON.parse(body).error ?? body);
+    } catch {
+      text = body;
+    }
+  }
   if (response.status === 404) return 'That no longer exists; the list has been reloaded.';
   if (response.status === 403) return text || 'Forbidden: staff only.';
   if (response.status === 400 && text) return text;
@@ -179,6 +191,19 @@ function userRow(user) {
 
 function fillUserRow(row, user) {
   const self = me && me.id === user.id;
+  row.replaceChildren(
+    userCell(user, self),
+    el('td', { class: 'user-name', text: user.name || '' }),
+    el('td', {}, userRoles(user)),
+    el('td', { class: 'actions' }, staffControl(row, user)),
+  );
+}
+
+// The staff toggle, or why the viewer may not change this user's staff flag.
+function staffControl(row, user) {
+  if (user.staff_locked) {
+    return el('span', { class: 'muted staff-locked', text: user.staff_locked });
+  }
   const toggle = el('button', {
     type: 'button', class: 'toggle-staff', 'aria-pressed': String(user.is_staff),
     text: user.is_staff ? 'Remove staff' : 'Make staff',
@@ -186,27 +211,24 @@ function fillUserRow(row, user) {
   toggle.addEventListener('click', () => busy(toggle, async () => {
     const updated = await api('PATCH', `/api/admin/users/${user.id}`, { is_staff: !user.is_staff });
     fillUserRow(row, updated);
-    row.querySelector('.toggle-staff').focus();
-    if (self && !updated.is_staff) {
-      setStatus('You are no longer staff: this page will stop working for you.', 'error');
-    } else {
-      setStatus(`${updated.username} is ${updated.is_staff ? 'now staff' : 'no longer staff'}.`);
-    }
+    row.querySelector('.toggle-staff')?.focus();
+    setStatus(`${updated.username} is ${updated.is_staff ? 'now staff' : 'no longer staff'}.`);
   }));
+  return toggle;
+}
 
+function userCell(user, self) {
+  const cell = el('td', { class: 'user-cell' }, el('span', { class: 'username', text: user.username }));
+  if (self) cell.append(el('span', { class: 'muted you', text: '(you)' }));
+  return cell;
+}
+
+function userRoles(user) {
   const roles = el('div', { class: 'user-roles' });
   if (user.is_superuser) roles.append(el('span', { class: 'badge', text: 'superuser' }));
   if (user.is_staff) roles.append(el('span', { class: 'badge', text: 'staff' }));
   if (!user.is_active) roles.append(el('span', { class: 'badge badge-muted', text: 'inactive' }));
-
-  const name = el('td', { class: 'user-cell' }, el('span', { class: 'username', text: user.username }));
-  if (self) name.append(el('span', { class: 'muted you', text: '(you)' }));
-  row.replaceChildren(
-    name,
-    el('td', { class: 'user-name', text: user.name || '' }),
-    el('td', {}, roles),
-    el('td', { class: 'actions' }, toggle),
-  );
+  return roles;
 }
 
 // ---- Start ------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // Every request gets an id and a promise; the reply with that id settles it.
 // Several requests may be under way at once: v2 replies name their request,
 // so unlike v1 nothing has to wait its turn. Two kinds of frame carry no id:
-// a reply to a request the server could not read (RATE_LIMITED), which
+// a reply to a request refused by the rate limit (RATE_LIMITED), which
 // answers the oldest request still waiting, since replies come in request
 // order (§22); and {"error":{"code":"ROOM_ACCESS_DENIED","room":R}}, the
 // server taking the socket out of a staff-only room (§19.2), which answers

@@ -57,7 +57,7 @@ pub enum Command {
     /// Delete a room by its id.
     DeleteRoom(DeleteRoom),
     /// Grant staff status (entry to staff-only rooms), or remove it with
-    /// --off.
+    /// --off (refused for a superuser, who is always staff).
     SetStaff(SetStaff),
     /// Change a user's password and end all of their sessions.
     ///

@@ -71,7 +71,8 @@ impl ManageError {
                 | AuthError::InvalidPassword
                 | AuthError::InvalidField(_)
                 | AuthError::UsernameTaken
-                | AuthError::NoSuchUser,
+                | AuthError::NoSuchUser
+                | AuthError::SuperuserIsStaff,
             )
             | ManageError::Catalog(CatalogError::InvalidTitle | CatalogError::NoSuchRoom(_)) => {
                 BAD_INPUT

@@ -59,7 +59,8 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     presence_ttl_s: u64,
     /// Frames per second one WebSocket may send on average (bursts of twice
-    /// as many pass); past it frames are answered RATE_LIMITED.
+    /// as many pass; joins count apart, in bursts of the rooms per
+    /// connection); past it frames are answered RATE_LIMITED.
     #[arg(long, env = "WHISPER_MAX_MESSAGES_PER_SECOND",
           default_value_t = Config::default().max_messages_per_second,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -25,6 +25,10 @@ pub enum AuthError {
     /// No account has this username.
     #[error("no such user")]
     NoSuchUser,
+    /// Staff status cannot be removed from a superuser: a superuser is
+    /// always staff, or it could not reach the admin pages it administers.
+    #[error("a superuser is always staff")]
+    SuperuserIsStaff,
     /// The database failed.
     #[error("storage: {0}")]
     Storage(#[from] sea_orm::DbErr),

@@ -273,9 +273,15 @@ impl UserStore {
         Ok(superuser.is_some())
     }
 
-    /// Grants or removes staff status.
+    /// Grants or removes staff status. A superuser is always staff (see
+    /// [`NewUser::is_superuser`]), so removing it from one is refused with
+    /// [`AuthError::SuperuserIsStaff`] and changes nothing.
     pub async fn set_staff(&self, username: &str, is_staff: bool) -> Result<User, AuthError> {
-        let mut row: entity::ActiveModel = self.row(username).await?.into();
+        let row = self.row(username).await?;
+        if row.is_superuser && !is_staff {
+            return Err(AuthError::SuperuserIsStaff);
+        }
+        let mut row: entity::ActiveModel = row.into();
         row.is_staff = Set(is_staff);
         Ok(row.update(&self.db).await?.into())
     }
@@ -442,6 +448,21 @@ mod tests {
         assert!(users.has_active_superuser().await.expect("query"));
         users.set_active("root", false).await.expect("deactivate");
         assert!(!users.has_active_superuser().await.expect("query"));
+    }
+
+    #[tokio::test]
+    async fn a_superuser_keeps_staff_status() {
+        let users = store().await;
+        let mut root = NewUser::new("root", "long enough");
+        root.is_superuser = true;
+        assert!(users.create(root).await.expect("create").is_staff);
+        assert!(matches!(
+            users.set_staff("root", false).await,
+            Err(AuthError::SuperuserIsStaff)
+        ));
+        let root = users.find_by_username("root").await.expect("read");
+        assert!(root.is_some_and(|root| root.is_staff));
+        assert!(users.set_staff("root", true).await.expect("staff").is_staff);
     }
 
     #[tokio::test]

@@ -166,7 +166,12 @@ pub struct Connection<L, D, M> {
     channel: ChannelName,
     protocol: Protocol,
     joined: HashMap<RoomId, JoinedRoom>,
-    rate: TokenBucket,
+    /// Every frame but a well-formed `join` takes a token here.
+    frames: TokenBucket,
+    /// A well-formed `join` takes a token here instead, so a client can
+    /// join all its rooms at once (after a reconnect) whatever else it
+    /// sent, while joins beyond that come no faster than frames do.
+    joins: TokenBucket,
     /// `send`s under way, oldest first; made at the first send. Only ever
     /// reached through `get_mut`: the mutex is never locked, it only makes
     /// the queue `Sync`, so a future borrowing the connection is `Send` and
@@ -185,14 +190,18 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         protocol: Protocol,
         now: Instant,
     ) -> Self {
-        let rate = chat.limits.max_messages_per_second;
+        let limits = &chat.limits;
+        let rate = limits.max_messages_per_second;
+        let frames = TokenBucket::new(rate, limits.frame_burst(), now);
+        let joins = TokenBucket::new(rate, limits.join_burst(), now);
         Connection {
             chat,
             user,
             channel,
             protocol,
             joined: HashMap::new(),
-            rate: TokenBucket::new(rate, rate.saturating_mul(2), now),
+            frames,
+            joins,
             sends: Mutex::new(None),
         }
     }
@@ -231,14 +240,6 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
     pub async fn on_frame(&mut self, text: Option<&str>, now: Instant) -> Vec<String> {
         Counters::bump(&self.chat.counters.frames_received);
         let mut frames = Vec::new();
-        if !self.rate.try_take(now) {
-            Counters::bump(&self.chat.counters.frames_rate_limited);
-            // Refused unread; the host's write of the reply also slows a
-            // flooding client down, since it waits on the client reading.
-            self.finish_sends_into(&mut frames).await;
-            frames.push(self.error_frame(ErrorCode::RateLimited));
-            return frames;
-        }
         let decoded = match self.protocol {
             Protocol::V1 => Decoded::V1(text.map_or(Err(ErrorCode::BadRequest), decode_command)),
             Protocol::V2 => Decoded::V2(text.map_or(
@@ -250,6 +251,20 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
                 v2::decode_command,
             )),
         };
+        let bucket = if decoded.is_join() {
+            &mut self.joins
+        } else {
+            &mut self.frames
+        };
+        if !bucket.try_take(now) {
+            Counters::bump(&self.chat.counters.frames_rate_limited);
+            // Refused without being acted on; the host's write of the reply
+            // also slows a flooding client down, since it waits on the
+            // client reading.
+            self.finish_sends_into(&mut frames).await;
+            frames.push(self.error_frame(ErrorCode::RateLimited));
+            return frames;
+        }
         if !decoded.is_send() {
             self.finish_sends_into(&mut frames).await;
         }
@@ -846,6 +861,17 @@ enum Decoded {
 }
 
 impl Decoded {
+    fn is_join(&self) -> bool {
+        matches!(
+            self,
+            Decoded::V1(Ok(Command::Join { .. }))
+                | Decoded::V2(Ok(v2::Request {
+                    command: v2::Command::Join { .. },
+                    ..
+                }))
+        )
+    }
+
     fn is_send(&self) -> bool {
         matches!(
             self,

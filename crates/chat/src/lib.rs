@@ -224,10 +224,12 @@ pub struct Limits {
     /// with `MESSAGE_TOO_LARGE`.
     pub max_message_bytes: usize,
     /// Most rooms one connection may be in at once (`TOO_MANY_ROOMS`).
+    /// Also the least burst of joins allowed (see [`Limits::join_burst`]).
     pub max_rooms_per_connection: usize,
-    /// Frames per second one connection may send on average; bursts of
-    /// twice as many pass, past that frames are refused unread with
-    /// `RATE_LIMITED`.
+    /// Frames per second one connection may send on average, past the
+    /// bursts of [`Limits::frame_burst`]; further frames are refused with
+    /// `RATE_LIMITED`. Joins are counted apart, at the same rate (see
+    /// [`Limits::join_burst`]).
     pub max_messages_per_second: u32,
     /// Most `send` broadcasts one connection has under way at once. A layer
     /// call may be a network round trip (a Redis PUBLISH); a client sending
@@ -244,6 +246,25 @@ impl Limits {
     /// room for that; a host refuses anything larger before buffering it.
     pub fn frame_limit(&self) -> usize {
         self.max_message_bytes.saturating_mul(8).max(64 * 1024)
+    }
+
+    /// How many frames other than `join` one connection may send at once
+    /// before the rate applies: twice the rate, so a person typing fast is
+    /// never limited but a script flooding a room is.
+    pub fn frame_burst(&self) -> u32 {
+        self.max_messages_per_second.saturating_mul(2)
+    }
+
+    /// How many `join`s one connection may send at once before the rate
+    /// applies: enough to join every room it may be in (a client joins all
+    /// its rooms again after a reconnect, one right after the other), and
+    /// never fewer than [`frame_burst`](Self::frame_burst). Joins take from
+    /// a bucket of their own, so a join flood is still refused once it is
+    /// spent, and a `leave` between joins takes from the frames' bucket.
+    pub fn join_burst(&self) -> u32 {
+        u32::try_from(self.max_rooms_per_connection)
+            .unwrap_or(u32::MAX)
+            .max(self.frame_burst())
     }
 }
 
@@ -275,8 +296,8 @@ impl Counters {
         self.frames_received.load(Ordering::Relaxed)
     }
 
-    /// Frames refused unread for exceeding
-    /// [`Limits::max_messages_per_second`].
+    /// Frames refused for exceeding
+    /// [`Limits::max_messages_per_second`], joins included.
     pub fn frames_rate_limited(&self) -> u64 {
         self.frames_rate_limited.load(Ordering::Relaxed)
     }

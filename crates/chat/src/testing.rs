@@ -104,10 +104,12 @@ pub fn small_limits() -> Limits {
     }
 }
 
-/// One frame a second (bursts of two).
+/// One frame a second (bursts of two), four rooms per connection (so
+/// bursts of four joins).
 pub fn slow_rate_limits() -> Limits {
     Limits {
         max_messages_per_second: 1,
+        max_rooms_per_connection: 4,
         ..Limits::default()
     }
 }
@@ -424,23 +426,23 @@ pub async fn limits_are_enforced(host: impl ScenarioHost) {
     expect_frames(&mut ann, &[&error("TOO_MANY_ROOMS")]).await;
 }
 
-/// With [`slow_rate_limits`]: past the burst, frames are refused unread
-/// with `RATE_LIMITED`.
+/// With [`slow_rate_limits`]: past the burst of two, frames are refused
+/// with `RATE_LIMITED`; joins still pass, up to a burst of as many as the
+/// connection may have rooms, and are refused past it.
 pub async fn flooding_is_rate_limited(host: impl ScenarioHost) {
     let lobby = host.rooms().lobby;
     let mut bob = host.connect(bob()).await;
     for _ in 0..3 {
+        bob.send(&command("leave", lobby)).await;
+    }
+    let denied = error("ROOM_ACCESS_DENIED");
+    let limited = error("RATE_LIMITED");
+    expect_frames(&mut bob, &[&denied, &denied, &limited]).await;
+    for _ in 0..5 {
         bob.send(&command("join", lobby)).await;
     }
-    expect_frames(
-        &mut bob,
-        &[
-            &encode::join_reply(lobby, "Lobby"),
-            &encode::join_reply(lobby, "Lobby"),
-            &error("RATE_LIMITED"),
-        ],
-    )
-    .await;
+    let joined = encode::join_reply(lobby, "Lobby");
+    expect_frames(&mut bob, &[&joined, &joined, &joined, &joined, &limited]).await;
 }
 
 /// When the membership cannot be added after ENTER went out, the others

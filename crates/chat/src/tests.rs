@@ -74,9 +74,10 @@ async fn counters_count_frames_refusals_and_layer_failures() {
     let mut bob = host.connect(testing::bob()).await;
     join(&mut bob, LOBBY, "Lobby").await;
     bob.send(&send_command(LOBBY, testing::FAILING_TEXT)).await;
-    bob.send(&command("join", LOBBY)).await;
+    bob.send(&command("room_users", LOBBY)).await;
+    bob.send(&command("room_users", LOBBY)).await;
     let counters = host.chat().counters();
-    assert_eq!(counters.frames_received(), 3);
+    assert_eq!(counters.frames_received(), 4);
     assert_eq!(counters.frames_rate_limited(), 1);
     assert_eq!(counters.layer_errors(), 1);
     assert!(host.layer().is_available().await);

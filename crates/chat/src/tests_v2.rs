@@ -338,3 +338,21 @@ async fn recovery_that_would_cost_more_than_its_byte_bound_reloads_instead() {
         Some(3)
     );
 }
+
+#[tokio::test]
+async fn joins_have_their_own_burst_in_v2_too() {
+    let host = InProcessHost::new(testing::slow_rate_limits());
+    let mut bob = v2_client(&host, testing::bob());
+    for id in 0..3 {
+        let typing = request(&mut bob, json!({"command": "typing", "id": id, "room": 1})).await;
+        let code = &typing["error"]["code"];
+        assert_eq!(*code == "RATE_LIMITED", id == 2, "{typing}");
+    }
+    let burst = testing::slow_rate_limits().join_burst();
+    for id in 0..burst {
+        let joined = request(&mut bob, json!({"command": "join", "id": id, "room": 1})).await;
+        assert_eq!(joined["id"], id, "{joined}");
+    }
+    let refused = request(&mut bob, json!({"command": "join", "id": burst, "room": 1})).await;
+    assert_eq!(refused, json!({"error": {"code": "RATE_LIMITED"}}));
+}

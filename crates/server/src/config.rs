@@ -26,7 +26,8 @@ pub struct Config {
     /// ([`Limits::max_rooms_per_connection`]).
     pub max_rooms_per_connection: usize,
     /// Frames per second one WebSocket may send on average (bursts of twice
-    /// as many are allowed); past it frames are answered `RATE_LIMITED`
+    /// as many are allowed, and joins count apart, see
+    /// [`Limits::join_burst`]); past it frames are answered `RATE_LIMITED`
     /// ([`Limits::max_messages_per_second`]).
     pub max_messages_per_second: u32,
     /// Most WebSockets one user may have open on this node.

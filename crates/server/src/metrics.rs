@@ -54,7 +54,7 @@ impl Metrics {
         );
         registry.register(
             "frames_dropped",
-            "Frames refused unread for exceeding the rate limit",
+            "Frames refused for exceeding the rate limit",
             ConstCounter::new(counters.frames_rate_limited()),
         );
         registry.register(

@@ -3,7 +3,9 @@
 //!
 //! Every route takes [`Staff`], so no one else reaches a handler; the
 //! unsafe ones were CSRF-checked before routing, so a foreign page cannot
-//! drive them with a staff member's cookies.
+//! drive them with a staff member's cookies. Staff flags are a superuser's
+//! to change ([`staff_change_refusal`]): any staff member could otherwise
+//! take the admin page from every other, superusers included.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use whisper_protocol::RoomId;
 use whisper_rooms::ChannelLayer;
 
 use super::cookies::CsrfToken;
+use super::error::SUPERUSER_IS_STAFF;
 use super::extract::{JsonBody, PathId, Staff};
 use super::pages::form_page;
 use super::{HttpError, Response, json, redirect, respond};
@@ -59,6 +62,26 @@ fn room_json(status: StatusCode, room: &Room) -> Response {
     )
 }
 
+/// Why `by` may not change `target`'s staff flag, in words fit to show
+/// `by`; `None` when it may. The one statement of who changes staff
+/// status: `PATCH /api/admin/users/{id}` refuses with it, and the user list
+/// carries it so the admin page disables the toggles its viewer may not
+/// use. Nobody changes their own (a superuser could otherwise lock
+/// themselves out by a slip); only superusers change anyone's; and a
+/// superuser is always staff.
+fn staff_change_refusal(by: &User, target: &User) -> Option<&'static str> {
+    if by.id == target.id {
+        Some("Nobody can change their own staff status.")
+    } else if !by.is_superuser {
+        Some("Only a superuser can change staff status.")
+    } else if target.is_superuser {
+        Some(SUPERUSER_IS_STAFF)
+    } else {
+        None
+    }
+}
+
+/// A user as the admin API shows it to `viewer`.
 #[derive(Serialize)]
 struct UserJson<'a> {
     id: i64,
@@ -67,10 +90,13 @@ struct UserJson<'a> {
     is_staff: bool,
     is_superuser: bool,
     is_active: bool,
+    /// Why the viewer may not change this user's staff flag; `null` when
+    /// it may.
+    staff_locked: Option<&'static str>,
 }
 
-impl<'a> From<&'a User> for UserJson<'a> {
-    fn from(user: &'a User) -> Self {
+impl<'a> UserJson<'a> {
+    fn new(user: &'a User, viewer: &User) -> Self {
         UserJson {
             id: user.id.0,
             username: &user.username,
@@ -78,17 +104,22 @@ impl<'a> From<&'a User> for UserJson<'a> {
             is_staff: user.is_staff,
             is_superuser: user.is_superuser,
             is_active: user.is_active,
+            staff_locked: staff_change_refusal(viewer, user),
         }
     }
 }
 
-/// `GET /api/admin/users`: every user by username.
+/// `GET /api/admin/users`: every user by username, each with what the
+/// viewer may change.
 pub(crate) async fn users<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
-    _: Staff,
+    Staff(viewer): Staff,
 ) -> Result<Response, HttpError> {
     let users = state.users.list().await?;
-    let entries: Vec<UserJson<'_>> = users.iter().map(UserJson::from).collect();
+    let entries: Vec<UserJson<'_>> = users
+        .iter()
+        .map(|user| UserJson::new(user, &viewer))
+        .collect();
     Ok(json(StatusCode::OK, &entries))
 }
 
@@ -148,13 +179,17 @@ pub(crate) async fn delete_room<L: ChannelLayer>(
 }
 
 /// The body of `PATCH /api/admin/users/{id}`: of a user, the admin page
-/// changes only the staff flag.
+/// changes only the staff flag. Any other field is refused (400), so that
+/// `{"is_superuser":true}` is not mistaken for a success: superusers are
+/// made with `whisper-manage createsuperuser` only.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct UserChange {
     is_staff: bool,
 }
 
-/// `PATCH /api/admin/users/{id}` with `{"is_staff":..}`.
+/// `PATCH /api/admin/users/{id}` with `{"is_staff":..}`: 200 and the user,
+/// or 403 with `{"error":..}` when [`staff_change_refusal`] says no.
 pub(crate) async fn update_user<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     PathId(id): PathId,
@@ -166,10 +201,13 @@ pub(crate) async fn update_user<L: ChannelLayer>(
         .get(UserId(id))
         .await?
         .ok_or(HttpError::NotFound)?;
+    if let Some(why) = staff_change_refusal(&by, &target) {
+        return Err(HttpError::ChangeRefused(why));
+    }
     let user = state
         .users
         .set_staff(&target.username, change.is_staff)
         .await?;
     tracing::info!(by = %by.username, user = %user.username, is_staff = user.is_staff, "staff changed");
-    Ok(json(StatusCode::OK, &UserJson::from(&user)))
+    Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }

@@ -16,6 +16,9 @@ use whisper_auth::AuthError;
 use super::{Response, json, respond};
 use crate::CatalogError;
 
+/// Why a superuser's staff status stays, in the words the admin page shows.
+pub(crate) const SUPERUSER_IS_STAFF: &str = "A superuser is always staff.";
+
 /// Everything a handler can fail with. The variants a client caused say
 /// what to show it; the others keep the failure that caused them, so the
 /// log of a 500 names its cause down to the driver's error.
@@ -34,6 +37,12 @@ pub(crate) enum HttpError {
     /// Origin) that says nothing more to the client than why.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A staff member asked the admin API for a change that is not theirs
+    /// to make (another's staff flag without being a superuser, their own,
+    /// a superuser's): 403 with `{"error": why}`, which the admin page
+    /// shows as it is.
+    #[error("change refused: {0}")]
+    ChangeRefused(&'static str),
     /// The request could not be read as what the route takes.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -72,6 +81,10 @@ impl IntoResponse for HttpError {
             HttpError::Forbidden(why) => {
                 respond(StatusCode::FORBIDDEN, text, format!("Forbidden: {why}\n"))
             }
+            HttpError::ChangeRefused(why) => json(
+                StatusCode::FORBIDDEN,
+                &std::collections::BTreeMap::from([("error", why)]),
+            ),
             HttpError::BadRequest(why) => respond(
                 StatusCode::BAD_REQUEST,
                 text,
@@ -123,6 +136,7 @@ impl From<AuthError> for HttpError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::NoSuchUser => HttpError::NotFound,
+            AuthError::SuperuserIsStaff => HttpError::ChangeRefused(SUPERUSER_IS_STAFF),
             other => HttpError::Auth(other),
         }
     }
