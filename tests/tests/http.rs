@@ -301,6 +301,40 @@ async fn rooms_api_lists_rooms_by_title_with_group_names() {
 }
 
 #[tokio::test]
+async fn every_api_answer_is_no_store_and_static_files_stay_cacheable() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let boss = server.user("boss", true).await;
+    let anonymous = http_client()
+        .get(server.url("/api/me"))
+        .send()
+        .await
+        .expect("GET /api/me");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let mut answers = vec![("anonymous /api/me", anonymous)];
+    for path in ["/api/me", "/api/rooms", "/api/nowhere", "/api/admin/users"] {
+        answers.push((path, server.get_as(&ann, path).await));
+    }
+    answers.push((
+        "staff /api/admin/users",
+        server.get_as(&boss, "/api/admin/users").await,
+    ));
+    let statuses: Vec<u16> = answers.iter().map(|(_, r)| r.status().as_u16()).collect();
+    assert_eq!(statuses, [401, 200, 200, 404, 403, 200]);
+    for (what, response) in &answers {
+        let cache = response.headers().get("cache-control");
+        assert_eq!(
+            cache.map(|v| v.as_bytes()),
+            Some(&b"no-store"[..]),
+            "{what}"
+        );
+    }
+    let script = server.get_as(&ann, "/static/chat.js").await;
+    assert_eq!(script.headers()["cache-control"], "public, max-age=300");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn chat_page_static_assets_and_health() {
     let server = TestServer::start().await;
     let ann = server.user("ann", false).await;
