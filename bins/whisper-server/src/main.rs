@@ -146,6 +146,11 @@ async fn main() -> ExitCode {
     };
     init_logging(args.log_format);
     let (config, layer_config, redis_url) = args.into_config();
+    // The URLs whose passwords the error line must not show: the server's
+    // own message names the database URL, and drivers may quote either.
+    let urls_with_secrets: Vec<String> = std::iter::once(config.database_url.clone())
+        .chain(redis_url.clone())
+        .collect();
     let served = match redis_url {
         None => serve(config, MemoryLayer::new(layer_config)).await,
         Some(url) => {
@@ -161,7 +166,12 @@ async fn main() -> ExitCode {
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => whisper_cli::report(&message, whisper_cli::FAILED),
+        Err(message) => {
+            let masked = urls_with_secrets.iter().fold(message, |message, url| {
+                whisper_cli::mask_password(&message, url)
+            });
+            whisper_cli::report(&masked, whisper_cli::FAILED)
+        }
     }
 }
 
