@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -231,6 +232,8 @@ pub struct TestDatabase {
     pub users: UserStore,
     rooms: RoomCatalog,
     messages: MessageStore,
+    /// The connection itself, for what no store offers (sessions' rows).
+    db: sea_orm::DatabaseConnection,
 }
 
 impl TestDatabase {
@@ -242,8 +245,47 @@ impl TestDatabase {
         TestDatabase {
             users: UserStore::new(db.clone()),
             rooms: RoomCatalog::new(db.clone()),
-            messages: MessageStore::new(db),
+            messages: MessageStore::new(db.clone()),
+            db,
         }
+    }
+
+    /// Makes every session of `username` expired, as two weeks passing
+    /// would.
+    pub async fn expire_sessions_of(&self, username: &str) {
+        let id = self.user_id(username).await;
+        self.db
+            .execute_unprepared(&format!(
+                "UPDATE sessions SET expires_at = 0 WHERE user_id = {id}"
+            ))
+            .await
+            .expect("sessions expired");
+    }
+
+    /// How many rows of the sessions table belong to `username`, expired
+    /// or not.
+    pub async fn session_rows_of(&self, username: &str) -> i64 {
+        let id = self.user_id(username).await;
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT COUNT(*) FROM sessions WHERE user_id = {id}"),
+            ))
+            .await
+            .expect("sessions counted")
+            .expect("a count");
+        row.try_get_by_index::<i64>(0).expect("a number")
+    }
+
+    async fn user_id(&self, username: &str) -> i64 {
+        self.users
+            .find_by_username(username)
+            .await
+            .expect("user lookup")
+            .unwrap_or_else(|| panic!("no user {username}"))
+            .id
+            .0
     }
 
     /// Creates an account.

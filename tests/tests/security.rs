@@ -177,6 +177,28 @@ async fn login_issues_a_fresh_session_key_and_drops_the_old_one() {
 }
 
 #[tokio::test]
+async fn expired_sessions_are_deleted_in_the_background() {
+    let server = TestServer::start_with(|config| {
+        config.session_purge_interval = Duration::from_millis(100);
+    })
+    .await;
+    let _ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    server.db.expire_sessions_of("ann").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.db.session_rows_of("ann").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ann's expired session is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.db.session_rows_of("bob").await, 1);
+    assert_eq!(server.me(&bob).await["username"], "bob");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn open_sockets_close_when_the_session_ends() {
     let server = TestServer::start_with(|config| config.session_recheck = RECHECK).await;
     let ann = server.user("ann", false).await;

@@ -49,6 +49,9 @@ pub struct Config {
     pub history_max_age: Duration,
     /// How often retention runs (and once at start).
     pub history_prune_interval: Duration,
+    /// How often expired sessions are deleted from the database (and once
+    /// at start). They log nobody in, so this only bounds the table.
+    pub session_purge_interval: Duration,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             history_max_per_room: 10_000,
             history_max_age: Duration::from_secs(30 * 86_400),
             history_prune_interval: Duration::from_secs(60),
+            session_purge_interval: Duration::from_secs(3600),
         }
     }
 }

@@ -174,6 +174,7 @@ impl<L: ChannelLayer> Server<L> {
         } = self;
         tokio::pin!(shutdown);
         state.tasks.spawn(apply_retention(state.clone()));
+        state.tasks.spawn(purge_expired_sessions(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -253,6 +254,28 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
             Err(error) => {
                 tracing::warn!(error = &error as &dyn std::error::Error, "retention failed")
             }
+        }
+    }
+}
+
+/// Deletes expired sessions, at start and then every
+/// [`Config::session_purge_interval`], until shutdown. A failure is logged
+/// and retried at the next round.
+async fn purge_expired_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let mut rounds = tokio::time::interval(state.config.session_purge_interval);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = rounds.tick() => {}
+        }
+        match state.sessions.delete_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired sessions deleted"),
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "deleting expired sessions failed"
+            ),
         }
     }
 }
