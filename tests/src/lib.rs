@@ -420,26 +420,33 @@ impl Site {
         origin: Option<&str>,
         subprotocol: Option<&str>,
     ) -> Result<(WsClient, Option<String>), tungstenite::Error> {
+        let headers = [
+            ("cookie", cookie),
+            ("origin", origin),
+            ("sec-websocket-protocol", subprotocol),
+        ];
+        let present: Vec<(&str, &str)> = headers
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect();
+        self.handshake_with_headers(&present).await
+    }
+
+    /// The WebSocket handshake with these extra headers (cookie, origin,
+    /// what a proxy would add); returns the client and the subprotocol the
+    /// server answered with.
+    pub async fn handshake_with_headers(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<(WsClient, Option<String>), tungstenite::Error> {
         let mut request = format!("ws://{}/chat/stream/", self.addr)
             .into_client_request()
             .expect("request");
         let headers = request.headers_mut();
-        if let Some(cookie) = cookie {
+        for &(name, value) in extra {
             headers.insert(
-                "cookie",
-                HeaderValue::from_str(cookie).expect("cookie header"),
-            );
-        }
-        if let Some(origin) = origin {
-            headers.insert(
-                "origin",
-                HeaderValue::from_str(origin).expect("origin header"),
-            );
-        }
-        if let Some(subprotocol) = subprotocol {
-            headers.insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_str(subprotocol).expect("subprotocol header"),
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
             );
         }
         let (ws, response) = tokio_tungstenite::connect_async(request).await?;

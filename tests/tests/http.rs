@@ -418,6 +418,59 @@ async fn websocket_needs_a_session_and_an_allowed_origin() {
     server.stop().await;
 }
 
+/// Whether the handshake with these headers is let through (101) or
+/// refused with 403; anything else fails the test.
+async fn handshake_passes(server: &TestServer, headers: &[(&str, &str)]) -> bool {
+    match server.handshake_with_headers(headers).await {
+        Ok(_) => true,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::FORBIDDEN.as_u16());
+            false
+        }
+        Err(other) => panic!("expected 101 or 403, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_origin_must_have_the_servers_own_scheme() {
+    let plain = TestServer::start().await;
+    let ann = plain.user("ann", false).await;
+    let cookie = ann.cookie();
+    let http = plain.origin();
+    let https = http.replacen("http://", "https://", 1);
+    let cases = [
+        (http.as_str(), None, true),
+        (https.as_str(), None, false),
+        (https.as_str(), Some("https"), true),
+        (http.as_str(), Some("https"), false),
+    ];
+    for (origin, proto, passes) in cases {
+        let mut headers = vec![("cookie", cookie.as_str()), ("origin", origin)];
+        headers.extend(proto.map(|proto| ("x-forwarded-proto", proto)));
+        assert_eq!(
+            handshake_passes(&plain, &headers).await,
+            passes,
+            "plain server, Origin {origin}, X-Forwarded-Proto {proto:?}"
+        );
+    }
+    plain.stop().await;
+
+    let secure = TestServer::start_with(|config| config.secure_cookies = true).await;
+    let ann = secure.user("ann", false).await;
+    let cookie = ann.cookie();
+    let http = secure.origin();
+    let https = http.replacen("http://", "https://", 1);
+    for (origin, passes) in [(https.as_str(), true), (http.as_str(), false)] {
+        let headers = [("cookie", cookie.as_str()), ("origin", origin)];
+        assert_eq!(
+            handshake_passes(&secure, &headers).await,
+            passes,
+            "server with secure cookies, Origin {origin}"
+        );
+    }
+    secure.stop().await;
+}
+
 #[tokio::test]
 async fn a_declared_path_asked_with_another_method_is_405_with_its_methods() {
     let server = TestServer::start().await;
