@@ -69,6 +69,12 @@ struct Args {
           default_value_t = Config::default().max_connections_per_user,
           value_parser = RangedU64ValueParser::<usize>::from(1..))]
     max_connections_per_user: usize,
+    /// Most TCP connections open at once, WebSockets included; one more is
+    /// answered 503. Default: the open-file limit less 128.
+    #[arg(long, env = "WHISPER_MAX_CONNECTIONS",
+          default_value_t = Config::default().max_connections,
+          value_parser = RangedU64ValueParser::<usize>::from(1..))]
+    max_connections: usize,
     /// Most messages kept per room; older ones are removed. 0 keeps all.
     #[arg(long, env = "WHISPER_HISTORY_MAX_PER_ROOM",
           default_value_t = Config::default().history_max_per_room)]
@@ -109,6 +115,7 @@ impl Args {
             max_rooms_per_connection: self.max_rooms_per_connection,
             max_messages_per_second: self.max_messages_per_second,
             max_connections_per_user: self.max_connections_per_user,
+            max_connections: self.max_connections,
             migrate: !self.no_migrate,
             history_max_per_room: self.history_max_per_room,
             history_max_age: self.history_max_age,

@@ -22,6 +22,7 @@ use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 use whisper_store::MessageStore;
 
+use crate::connections::{self, AdmittedStream, OpenConnections};
 use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 
@@ -142,6 +143,7 @@ impl<L: ChannelLayer> Server<L> {
             chat,
             throttle: LoginThrottle::default(),
             connections: Default::default(),
+            open_connections: OpenConnections::new(config.max_connections),
             metrics: Default::default(),
             db,
             config,
@@ -182,7 +184,15 @@ impl<L: ChannelLayer> Server<L> {
                     Ok((stream, remote)) => {
                         // Chat frames are small and latency-bound.
                         let _ = stream.set_nodelay(true);
-                        state.tasks.spawn(serve_connection(state.clone(), router.clone(), stream, remote));
+                        match state.open_connections.admit(stream) {
+                            Ok(stream) => {
+                                state.tasks.spawn(serve_connection(state.clone(), router.clone(), stream, remote));
+                            }
+                            Err(stream) => {
+                                tracing::debug!(%remote, "connection refused: too many open");
+                                state.tasks.spawn(connections::refuse(stream));
+                            }
+                        }
                     }
                     // Out of file descriptors and the like: back off briefly
                     // instead of spinning, and keep serving.
@@ -283,7 +293,7 @@ async fn purge_expired_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
 async fn serve_connection<L: ChannelLayer>(
     state: Arc<AppState<L>>,
     router: Router,
-    stream: tokio::net::TcpStream,
+    stream: AdmittedStream,
     remote: SocketAddr,
 ) {
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {

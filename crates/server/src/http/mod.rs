@@ -8,7 +8,8 @@
 //! so no handler can forget it:
 //! - [`extract::check_unsafe_request`]: every unsafe method (anything but
 //!   GET, HEAD, OPTIONS) has its body read (up to
-//!   [`extract::MAX_BODY_BYTES`]) and its CSRF token checked before routing;
+//!   [`extract::MAX_BODY_BYTES`], within `Config::body_read_timeout`) and
+//!   its CSRF token checked before routing;
 //! - [`every_request`]: counted for `/metrics`, and its response given the
 //!   security headers (and, under `/api/`, `Cache-Control: no-store`);
 //! - who is asking is an extractor ([`extract::CurrentUser`],
@@ -80,7 +81,10 @@ pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
         .route("/api/admin/users/{id}", patch(admin::update_user))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(extract::check_unsafe_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            extract::check_unsafe_request::<L>,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             every_request::<L>,
