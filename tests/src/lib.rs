@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -240,6 +241,8 @@ pub struct TestDatabase {
     pub users: UserStore,
     rooms: RoomCatalog,
     messages: MessageStore,
+    /// The connection itself, for what no store offers (sessions' rows).
+    db: sea_orm::DatabaseConnection,
 }
 
 impl TestDatabase {
@@ -251,8 +254,47 @@ impl TestDatabase {
         TestDatabase {
             users: UserStore::new(db.clone()),
             rooms: RoomCatalog::new(db.clone()),
-            messages: MessageStore::new(db),
+            messages: MessageStore::new(db.clone()),
+            db,
         }
+    }
+
+    /// Makes every session of `username` expired, as two weeks passing
+    /// would.
+    pub async fn expire_sessions_of(&self, username: &str) {
+        let id = self.user_id(username).await;
+        self.db
+            .execute_unprepared(&format!(
+                "UPDATE sessions SET expires_at = 0 WHERE user_id = {id}"
+            ))
+            .await
+            .expect("sessions expired");
+    }
+
+    /// How many rows of the sessions table belong to `username`, expired
+    /// or not.
+    pub async fn session_rows_of(&self, username: &str) -> i64 {
+        let id = self.user_id(username).await;
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT COUNT(*) FROM sessions WHERE user_id = {id}"),
+            ))
+            .await
+            .expect("sessions counted")
+            .expect("a count");
+        row.try_get_by_index::<i64>(0).expect("a number")
+    }
+
+    async fn user_id(&self, username: &str) -> i64 {
+        self.users
+            .find_by_username(username)
+            .await
+            .expect("user lookup")
+            .unwrap_or_else(|| panic!("no user {username}"))
+            .id
+            .0
     }
 
     /// Creates an account.
@@ -387,26 +429,33 @@ impl Site {
         origin: Option<&str>,
         subprotocol: Option<&str>,
     ) -> Result<(WsClient, Option<String>), tungstenite::Error> {
+        let headers = [
+            ("cookie", cookie),
+            ("origin", origin),
+            ("sec-websocket-protocol", subprotocol),
+        ];
+        let present: Vec<(&str, &str)> = headers
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect();
+        self.handshake_with_headers(&present).await
+    }
+
+    /// The WebSocket handshake with these extra headers (cookie, origin,
+    /// what a proxy would add); returns the client and the subprotocol the
+    /// server answered with.
+    pub async fn handshake_with_headers(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<(WsClient, Option<String>), tungstenite::Error> {
         let mut request = format!("ws://{}/chat/stream/", self.addr)
             .into_client_request()
             .expect("request");
         let headers = request.headers_mut();
-        if let Some(cookie) = cookie {
+        for &(name, value) in extra {
             headers.insert(
-                "cookie",
-                HeaderValue::from_str(cookie).expect("cookie header"),
-            );
-        }
-        if let Some(origin) = origin {
-            headers.insert(
-                "origin",
-                HeaderValue::from_str(origin).expect("origin header"),
-            );
-        }
-        if let Some(subprotocol) = subprotocol {
-            headers.insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_str(subprotocol).expect("subprotocol header"),
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
             );
         }
         let (ws, response) = tokio_tungstenite::connect_async(request).await?;

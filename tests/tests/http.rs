@@ -301,6 +301,40 @@ async fn rooms_api_lists_rooms_by_title_with_group_names() {
 }
 
 #[tokio::test]
+async fn every_api_answer_is_no_store_and_static_files_stay_cacheable() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann", false).await;
+    let boss = server.user("boss", true).await;
+    let anonymous = http_client()
+        .get(server.url("/api/me"))
+        .send()
+        .await
+        .expect("GET /api/me");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let mut answers = vec![("anonymous /api/me", anonymous)];
+    for path in ["/api/me", "/api/rooms", "/api/nowhere", "/api/admin/users"] {
+        answers.push((path, server.get_as(&ann, path).await));
+    }
+    answers.push((
+        "staff /api/admin/users",
+        server.get_as(&boss, "/api/admin/users").await,
+    ));
+    let statuses: Vec<u16> = answers.iter().map(|(_, r)| r.status().as_u16()).collect();
+    assert_eq!(statuses, [401, 200, 200, 404, 403, 200]);
+    for (what, response) in &answers {
+        let cache = response.headers().get("cache-control");
+        assert_eq!(
+            cache.map(|v| v.as_bytes()),
+            Some(&b"no-store"[..]),
+            "{what}"
+        );
+    }
+    let script = server.get_as(&ann, "/static/chat.js").await;
+    assert_eq!(script.headers()["cache-control"], "public, max-age=300");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn chat_page_static_assets_and_health() {
     let server = TestServer::start().await;
     let ann = server.user("ann", false).await;
@@ -382,6 +416,59 @@ async fn websocket_needs_a_session_and_an_allowed_origin() {
             .is_ok()
     );
     server.stop().await;
+}
+
+/// Whether the handshake with these headers is let through (101) or
+/// refused with 403; anything else fails the test.
+async fn handshake_passes(server: &TestServer, headers: &[(&str, &str)]) -> bool {
+    match server.handshake_with_headers(headers).await {
+        Ok(_) => true,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::FORBIDDEN.as_u16());
+            false
+        }
+        Err(other) => panic!("expected 101 or 403, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_origin_must_have_the_servers_own_scheme() {
+    let plain = TestServer::start().await;
+    let ann = plain.user("ann", false).await;
+    let cookie = ann.cookie();
+    let http = plain.origin();
+    let https = http.replacen("http://", "https://", 1);
+    let cases = [
+        (http.as_str(), None, true),
+        (https.as_str(), None, false),
+        (https.as_str(), Some("https"), true),
+        (http.as_str(), Some("https"), false),
+    ];
+    for (origin, proto, passes) in cases {
+        let mut headers = vec![("cookie", cookie.as_str()), ("origin", origin)];
+        headers.extend(proto.map(|proto| ("x-forwarded-proto", proto)));
+        assert_eq!(
+            handshake_passes(&plain, &headers).await,
+            passes,
+            "plain server, Origin {origin}, X-Forwarded-Proto {proto:?}"
+        );
+    }
+    plain.stop().await;
+
+    let secure = TestServer::start_with(|config| config.secure_cookies = true).await;
+    let ann = secure.user("ann", false).await;
+    let cookie = ann.cookie();
+    let http = secure.origin();
+    let https = http.replacen("http://", "https://", 1);
+    for (origin, passes) in [(https.as_str(), true), (http.as_str(), false)] {
+        let headers = [("cookie", cookie.as_str()), ("origin", origin)];
+        assert_eq!(
+            handshake_passes(&secure, &headers).await,
+            passes,
+            "server with secure cookies, Origin {origin}"
+        );
+    }
+    secure.stop().await;
 }
 
 #[tokio::test]

@@ -180,6 +180,89 @@ async fn slow_headers_are_cut_off_and_large_requests_refused() {
     server.stop().await;
 }
 
+/// A connection that sends a request head announcing a body of 1,000
+/// bytes, and then nothing.
+async fn request_without_its_body(server: &TestServer, method: &str, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+}
+
+/// Everything the server sends on `stream` until it closes it; fails the
+/// test if it is still open after `within`.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `GET /healthz` on a connection of its own: the whole answer.
+async fn raw_health_check(server: &TestServer) -> String {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.expect("request");
+    read_until_closed(&mut stream, Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+async fn a_body_that_never_comes_is_cut_off() {
+    let server =
+        TestServer::start_with(|config| config.body_read_timeout = Duration::from_millis(500))
+            .await;
+    let mut post = request_without_its_body(&server, "POST", "/accounts/logout/").await;
+    let mut get = request_without_its_body(&server, "GET", "/").await;
+    let answer = read_until_closed(&mut post, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    read_until_closed(&mut get, Duration::from_secs(5)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_get_503_while_chat_sockets_carry_on() {
+    const CAP: usize = 8;
+    let server = TestServer::start_with(|config| {
+        config.max_connections = CAP;
+        config.body_read_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let room = server.create_room("Lobby", false).await;
+    let (mut ann, mut bob) = server.ann_and_bob_in(room).await;
+    // The two chat sockets count too: with these the cap is reached (any
+    // connection of the logins not yet closed only makes it sooner).
+    let mut stalled = Vec::new();
+    for _ in 0..CAP - 2 {
+        stalled.push(request_without_its_body(&server, "POST", "/accounts/logout/").await);
+    }
+    let refused = raw_health_check(&server).await;
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+
+    ann.send_json(json!({"command": "send", "room": room, "message": "still here"}))
+        .await;
+    assert_eq!(bob.recv_json().await["message"], "still here");
+    assert_eq!(ann.recv_json().await["message"], "still here");
+
+    for stream in &mut stalled {
+        read_until_closed(stream, Duration::from_secs(10)).await;
+    }
+    let served = raw_health_check(&server).await;
+    assert!(served.starts_with("HTTP/1.1 200 "), "{served}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn failed_logins_are_throttled_per_address_too() {
     let server = TestServer::start().await;
@@ -223,6 +306,28 @@ async fn login_issues_a_fresh_session_key_and_drops_the_old_one() {
     );
     let old = server.get_as(&ann, "/api/me").await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn expired_sessions_are_deleted_in_the_background() {
+    let server = TestServer::start_with(|config| {
+        config.session_purge_interval = Duration::from_millis(100);
+    })
+    .await;
+    let _ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    server.db.expire_sessions_of("ann").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.db.session_rows_of("ann").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ann's expired session is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.db.session_rows_of("bob").await, 1);
+    assert_eq!(server.me(&bob).await["username"], "bob");
     server.stop().await;
 }
 

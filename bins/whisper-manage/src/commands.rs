@@ -50,22 +50,9 @@ pub async fn run(cli: Cli) -> Result<String, ManageError> {
 /// Opens the database. Drivers quote the URL in some errors; a password
 /// in it is masked, because error lines end up in logs and CI output.
 async fn connect(url: &str) -> Result<DatabaseConnection, ManageError> {
-    Database::connect(url).await.map_err(|err| {
-        let message = err.to_string();
-        ManageError::Connect(match url_password(url) {
-            Some(password) => message.replace(password, "***"),
-            None => message,
-        })
-    })
-}
-
-/// The password in `scheme://user:password@host/...`, if there is one.
-fn url_password(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then_some(password)
+    Database::connect(url)
+        .await
+        .map_err(|err| ManageError::Connect(whisper_cli::mask_password(&err.to_string(), url)))
 }
 
 /// Applies pending migrations and names each one, so an operator sees
@@ -309,22 +296,6 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_password_of_a_url_is_found() {
-        assert_eq!(
-            url_password("postgres://u:s3cr@t@db:5432/w"),
-            Some("s3cr@t")
-        );
-        assert_eq!(
-            url_password("postgres://u:pw@db/w?sslmode=require"),
-            Some("pw")
-        );
-        assert_eq!(url_password("postgres://u@db/w"), None);
-        assert_eq!(url_password("postgres://u:@db/w"), None);
-        assert_eq!(url_password("sqlite://whisper.db?mode=rwc"), None);
-        assert_eq!(url_password("sqlite:///a/b@c:d/x.db"), None);
-    }
 
     #[test]
     fn titles_print_on_one_line() {

@@ -70,6 +70,12 @@ struct Args {
           default_value_t = Config::default().max_connections_per_user,
           value_parser = RangedU64ValueParser::<usize>::from(1..))]
     max_connections_per_user: usize,
+    /// Most TCP connections open at once, WebSockets included; one more is
+    /// answered 503. Default: the open-file limit less 128.
+    #[arg(long, env = "WHISPER_MAX_CONNECTIONS",
+          default_value_t = Config::default().max_connections,
+          value_parser = RangedU64ValueParser::<usize>::from(1..))]
+    max_connections: usize,
     /// Most messages kept per room; older ones are removed. 0 keeps all.
     #[arg(long, env = "WHISPER_HISTORY_MAX_PER_ROOM",
           default_value_t = Config::default().history_max_per_room)]
@@ -110,6 +116,7 @@ impl Args {
             max_rooms_per_connection: self.max_rooms_per_connection,
             max_messages_per_second: self.max_messages_per_second,
             max_connections_per_user: self.max_connections_per_user,
+            max_connections: self.max_connections,
             migrate: !self.no_migrate,
             history_max_per_room: self.history_max_per_room,
             history_max_age: self.history_max_age,
@@ -147,6 +154,11 @@ async fn main() -> ExitCode {
     };
     init_logging(args.log_format);
     let (config, layer_config, redis_url) = args.into_config();
+    // The URLs whose passwords the error line must not show: the server's
+    // own message names the database URL, and drivers may quote either.
+    let urls_with_secrets: Vec<String> = std::iter::once(config.database_url.clone())
+        .chain(redis_url.clone())
+        .collect();
     let served = match redis_url {
         None => serve(config, MemoryLayer::new(layer_config)).await,
         Some(url) => {
@@ -162,7 +174,12 @@ async fn main() -> ExitCode {
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => whisper_cli::report(&message, whisper_cli::FAILED),
+        Err(message) => {
+            let masked = urls_with_secrets.iter().fold(message, |message, url| {
+                whisper_cli::mask_password(&message, url)
+            });
+            whisper_cli::report(&masked, whisper_cli::FAILED)
+        }
     }
 }
 

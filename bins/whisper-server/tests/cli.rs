@@ -17,6 +17,8 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         vec!["--max-message-bytes", "0"],
         vec!["--open-signup", "maybe"],
         vec!["--log-format", "xml"],
+        vec!["--max-connections", "0"],
+        vec!["--max-connections", "many"],
     ] {
         let output = Command::new(BIN).args(&args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -24,6 +26,31 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{stderr}");
     }
+}
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let secret = "Sw0rdf1sh-db-secret";
+    let database = format!("postgres://whisper:{secret}@127.0.0.1:{closed_port}/whisper");
+    let output = Command::new(BIN)
+        .args(["--bind", "127.0.0.1:0", "--database-url", &database])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains(secret), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "postgres://whisper:***@127.0.0.1:{closed_port}/whisper"
+        )),
+        "the URL is still named: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 fn http_get(addr: &str, path: &str) -> String {

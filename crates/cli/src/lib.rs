@@ -9,7 +9,9 @@
 //!   call without its command is a mistake like any other.
 //!
 //! One line, so scripts and logs can rely on it: clap's usage block and
-//! multi-line driver messages are folded.
+//! multi-line driver messages are folded. A password in a service's URL
+//! never reaches that line ([`mask_password`]): error lines end up in logs
+//! and CI output.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -108,6 +110,34 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long a span"))
 }
 
+/// `message` with the password of `url` (`scheme://user:password@host/...`)
+/// replaced by `***` wherever it appears. Database and Redis drivers quote
+/// the URL they failed to open in some errors, and the binaries name it
+/// themselves; this is the one place both binaries hide the secret in it.
+///
+/// ```
+/// let url = "postgres://whisper:s3cret@db/whisper";
+/// assert_eq!(
+///     whisper_cli::mask_password(&format!("cannot open {url}"), url),
+///     "cannot open postgres://whisper:***@db/whisper",
+/// );
+/// ```
+pub fn mask_password(message: &str, url: &str) -> String {
+    match url_password(url) {
+        Some(password) => message.replace(password, "***"),
+        None => message.to_owned(),
+    }
+}
+
+/// The password in `scheme://user:password@host/...`, if there is one.
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -136,6 +166,29 @@ mod tests {
     #[test]
     fn messages_are_joined_into_one_line() {
         assert_eq!(one_line("first\n\n  second \n"), "first second");
+    }
+
+    #[test]
+    fn only_the_password_of_a_url_is_found() {
+        assert_eq!(
+            url_password("postgres://u:s3cr@t@db:5432/w"),
+            Some("s3cr@t")
+        );
+        assert_eq!(
+            url_password("postgres://u:pw@db/w?sslmode=require"),
+            Some("pw")
+        );
+        assert_eq!(url_password("redis://:pw@redis:6379/"), Some("pw"));
+        assert_eq!(url_password("postgres://u@db/w"), None);
+        assert_eq!(url_password("postgres://u:@db/w"), None);
+        assert_eq!(url_password("sqlite://whisper.db?mode=rwc"), None);
+        assert_eq!(url_password("sqlite:///a/b@c:d/x.db"), None);
+    }
+
+    #[test]
+    fn a_url_without_password_leaves_the_message_alone() {
+        let message = "cannot open sqlite://a:b.db";
+        assert_eq!(mask_password(message, "sqlite://a:b.db"), message);
     }
 
     #[test]

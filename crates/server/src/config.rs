@@ -32,12 +32,20 @@ pub struct Config {
     pub max_messages_per_second: u32,
     /// Most WebSockets one user may have open on this node.
     pub max_connections_per_user: usize,
+    /// Most TCP connections open at once on this node, WebSockets
+    /// included; one more is answered 503. The default is the process's
+    /// open-file limit less 128 (kept for the database, Redis, logs), or
+    /// half the limit when that is more.
+    pub max_connections: usize,
     /// How often an open WebSocket's session is looked up again, so a
     /// logout, a deactivated or deleted user, or lost staff status takes
     /// effect on sockets already open.
     pub session_recheck: Duration,
     /// Longest a client may take to send a request's headers (slowloris).
     pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request's body, once its
+    /// headers are in (slow POST: a `Content-Length` and then nothing).
+    pub body_read_timeout: Duration,
     /// How often the server pings a WebSocket; one silent for two intervals
     /// is closed as dead.
     pub ping_interval: Duration,
@@ -50,6 +58,9 @@ pub struct Config {
     pub history_max_age: Duration,
     /// How often retention runs (and once at start).
     pub history_prune_interval: Duration,
+    /// How often expired sessions are deleted from the database (and once
+    /// at start). They log nobody in, so this only bounds the table.
+    pub session_purge_interval: Duration,
 }
 
 impl Default for Config {
@@ -67,15 +78,38 @@ impl Default for Config {
             max_rooms_per_connection: chat.max_rooms_per_connection,
             max_messages_per_second: chat.max_messages_per_second,
             max_connections_per_user: 20,
+            max_connections: default_max_connections(),
             session_recheck: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
             migrate: true,
             history_max_per_room: 10_000,
             history_max_age: Duration::from_secs(30 * 86_400),
             history_prune_interval: Duration::from_secs(60),
+            session_purge_interval: Duration::from_secs(3600),
         }
     }
+}
+
+/// Open files the process keeps for itself besides client connections:
+/// the listener, the database pool and its files, Redis, logs, the
+/// runtime's own descriptors.
+const RESERVED_FILES: u64 = 128;
+
+/// The default cap on open connections: as many as this process may open
+/// files, less [`RESERVED_FILES`] (or half the limit, under a small one),
+/// so the cap, not `accept` failing for want of descriptors, is what a
+/// flood of connections meets. Without a readable limit (not Unix), the
+/// common default of 1024 files is assumed; an unlimited one counts as a
+/// million.
+fn default_max_connections() -> usize {
+    const ASSUMED_LIMIT: u64 = 1024;
+    const UNLIMITED: u64 = 1_000_000;
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map_or(ASSUMED_LIMIT, |(soft, _)| soft.min(UNLIMITED));
+    let cap = limit.saturating_sub(RESERVED_FILES).max(limit / 2).max(1);
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 impl Config {

@@ -22,6 +22,7 @@ use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 use whisper_store::MessageStore;
 
+use crate::connections::{self, AdmittedStream, OpenConnections};
 use crate::state::{AppState, CatalogRooms};
 use crate::{Config, RoomCatalog, http};
 
@@ -142,6 +143,7 @@ impl<L: ChannelLayer> Server<L> {
             chat,
             throttle: LoginThrottle::default(),
             connections: Default::default(),
+            open_connections: OpenConnections::new(config.max_connections),
             metrics: Default::default(),
             db,
             config,
@@ -174,6 +176,7 @@ impl<L: ChannelLayer> Server<L> {
         } = self;
         tokio::pin!(shutdown);
         state.tasks.spawn(apply_retention(state.clone()));
+        state.tasks.spawn(purge_expired_sessions(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -181,7 +184,15 @@ impl<L: ChannelLayer> Server<L> {
                     Ok((stream, remote)) => {
                         // Chat frames are small and latency-bound.
                         let _ = stream.set_nodelay(true);
-                        state.tasks.spawn(serve_connection(state.clone(), router.clone(), stream, remote));
+                        match state.open_connections.admit(stream) {
+                            Ok(stream) => {
+                                state.tasks.spawn(serve_connection(state.clone(), router.clone(), stream, remote));
+                            }
+                            Err(stream) => {
+                                tracing::debug!(%remote, "connection refused: too many open");
+                                state.tasks.spawn(connections::refuse(stream));
+                            }
+                        }
                     }
                     // Out of file descriptors and the like: back off briefly
                     // instead of spinning, and keep serving.
@@ -256,10 +267,32 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
     }
 }
 
+/// Deletes expired sessions, at start and then every
+/// [`Config::session_purge_interval`], until shutdown. A failure is logged
+/// and retried at the next round.
+async fn purge_expired_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let mut rounds = tokio::time::interval(state.config.session_purge_interval);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = rounds.tick() => {}
+        }
+        match state.sessions.delete_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired sessions deleted"),
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "deleting expired sessions failed"
+            ),
+        }
+    }
+}
+
 async fn serve_connection<L: ChannelLayer>(
     state: Arc<AppState<L>>,
     router: Router,
-    stream: tokio::net::TcpStream,
+    stream: AdmittedStream,
     remote: SocketAddr,
 ) {
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {

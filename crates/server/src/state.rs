@@ -8,7 +8,7 @@ use whisper_chat::{Chat, RoomDirectory};
 use whisper_protocol::RoomId;
 use whisper_store::MessageStore;
 
-use crate::connections::ConnectionCounts;
+use crate::connections::{ConnectionCounts, OpenConnections};
 use crate::{CatalogError, Config, Room, RoomCatalog};
 
 /// What every request and connection shares. Built once by
@@ -29,6 +29,8 @@ pub(crate) struct AppState<L> {
     pub metrics: crate::metrics::Metrics,
     /// Open WebSockets per user.
     pub connections: Arc<ConnectionCounts>,
+    /// Every open TCP connection, under `Config::max_connections`.
+    pub open_connections: OpenConnections,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.

@@ -21,6 +21,7 @@ use whisper_rooms::ChannelLayer;
 use crate::consumer;
 use whisper_auth::SessionKey;
 
+use crate::Config;
 use crate::http::{HttpError, Response, SESSION_COOKIE, cookie, respond};
 use crate::state::AppState;
 
@@ -53,7 +54,7 @@ pub(crate) async fn upgrade<L: ChannelLayer>(
         .get(header::SEC_WEBSOCKET_KEY)
         .ok_or(HttpError::BadRequest("missing Sec-WebSocket-Key"))?;
     let accept = derive_accept_key(key.as_bytes());
-    if !origin_allowed(headers, &state.config.allowed_origins) {
+    if !origin_allowed(headers, &state.config) {
         tracing::info!(origin = ?headers.get(header::ORIGIN), "WebSocket refused: origin");
         return Err(HttpError::Forbidden("origin not allowed"));
     }
@@ -137,15 +138,17 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// Whether the handshake's `Origin` may open a socket: one of the configured
-/// origins, or, with none configured, the same host the request was sent to.
+/// origins, or, with none configured, this server's own origin: the scheme
+/// the browser used ([`own_scheme`]) and the host the request was sent to.
 /// A handshake without `Origin` is refused: every browser sends one.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    if !allowed.is_empty() {
+    if !config.allowed_origins.is_empty() {
         let origin = origin.trim_end_matches('/');
-        return allowed
+        return config
+            .allowed_origins
             .iter()
             .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
     }
@@ -153,11 +156,33 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         return false;
     };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    matches!(uri.scheme_str(), Some("http" | "https"))
+    uri.scheme_str()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(own_scheme(headers, config)))
         && uri
             .authority()
             .zip(host)
             .is_some_and(|(authority, host)| authority.as_str().eq_ignore_ascii_case(host))
+}
+
+/// The scheme the browser reached this server with: what a reverse proxy
+/// says in `X-Forwarded-Proto` (the documented nginx sets it), otherwise
+/// `https` when the server is told it is served over HTTPS
+/// (`--secure-cookies`), otherwise `http`. The header needs no trust in the
+/// proxy here, like `Host`: a page cannot set either on a WebSocket
+/// handshake, and the Origin check only guards against pages (any other
+/// client can send whatever `Origin` it likes).
+fn own_scheme(headers: &HeaderMap, config: &Config) -> &'static str {
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(str::trim);
+    match forwarded {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        Some(proto) if proto.eq_ignore_ascii_case("http") => "http",
+        _ if config.secure_cookies => "https",
+        _ => "http",
+    }
 }
 
 #[cfg(test)]
@@ -177,36 +202,62 @@ mod tests {
     }
 
     #[test]
-    fn same_host_is_allowed_by_default() {
+    fn same_host_and_scheme_is_allowed_by_default() {
+        let config = Config::default();
+        let host = "127.0.0.1:8000";
         assert!(origin_allowed(
-            &headers(Some("http://127.0.0.1:8000"), "127.0.0.1:8000"),
-            &[]
+            &headers(Some("http://127.0.0.1:8000"), host),
+            &config
         ));
-        assert!(!origin_allowed(
-            &headers(Some("http://evil.example"), "127.0.0.1:8000"),
-            &[]
-        ));
-        assert!(!origin_allowed(
-            &headers(Some("http://127.0.0.1:8001"), "127.0.0.1:8000"),
-            &[]
-        ));
-        assert!(!origin_allowed(
-            &headers(Some("null"), "127.0.0.1:8000"),
-            &[]
-        ));
-        assert!(!origin_allowed(&headers(None, "127.0.0.1:8000"), &[]));
+        for refused in [
+            Some("http://evil.example"),
+            Some("http://127.0.0.1:8001"),
+            Some("https://127.0.0.1:8000"),
+            Some("ftp://127.0.0.1:8000"),
+            Some("null"),
+            None,
+        ] {
+            assert!(
+                !origin_allowed(&headers(refused, host), &config),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_the_proxys_or_https_with_secure_cookies() {
+        let plain = Config::default();
+        let secure = Config {
+            secure_cookies: true,
+            ..Config::default()
+        };
+        let host = "chat.example.com";
+        let https = headers(Some("https://chat.example.com"), host);
+        let http = headers(Some("http://chat.example.com"), host);
+        assert!(origin_allowed(&https, &secure));
+        assert!(!origin_allowed(&http, &secure));
+        let mut forwarded_https = https.clone();
+        forwarded_https.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(origin_allowed(&forwarded_https, &plain));
+        let mut forwarded_http = https;
+        forwarded_http.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        assert!(!origin_allowed(&forwarded_http, &secure));
+        assert!(origin_allowed(&http, &plain));
     }
 
     #[test]
     fn configured_origins_replace_the_default() {
-        let allowed = ["https://chat.example.com".to_owned()];
+        let config = Config {
+            allowed_origins: vec!["https://chat.example.com".to_owned()],
+            ..Config::default()
+        };
         assert!(origin_allowed(
             &headers(Some("https://chat.example.com"), "10.0.0.1:8000"),
-            &allowed
+            &config
         ));
         assert!(!origin_allowed(
             &headers(Some("http://10.0.0.1:8000"), "10.0.0.1:8000"),
-            &allowed
+            &config
         ));
     }
 }

@@ -9,7 +9,7 @@ use std::error::Error;
 use std::fmt;
 
 use axum::response::IntoResponse;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
 use thiserror::Error;
 use whisper_auth::AuthError;
 
@@ -49,6 +49,9 @@ pub(crate) enum HttpError {
     /// The body is longer than the server reads.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body did not arrive within `Config::body_read_timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// The user already has as many WebSockets open as allowed.
     #[error("too many open connections for this user")]
     TooManyConnections,
@@ -95,6 +98,19 @@ impl IntoResponse for HttpError {
                 text,
                 "Request body too large\n",
             ),
+            HttpError::BodyTimeout => {
+                let mut response = respond(
+                    StatusCode::REQUEST_TIMEOUT,
+                    text,
+                    "Request body not received in time\n",
+                );
+                // The rest of the body may still come: the connection
+                // cannot carry another request, so it ends here.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
             HttpError::TooManyConnections => respond(
                 StatusCode::TOO_MANY_REQUESTS,
                 text,

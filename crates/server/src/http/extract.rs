@@ -10,9 +10,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Path, Request};
+use axum::extract::{
+    FromRequest, FromRequestParts, OptionalFromRequestParts, Path, Request, State,
+};
 use axum::middleware::Next;
 use bytes::Bytes;
 use http::request::Parts;
@@ -40,7 +43,8 @@ pub(crate) struct ClientAddr(pub SocketAddr);
 /// `X-CSRFToken` header (which the pages' scripts set on JSON requests).
 /// The body read is handed on, so [`JsonBody`] reads the same bytes, and
 /// the parsed form rides along for [`FormFields`].
-pub(crate) async fn check_unsafe_request(
+pub(crate) async fn check_unsafe_request<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
     request: Request,
     next: Next,
 ) -> Result<Response, HttpError> {
@@ -51,7 +55,7 @@ pub(crate) async fn check_unsafe_request(
         return Ok(next.run(request).await);
     }
     let (mut head, body) = request.into_parts();
-    let body = read_body(body).await?;
+    let body = read_body(body, state.config.body_read_timeout).await?;
     let is_form = head
         .headers
         .get(header::CONTENT_TYPE)
@@ -71,9 +75,13 @@ pub(crate) async fn check_unsafe_request(
     Ok(next.run(Request::from_parts(head, Body::from(body))).await)
 }
 
-/// The whole body, at most [`MAX_BODY_BYTES`] of it.
-async fn read_body(body: Body) -> Result<Bytes, HttpError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+/// The whole body, at most [`MAX_BODY_BYTES`] of it, arrived within
+/// `deadline`. Without the deadline a client that announces a body and
+/// never sends it holds its connection (and a task) open for as long as
+/// it likes: hyper's header timeout ends with the headers.
+async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, HttpError> {
+    let read = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect());
+    match read.await.map_err(|_| HttpError::BodyTimeout)? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(HttpError::PayloadTooLarge),
         // The client stopped sending mid-body: nobody is left to answer.

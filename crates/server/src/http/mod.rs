@@ -8,9 +8,10 @@
 //! so no handler can forget it:
 //! - [`extract::check_unsafe_request`]: every unsafe method (anything but
 //!   GET, HEAD, OPTIONS) has its body read (up to
-//!   [`extract::MAX_BODY_BYTES`]) and its CSRF token checked before routing;
+//!   [`extract::MAX_BODY_BYTES`], within `Config::body_read_timeout`) and
+//!   its CSRF token checked before routing;
 //! - [`every_request`]: counted for `/metrics`, and its response given the
-//!   security headers;
+//!   security headers (and, under `/api/`, `Cache-Control: no-store`);
 //! - who is asking is an extractor ([`extract::CurrentUser`],
 //!   [`extract::Staff`]): a handler that needs a user or a staff member
 //!   says so in its signature, and anyone else is refused before it runs.
@@ -80,7 +81,10 @@ pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
         .route("/api/admin/users/{id}", patch(admin::update_user))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(extract::check_unsafe_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            extract::check_unsafe_request::<L>,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             every_request::<L>,
@@ -101,15 +105,23 @@ async fn method_not_allowed() -> HttpError {
 }
 
 /// Counts the request and gives its response, whatever it is (a page, an
-/// error, a 101), the security headers.
+/// error, a 101), the security headers. Every answer under `/api/`, errors
+/// included, is `Cache-Control: no-store`: it describes one user (who they
+/// are, the rooms and users they may see), and neither a shared proxy nor
+/// the browser's disk cache should keep it for the next person.
 async fn every_request<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     request: Request,
     next: Next,
 ) -> Response {
     state.metrics.http_requests.inc();
+    let is_api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
-    add_security_headers(response.headers_mut());
+    let headers = response.headers_mut();
+    add_security_headers(headers);
+    if is_api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 
