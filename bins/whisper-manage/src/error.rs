@@ -80,6 +80,7 @@ impl ManageError {
                 AuthError::Storage(_)
                 | AuthError::Randomness(_)
                 | AuthError::Hashing(_)
+                | AuthError::Busy
                 | AuthError::HashingTask(_),
             )
             | ManageError::Catalog(CatalogError::Storage(_))

@@ -9,7 +9,7 @@ use std::error::Error;
 use std::fmt;
 
 use axum::response::IntoResponse;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
 use thiserror::Error;
 use whisper_auth::AuthError;
 
@@ -43,6 +43,10 @@ pub(crate) enum HttpError {
     /// The user already has as many WebSockets open as allowed.
     #[error("too many open connections for this user")]
     TooManyConnections,
+    /// Too many passwords are being checked at once; nothing was checked
+    /// for this request ([`AuthError::Busy`]).
+    #[error("password hashing is busy")]
+    Busy,
     /// Users or sessions could not be read or written.
     #[error("accounts")]
     Auth(#[source] AuthError),
@@ -87,6 +91,17 @@ impl IntoResponse for HttpError {
                 text,
                 "Too many open connections for this user\n",
             ),
+            HttpError::Busy => {
+                let mut response = respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    text,
+                    "Too many logins at once: try again in a second\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
             HttpError::Auth(_)
             | HttpError::Catalog(_)
             | HttpError::Template(_)
@@ -123,6 +138,7 @@ impl From<AuthError> for HttpError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::NoSuchUser => HttpError::NotFound,
+            AuthError::Busy => HttpError::Busy,
             other => HttpError::Auth(other),
         }
     }
