@@ -17,6 +17,8 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         vec!["--max-message-bytes", "0"],
         vec!["--open-signup", "maybe"],
         vec!["--log-format", "xml"],
+        vec!["--trusted-proxies", "10.0.0.0/33"],
+        vec!["--trusted-proxies", "127.0.0.1,nginx"],
     ] {
         let output = Command::new(BIN).args(&args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -1,5 +1,6 @@
 //! Accounts for Whisper: users with a staff flag, argon2id passwords,
-//! sessions whose keys are stored only as hashes, and login throttling.
+//! sessions whose keys are stored only as hashes, and login and signup
+//! throttling.
 //!
 //! The crate owns the `users` and `sessions` tables (created by the
 //! `whisper-migrations` crate) and knows nothing of HTTP: a web layer turns a
@@ -53,7 +54,7 @@ mod user;
 pub use error::AuthError;
 pub use password::{HASHING_QUEUE_WAIT, hash_password, verify_password};
 pub use session::{SESSION_LIFETIME, SessionKey, SessionStore};
-pub use throttle::{LoginThrottle, Throttled};
+pub use throttle::{Attempt, LoginThrottle, SignupThrottle, Throttled};
 pub use user::{NewUser, User, UserId, UserStore};
 
 /// The sea-orm this crate was built with, so callers open their
