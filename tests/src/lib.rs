@@ -499,15 +499,29 @@ impl Site {
         csrf: &str,
         fields: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.try_post_form(&http_client(), path, csrf, fields)
+            .await
+            .expect("POST")
+    }
+
+    /// Like [`Site::post_form`], through `client` (for example one from
+    /// [`http_client_from`]), giving back a failure to get an answer
+    /// instead of panicking, for tests that count them.
+    pub async fn try_post_form(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        csrf: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
         let mut form = fields.to_vec();
         form.push(("csrfmiddlewaretoken", csrf));
-        http_client()
+        client
             .post(self.url(path))
             .header("cookie", format!("csrftoken={csrf}"))
             .form(&form)
             .send()
             .await
-            .expect("POST")
     }
 
     /// `GET /api/me` as this session: who the server thinks it is.
@@ -584,7 +598,34 @@ impl ServerProcess {
     }
 }
 
+/// A process's memory as the kernel counts it, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResidentMemory {
+    /// Resident now (`VmRSS`).
+    pub now: u64,
+    /// The most it has ever been resident (`VmHWM`).
+    pub peak: u64,
+}
+
 impl ServerProcess {
+    /// The process's resident memory, read from `/proc` (Linux only).
+    pub fn memory(&self) -> ResidentMemory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status of the server");
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|rest| rest.trim().strip_suffix("kB"))
+                .and_then(|number| number.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {field} in {status}"))
+        };
+        ResidentMemory {
+            now: kib("VmRSS:") * 1024,
+            peak: kib("VmHWM:") * 1024,
+        }
+    }
+
     /// Kills the process with SIGKILL, as a crash or the OOM killer would,
     /// and reaps it. Its address is dead from now on; dropping it again
     /// does nothing more.
@@ -625,6 +666,18 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(RECV_TIMEOUT)
+        .build()
+        .expect("HTTP client")
+}
+
+/// An HTTP client like [`http_client`] whose connections leave from
+/// `source`: on Linux every 127.0.0.0/8 address is loopback, so one test
+/// can play many client addresses. Waits up to a minute for an answer.
+pub fn http_client_from(source: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(source)
+        .timeout(Duration::from_secs(60))
         .build()
         .expect("HTTP client")
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use whisper_tests::{TestServer, csrf_token, http_client, set_cookie_value};
+use whisper_tests::{TestServer, csrf_token, http_client, http_client_from, set_cookie_value};
 
 /// Sockets re-check their session this often in these tests.
 const RECHECK: Duration = Duration::from_millis(200);
@@ -263,22 +263,202 @@ async fn connections_past_the_cap_get_503_while_chat_sockets_carry_on() {
     server.stop().await;
 }
 
+/// Any 32 characters or more pass as a CSRF token when the cookie holds
+/// the same.
+const CSRF: &str = "throttledthrottledthrottledthrottled";
+
+/// POSTs a login from `source` (a 127.0.0.0/8 address), through a proxy
+/// claiming `forwarded_for` if given; the status and `Retry-After`.
+async fn login_from(
+    server: &TestServer,
+    source: [u8; 4],
+    forwarded_for: Option<&str>,
+    username: &str,
+    password: &str,
+) -> (StatusCode, Option<String>) {
+    let client = http_client_from(source.into());
+    let fields = [
+        ("username", username),
+        ("password", password),
+        ("csrfmiddlewaretoken", CSRF),
+    ];
+    let mut request = client
+        .post(server.url("/accounts/login/"))
+        .header("cookie", format!("csrftoken={CSRF}"))
+        .form(&fields);
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    let response = request.send().await.expect("an answer");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (response.status(), retry_after)
+}
+
 #[tokio::test]
-async fn failed_logins_are_throttled_per_address_too() {
+async fn parallel_wrong_passwords_are_counted_before_they_are_checked() {
     let server = TestServer::start().await;
     server.create_user("ann", "correct horse", false).await;
-    for n in 0..20 {
-        assert!(
-            server
-                .login(&format!("nobody{n}"), "wrong horse")
+    let attempts = (0..40u8).map(|n| {
+        let server = &server;
+        async move { login_from(server, [127, 0, 1, n + 1], None, "ann", "wrong horse").await }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let checked = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(status, retry)| *status == StatusCode::TOO_MANY_REQUESTS && retry.is_some())
+        .count();
+    assert_eq!(
+        checked, 5,
+        "only the username's limit is checked: {answers:?}"
+    );
+    assert_eq!(
+        refused, 35,
+        "the rest are refused with Retry-After: {answers:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn signups_are_limited_per_client_address() {
+    let server = TestServer::start().await;
+    let signup = |source: [u8; 4], n: u32| {
+        let server = &server;
+        async move {
+            let name = format!("newcomer{n}");
+            let fields = [
+                ("username", name.as_str()),
+                ("password1", "correct horse"),
+                ("password2", "correct horse"),
+            ];
+            let client = http_client_from(source.into());
+            let response = server
+                .try_post_form(&client, "/accounts/signup/", CSRF, &fields)
                 .await
-                .is_none()
+                .expect("an answer");
+            (
+                response.status(),
+                response.headers().contains_key("retry-after"),
+            )
+        }
+    };
+    for n in 0..10 {
+        assert_eq!(
+            signup([127, 0, 2, 1], n).await.0,
+            StatusCode::FOUND,
+            "signup {n}"
         );
     }
-    assert!(
-        server.login("ann", "correct horse").await.is_none(),
-        "this address is throttled"
+    assert_eq!(
+        signup([127, 0, 2, 1], 10).await,
+        (StatusCode::TOO_MANY_REQUESTS, true),
+        "the 11th from one address is refused"
     );
+    assert_eq!(
+        signup([127, 0, 2, 2], 11).await.0,
+        StatusCode::FOUND,
+        "another address"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_address_limit_logins_are_slowed_and_claims_of_untrusted_peers_ignored() {
+    // 127.0.0.1 is a trusted proxy; 127.0.3.1 is not, so what it writes in
+    // X-Forwarded-For is ignored and all its attempts count against it.
+    let server = TestServer::start_with(|config| {
+        config.trusted_proxies = vec!["127.0.0.1".parse().expect("an address")];
+    })
+    .await;
+    server.create_user("ann", "correct horse", false).await;
+    let guesser = [127, 0, 3, 1];
+    for n in 0..20 {
+        let claim = format!("198.51.100.{n}");
+        let (status, _) = login_from(
+            &server,
+            guesser,
+            Some(&claim),
+            &format!("nobody{n}"),
+            "wrong horse",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "failure {n} is checked");
+    }
+    // Past the limit one attempt a second goes ahead, queued up to 10 s:
+    // of 15 at once, the ones further out are refused.
+    let flood = (20..35).map(|n| {
+        let server = &server;
+        async move {
+            let claim = format!("198.51.100.{n}");
+            login_from(
+                server,
+                guesser,
+                Some(&claim),
+                &format!("nobody{n}"),
+                "wrong horse",
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(flood).await;
+    let refused = answers
+        .iter()
+        .filter(|(status, retry)| *status == StatusCode::TOO_MANY_REQUESTS && retry.is_some())
+        .count();
+    assert!((3..=5).contains(&refused), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| matches!(*status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS)),
+        "{answers:?}"
+    );
+    // Someone else is not held up by the guesser.
+    let (status, _) = login_from(&server, [127, 0, 3, 2], None, "ann", "correct horse").await;
+    assert_eq!(status, StatusCode::FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_guesser_locks_nobody_out() {
+    let server = TestServer::start_with(|config| {
+        config.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a network")];
+    })
+    .await;
+    server.create_user("ann", "correct horse", false).await;
+    server.create_user("bob", "correct horse", false).await;
+    let proxy = [127, 0, 0, 1];
+    for n in 0..25 {
+        let (status, _) = login_from(
+            &server,
+            proxy,
+            Some("198.51.100.66"),
+            &format!("nobody{n}"),
+            "wrong horse",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "failure {n} is checked");
+    }
+    // Another client of the same proxy logs in as if nothing happened.
+    let (status, _) =
+        login_from(&server, proxy, Some("198.51.100.7"), "ann", "correct horse").await;
+    assert_eq!(status, StatusCode::FOUND, "ann, from her own address");
+    // Even one sharing the guesser's address gets in, only a little later.
+    let (status, _) = login_from(
+        &server,
+        proxy,
+        Some("198.51.100.66"),
+        "bob",
+        "correct horse",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FOUND, "bob, behind the guesser's NAT");
     server.stop().await;
 }
 

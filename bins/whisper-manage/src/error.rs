@@ -81,6 +81,7 @@ impl ManageError {
                 AuthError::Storage(_)
                 | AuthError::Randomness(_)
                 | AuthError::Hashing(_)
+                | AuthError::Busy
                 | AuthError::HashingTask(_),
             )
             | ManageError::Catalog(CatalogError::Storage(_))

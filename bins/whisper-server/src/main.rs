@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use whisper_rooms::{ChannelLayer, LayerConfig, MemoryLayer, RedisConfig, RedisLayer};
-use whisper_server::{Config, Server};
+use whisper_server::{Config, Server, TrustedProxy};
 
 /// Whisper: multi-room real-time chat.
 ///
@@ -85,6 +85,12 @@ struct Args {
     #[arg(long, env = "WHISPER_HISTORY_MAX_AGE",
           default_value = "30d", value_parser = whisper_cli::parse_span)]
     history_max_age: Duration,
+    /// Reverse proxies whose X-Forwarded-For / X-Real-IP names the client
+    /// (comma-separated addresses or networks, e.g. 127.0.0.1,10.0.0.0/8);
+    /// unset means none, and the client is the TCP peer. Login and signup
+    /// limits count per client.
+    #[arg(long, env = "WHISPER_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<TrustedProxy>,
     /// Do not apply pending database migrations at start.
     #[arg(long, env = "WHISPER_NO_MIGRATE")]
     no_migrate: bool,
@@ -117,6 +123,7 @@ impl Args {
             max_messages_per_second: self.max_messages_per_second,
             max_connections_per_user: self.max_connections_per_user,
             max_connections: self.max_connections,
+            trusted_proxies: self.trusted_proxies,
             migrate: !self.no_migrate,
             history_max_per_room: self.history_max_per_room,
             history_max_age: self.history_max_age,

@@ -19,6 +19,8 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         vec!["--log-format", "xml"],
         vec!["--max-connections", "0"],
         vec!["--max-connections", "many"],
+        vec!["--trusted-proxies", "10.0.0.0/33"],
+        vec!["--trusted-proxies", "127.0.0.1,nginx"],
     ] {
         let output = Command::new(BIN).args(&args).output().expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");

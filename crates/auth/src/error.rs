@@ -40,6 +40,12 @@ pub enum AuthError {
     /// bounds).
     #[error("password hashing failed: {0}")]
     Hashing(#[source] argon2::Error),
+    /// Every password-hashing slot stayed taken for
+    /// [`HASHING_QUEUE_WAIT`](crate::HASHING_QUEUE_WAIT): too many logins
+    /// and signups at once. Nothing was checked; the caller may try again
+    /// shortly (a web server answers 503 with `Retry-After`).
+    #[error("too many passwords are being checked; try again shortly")]
+    Busy,
     /// The blocking-pool task hashing or checking a password panicked or
     /// was cancelled (the runtime shutting down).
     #[error("the password hashing task failed: {0}")]

@@ -1,13 +1,16 @@
 //! Accounts for Whisper: users with a staff flag, argon2id passwords,
-//! sessions whose keys are stored only as hashes, and login throttling.
+//! sessions whose keys are stored only as hashes, and login and signup
+//! throttling.
 //!
 //! The crate owns the `users` and `sessions` tables (created by the
 //! `whisper-migrations` crate) and knows nothing of HTTP: a web layer turns a
 //! cookie into a [`SessionKey`] and asks [`SessionStore::user_for`] who it
 //! belongs to.
 //!
-//! Password hashing is deliberately slow (argon2id, 19 MiB, two passes), so
-//! it runs on tokio's blocking pool and never stalls the async workers.
+//! Password hashing is deliberately slow (argon2id, 46 MiB, one pass), so
+//! it runs on tokio's blocking pool and never stalls the async workers, and
+//! only a few hashes run at once (about one per core), so a flood of logins
+//! is refused ([`AuthError::Busy`]) instead of taking the machine's memory.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -49,9 +52,9 @@ mod throttle;
 mod user;
 
 pub use error::AuthError;
-pub use password::{hash_password, verify_password};
+pub use password::{HASHING_QUEUE_WAIT, hash_password, verify_password};
 pub use session::{SESSION_LIFETIME, SessionKey, SessionStore};
-pub use throttle::{LoginThrottle, Throttled};
+pub use throttle::{Attempt, LoginThrottle, SignupThrottle, Throttled};
 pub use user::{NewUser, User, UserId, UserStore};
 
 /// The sea-orm this crate was built with, so callers open their

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use whisper_chat::Limits;
 
+use crate::TrustedProxy;
+
 /// Everything a server needs to know at start; one struct, filled by the
 /// binary from flags and environment (or by tests directly).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,11 @@ pub struct Config {
     /// How often the server pings a WebSocket; one silent for two intervals
     /// is closed as dead.
     pub ping_interval: Duration,
+    /// Peers (addresses or networks) whose `X-Forwarded-For` or
+    /// `X-Real-IP` names the client, as a reverse proxy's does. Empty
+    /// means none: every client is the TCP peer, since anyone can write
+    /// those headers. The login and signup limits count per client.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Apply pending migrations at start.
     pub migrate: bool,
     /// Most messages kept per room (0: all); older ones are removed in the
@@ -83,6 +90,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
             migrate: true,
             history_max_per_room: 10_000,
             history_max_age: Duration::from_secs(30 * 86_400),

@@ -8,6 +8,8 @@
 //! - `http`: the axum router (each route declared once), its handlers
 //!   and extractors, one error type mapped to responses in one place,
 //!   CSRF, cookies and the page templates;
+//! - `client_addr`: the client's address, from forwarding headers only
+//!   when the peer is a trusted proxy;
 //! - `websocket`: the upgrade handshake (session and Origin checks);
 //! - `consumer`: one WebSocket's life: the transport around the chat
 //!   rules of `whisper-chat` (frames in, their answers and room events out);
@@ -28,6 +30,7 @@
 //! # }
 //! ```
 
+mod client_addr;
 mod config;
 mod connections;
 mod consumer;
@@ -49,5 +52,6 @@ pub use whisper_store::{CatalogError, Room, RoomCatalog};
 pub mod parsing {
     pub use crate::http::{cookie, parse_form};
 }
+pub use client_addr::{InvalidProxy, TrustedProxy};
 pub use config::Config;
 pub use server::{Server, ServerError};

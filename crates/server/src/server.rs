@@ -16,12 +16,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-use whisper_auth::{LoginThrottle, SessionStore, UserStore};
+use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::Chat;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 use whisper_store::MessageStore;
 
+use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
 use crate::state::{AppState, CatalogRooms};
 use crate::{Config, RoomCatalog, http};
@@ -142,6 +143,7 @@ impl<L: ChannelLayer> Server<L> {
             rooms,
             chat,
             throttle: LoginThrottle::default(),
+            signups: SignupThrottle::default(),
             connections: Default::default(),
             open_connections: OpenConnections::new(config.max_connections),
             metrics: Default::default(),
@@ -295,8 +297,11 @@ async fn serve_connection<L: ChannelLayer>(
     stream: AdmittedStream,
     remote: SocketAddr,
 ) {
+    let proxies = state.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(http::ClientAddr(remote));
+        let trusted = &proxies.config.trusted_proxies;
+        let client = client_address(remote.ip(), request.headers(), trusted);
+        request.extensions_mut().insert(http::ClientAddr(client));
         router.clone().oneshot(request)
     });
     let connection = http1::Builder::new()

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use whisper_auth::{LoginThrottle, SessionStore, UserStore};
+use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{Chat, RoomDirectory};
 use whisper_protocol::RoomId;
 use whisper_store::MessageStore;
@@ -19,6 +19,7 @@ pub(crate) struct AppState<L> {
     pub users: UserStore,
     pub sessions: SessionStore,
     pub throttle: LoginThrottle,
+    pub signups: SignupThrottle,
     /// The rooms table, for the admin API and the room list. Its cache is
     /// shared with the chat's [`CatalogRooms`].
     pub rooms: RoomCatalog,

@@ -55,6 +55,10 @@ pub(crate) enum HttpError {
     /// The user already has as many WebSockets open as allowed.
     #[error("too many open connections for this user")]
     TooManyConnections,
+    /// Too many passwords are being checked at once; nothing was checked
+    /// for this request ([`AuthError::Busy`]).
+    #[error("password hashing is busy")]
+    Busy,
     /// Users or sessions could not be read or written.
     #[error("accounts")]
     Auth(#[source] AuthError),
@@ -116,6 +120,17 @@ impl IntoResponse for HttpError {
                 text,
                 "Too many open connections for this user\n",
             ),
+            HttpError::Busy => {
+                let mut response = respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    text,
+                    "Too many logins at once: try again in a second\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
             HttpError::Auth(_)
             | HttpError::Catalog(_)
             | HttpError::Template(_)
@@ -153,6 +168,7 @@ impl From<AuthError> for HttpError {
         match error {
             AuthError::NoSuchUser => HttpError::NotFound,
             AuthError::SuperuserIsStaff => HttpError::ChangeRefused(SUPERUSER_IS_STAFF),
+            AuthError::Busy => HttpError::Busy,
             other => HttpError::Auth(other),
         }
     }

@@ -8,7 +8,7 @@
 //! other error.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +32,11 @@ use crate::state::AppState;
 /// Largest request body read (forms are a few hundred bytes).
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The peer's address, put on every request by the accept loop: the login
-/// throttle counts failures per client address.
+/// The client's address, put on every request by the accept loop (the
+/// peer's, or the one a trusted proxy names: see `client_addr`): the login
+/// and signup throttles count per client address.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientAddr(pub SocketAddr);
+pub(crate) struct ClientAddr(pub IpAddr);
 
 /// Reads the body of every unsafe method (anything but GET, HEAD, OPTIONS),
 /// parses it when it is a form, and checks CSRF before the request is

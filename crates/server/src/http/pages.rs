@@ -6,7 +6,7 @@ use axum::Extension;
 use axum::extract::State;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use minijinja::{Value, context};
-use whisper_auth::{AuthError, NewUser, SessionKey, User};
+use whisper_auth::{AuthError, NewUser, SessionKey, Throttled, User};
 
 use super::cookies::{
     CsrfToken, SESSION_COOKIE, clear_session_cookie, set_csrf_cookie, set_session_cookie,
@@ -111,40 +111,55 @@ pub(crate) async fn login_form<L>(
 /// (never whether the username exists).
 pub(crate) async fn login<L>(
     State(state): State<Arc<AppState<L>>>,
-    Extension(ClientAddr(remote)): Extension<ClientAddr>,
+    Extension(ClientAddr(address)): Extension<ClientAddr>,
     headers: HeaderMap,
     csrf: CsrfToken,
     form: FormFields,
 ) -> Result<Response, HttpError> {
     let username = form.get("username");
     let next = form.get("next");
-    let address = remote.ip();
-    if let Err(throttled) = state.throttle.check(username, address) {
-        let message = format!(
-            "Too many failed attempts. Try again in {} seconds.",
-            throttled.retry_after_s
-        );
-        return login_page(
-            &state,
-            &csrf,
-            StatusCode::TOO_MANY_REQUESTS,
-            next,
-            username,
-            &message,
-        );
-    }
-    let Some(user) = state
+    let attempt = match state.throttle.attempt(username, address) {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            let message = format!(
+                "Too many failed attempts. Try again in {} seconds.",
+                throttled.retry_after_s
+            );
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let page = login_page(&state, &csrf, status, next, username, &message)?;
+            return Ok(with_retry_after(page, throttled));
+        }
+    };
+    tokio::time::sleep(attempt.delay).await;
+    match state
         .users
         .authenticate(username, form.get("password"))
-        .await?
-    else {
-        state.throttle.record_failure(username, address);
-        tracing::info!(%address, "failed login");
-        let message = "Please enter a correct username and password.";
-        return login_page(&state, &csrf, StatusCode::OK, next, username, message);
-    };
-    state.throttle.record_success(username);
-    start_session(&state, &headers, &user, safe_next(next)).await
+        .await
+    {
+        Ok(Some(user)) => {
+            state.throttle.succeeded(attempt);
+            start_session(&state, &headers, &user, safe_next(next)).await
+        }
+        Ok(None) => {
+            tracing::info!(%address, "failed login");
+            let message = "Please enter a correct username and password.";
+            login_page(&state, &csrf, StatusCode::OK, next, username, message)
+        }
+        Err(AuthError::Busy) => {
+            state.throttle.not_checked(attempt);
+            Err(HttpError::Busy)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A refusal page with the `Retry-After` its throttle gives.
+fn with_retry_after(mut page: Response, throttled: Throttled) -> Response {
+    page.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(throttled.retry_after_s),
+    );
+    page
 }
 
 /// Ends any session the browser had and starts a new one: a fresh key at
@@ -203,9 +218,11 @@ pub(crate) async fn signup_form<L>(
     signup_page(&state, &csrf, &FormFields::default(), StatusCode::OK, "")
 }
 
-/// `POST /accounts/signup/`: creates the account and logs it in.
+/// `POST /accounts/signup/`: creates the account and logs it in, at most
+/// as often per client address as the signup throttle allows.
 pub(crate) async fn signup<L>(
     State(state): State<Arc<AppState<L>>>,
+    Extension(ClientAddr(address)): Extension<ClientAddr>,
     headers: HeaderMap,
     csrf: CsrfToken,
     form: FormFields,
@@ -216,6 +233,15 @@ pub(crate) async fn signup<L>(
     if form.get("password1") != form.get("password2") {
         let message = "The two passwords do not match.";
         return signup_page(&state, &csrf, &form, StatusCode::OK, message);
+    }
+    if let Err(throttled) = state.signups.attempt(address) {
+        let message = format!(
+            "Too many signups from your address. Try again in {} seconds.",
+            throttled.retry_after_s
+        );
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        let page = signup_page(&state, &csrf, &form, status, &message)?;
+        return Ok(with_retry_after(page, throttled));
     }
     let mut new = NewUser::new(form.get("username"), form.get("password1"));
     new.name = form.get("name").trim().to_owned();
@@ -228,8 +254,13 @@ pub(crate) async fn signup<L>(
             | AuthError::InvalidField(_)
             | AuthError::UsernameTaken),
         ) => {
+            state.signups.give_back(address);
             let message = capitalize(&error.to_string());
             signup_page(&state, &csrf, &form, StatusCode::OK, &message)
+        }
+        Err(AuthError::Busy) => {
+            state.signups.give_back(address);
+            Err(HttpError::Busy)
         }
         Err(error) => Err(error.into()),
     }
