@@ -7,10 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 use whisper_auth::{User, UserStore};
-use whisper_chat::{Draft, LogState};
 use whisper_protocol::RoomId;
-use whisper_protocol::v2::UserRef;
-use whisper_store::MessageStore;
+use whisper_store::{LogState, MessageStore, NewMessage};
 
 /// A fresh database file in its own folder, removed when dropped.
 struct Database {
@@ -104,21 +102,17 @@ impl Database {
     /// second apart from 2025-11-24T16:00:00Z, as the server would.
     fn send(&self, room: &str, user_id: i64, texts: &[&str]) {
         let room = RoomId(room.parse().expect("a room id"));
-        let batch: Vec<Draft> = (0_i64..)
+        let batch: Vec<NewMessage> = (0_i64..)
             .zip(texts)
-            .map(|(i, text)| Draft {
+            .map(|(i, text)| NewMessage {
                 room,
-                user: UserRef {
-                    id: user_id,
-                    username: String::new(),
-                    name: String::new(),
-                },
+                user_id,
                 text: (*text).to_owned(),
                 nonce: None,
                 ts: 1_764_000_000_000 + i * 1_000,
             })
             .collect();
-        self.with_messages(async |store| store.append_within(&batch, 600_000).await)
+        self.with_messages(async |store| store.append(&batch, 600_000).await)
             .expect("store the messages");
     }
 

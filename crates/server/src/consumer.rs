@@ -25,11 +25,10 @@ use whisper_auth::{SessionKey, User};
 use whisper_chat::{ChatUser, Connection, Protocol};
 use whisper_protocol::ErrorCode;
 use whisper_rooms::{ChannelLayer, Inbox, InboxClosed, Payload};
-use whisper_store::MessageStore;
 
 use crate::connections::ConnectionSlot;
 use crate::frames;
-use crate::state::{AppState, CatalogRooms};
+use crate::state::{AppState, CatalogRooms, StoreLog};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -65,7 +64,7 @@ enum Ending {
 struct Consumer<L: ChannelLayer> {
     state: Arc<AppState<L>>,
     /// The rules of this connection.
-    connection: Connection<L, CatalogRooms, MessageStore>,
+    connection: Connection<L, CatalogRooms, StoreLog>,
     /// The session the socket was opened with, re-checked periodically so
     /// a logout, deactivation or deletion closes the socket.
     session: SessionKey,

@@ -24,7 +24,7 @@ use whisper_store::MessageStore;
 
 use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
-use crate::state::{AppState, CatalogRooms};
+use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 
 /// How long shutdown waits for open connections to finish after telling them
@@ -135,7 +135,7 @@ impl<L: ChannelLayer> Server<L> {
                 })?;
         let rooms = RoomCatalog::new(db.clone());
         let limits = config.chat_limits();
-        let log = MessageStore::new(db.clone());
+        let log = StoreLog(MessageStore::new(db.clone()));
         let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), log, limits));
         let state = Arc::new(AppState {
             users: UserStore::new(db.clone()),
@@ -257,6 +257,7 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
         match state
             .chat
             .log()
+            .0
             .prune(config.history_max_per_room, max_age, now)
             .await
         {

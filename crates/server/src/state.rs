@@ -4,9 +4,10 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
-use whisper_chat::{Chat, RoomDirectory};
+use whisper_chat::{Appended, Chat, Draft, LogState, MessageLog, NONCE_WINDOW, RoomDirectory};
 use whisper_protocol::RoomId;
-use whisper_store::MessageStore;
+use whisper_protocol::v2::{Message, Seq};
+use whisper_store::{MessageStore, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
 use crate::{CatalogError, Config, Room, RoomCatalog};
@@ -25,7 +26,7 @@ pub(crate) struct AppState<L> {
     pub rooms: RoomCatalog,
     /// The chat rules' shared part: the channel layer, the rooms they look
     /// up, the message log, the limits, the counters.
-    pub chat: Arc<Chat<L, CatalogRooms, MessageStore>>,
+    pub chat: Arc<Chat<L, CatalogRooms, StoreLog>>,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Open WebSockets per user.
@@ -48,5 +49,67 @@ impl RoomDirectory for CatalogRooms {
 
     async fn room(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
         self.0.get(id).await
+    }
+}
+
+/// The `messages` table as the chat rules' log.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreLog(pub MessageStore);
+
+impl MessageLog for StoreLog {
+    type Error = StoreError;
+
+    async fn append(&self, batch: &[Draft]) -> Result<Vec<Appended>, StoreError> {
+        let rows: Vec<NewMessage> = batch
+            .iter()
+            .map(|draft| NewMessage {
+                room: draft.room,
+                user_id: draft.user.id,
+                text: draft.text.clone(),
+                nonce: draft.nonce.clone(),
+                ts: draft.ts,
+            })
+            .collect();
+        let window = i64::try_from(NONCE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let stored = self.0.append(&rows, window).await?;
+        Ok(stored
+            .into_iter()
+            .map(|stored| Appended {
+                seq: stored.seq,
+                ts: stored.ts,
+                repeated: stored.repeated,
+            })
+            .collect())
+    }
+
+    async fn state(&self, room: RoomId) -> Result<LogState, StoreError> {
+        let state = self.0.log_state(room).await?;
+        Ok(LogState {
+            epoch: state.epoch,
+            latest: state.latest,
+            oldest: state.oldest,
+        })
+    }
+
+    async fn latest(&self, room: RoomId, limit: u32) -> Result<Vec<Message>, StoreError> {
+        self.0.latest(room, limit).await
+    }
+
+    async fn before(
+        &self,
+        room: RoomId,
+        before: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.0.before(room, before, limit).await
+    }
+
+    async fn after(
+        &self,
+        room: RoomId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.0.after(room, after, limit).await
     }
 }

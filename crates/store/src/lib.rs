@@ -3,9 +3,9 @@
 //! The crate owns the `rooms` table and the message log of protocol v2
 //! (tables `room_logs` and `messages`), all created by the
 //! `whisper-migrations` crate beside `whisper-auth`'s users and sessions. It
-//! knows nothing of HTTP, so an administration tool can create a room or
-//! read its history without building a web server, and a host other than
-//! Whisper's server can share the same rooms.
+//! knows nothing of HTTP or of the channel layer, so an administration tool
+//! can create a room or read its history without building a web server,
+//! and a host other than Whisper's server can share the same rooms.
 //!
 //! - [`RoomCatalog`]: which rooms exist, their titles, who may enter.
 //!   Deleting a room deletes its log.
@@ -14,10 +14,7 @@
 //!   that changes only when the history is cleared. Sends are stored in
 //!   batches, one transaction each (group commit); pages of history are
 //!   read by key, never by scanning a room's log; retention removes the
-//!   oldest messages by count and age. It is the log of
-//!   [`whisper_chat`]'s rules (it implements
-//!   [`MessageLog`](whisper_chat::MessageLog)), so a server hands it to
-//!   `Chat::new` as it is, and stores and reads the rules' own types.
+//!   oldest messages by count and age.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -30,20 +27,18 @@
 //! assert!(lobby.admits(false) && !staff.admits(false));
 //! assert_eq!(rooms.get(lobby.id).await.unwrap(), Some(lobby.clone()));
 //!
-//! use whisper_chat::Draft;
-//! use whisper_protocol::v2::{Seq, UserRef};
-//! use whisper_store::MessageStore;
+//! use whisper_protocol::v2::Seq;
+//! use whisper_store::{MessageStore, NewMessage};
 //! let messages = MessageStore::new(db);
-//! let ann = UserRef { id: 1, username: "ann".into(), name: "Ann".into() };
-//! let hello = Draft {
+//! let hello = NewMessage {
 //!     room: lobby.id,
-//!     user: ann,
+//!     user_id: 1,
 //!     text: "hello".into(),
 //!     nonce: Some("n1".into()),
 //!     ts: 1_764_000_000_000,
 //! };
 //! // The second is a retry (same user and nonce): not stored again.
-//! let sent = messages.append_within(&[hello.clone(), hello], 600_000).await.unwrap();
+//! let sent = messages.append(&[hello.clone(), hello], 600_000).await.unwrap();
 //! assert_eq!(sent[0].seq, Seq(1));
 //! assert!(sent[1].repeated && sent[1].seq == Seq(1));
 //! let page = messages.latest(lobby.id, 50).await.unwrap();
@@ -61,7 +56,7 @@
 mod messages;
 mod rooms;
 
-pub use messages::{MessageStore, StoreError};
+pub use messages::{Appended, LogState, MessageStore, NewMessage, StoreError};
 pub use rooms::{CatalogError, ROOM_CACHE_TTL, Room, RoomCatalog};
 
 /// The sea-orm this crate was built with, so callers open the

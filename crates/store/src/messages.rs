@@ -27,7 +27,6 @@ use sea_orm::{
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
 };
 use thiserror::Error;
-use whisper_chat::{Appended, Draft, LogState, MessageLog, NONCE_WINDOW};
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Epoch, Message, Seq, UserRef};
 
@@ -59,6 +58,50 @@ pub enum StoreError {
 /// One message of a page, as the page's JSON array holds it: seq, ts,
 /// author id, username and name, and text (`null` once deleted).
 type PageRow = (i64, i64, i64, String, String, Option<String>);
+
+/// A message to store, as the chat server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The room it was sent to.
+    pub room: RoomId,
+    /// Its author's user id.
+    pub user_id: i64,
+    /// Its text. Without U+0000 on PostgreSQL, whose text cannot hold it
+    /// (the whole batch fails); SQLite stores it.
+    pub text: String,
+    /// The sender's retry key, if it gave one: a second send with the same
+    /// user, room and nonce within the window is not stored again.
+    pub nonce: Option<String>,
+    /// When the server received it, in Unix milliseconds: the server's
+    /// clock, so every client shows the same time.
+    pub ts: i64,
+}
+
+/// Where a [`NewMessage`] ended up in its room's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its seq, or the first copy's when it is a repeat.
+    pub seq: Seq,
+    /// Its time, or the first copy's when it is a repeat.
+    pub ts: i64,
+    /// Whether it repeated an earlier send's nonce and so was not stored
+    /// again: the caller answers the sender with the first send's result
+    /// and broadcasts nothing.
+    pub repeated: bool,
+}
+
+/// A room's log as a client needs it to decide whether its seqs still hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogState {
+    /// The log's identity: seqs from another epoch name other messages.
+    pub epoch: Epoch,
+    /// The last seq ever given, `Seq(0)` before the first message. Clearing
+    /// and retention never lower it.
+    pub latest: Seq,
+    /// The oldest message still stored, if any: recovery from further back
+    /// is impossible.
+    pub oldest: Option<Seq>,
+}
 
 /// Characters of an epoch: 10 characters of this 64-letter, URL-safe
 /// alphabet are 60 random bits, plenty for a value compared only with the
@@ -132,13 +175,9 @@ impl MessageStore {
     /// messages: one `UPDATE` per room, one lookup of nonces per 240
     /// messages, one `INSERT` per 150. On SQLite each statement is also a
     /// round trip to sqlx's worker thread and back.
-    ///
-    /// The text of a message must not hold U+0000 on PostgreSQL, whose text
-    /// cannot (the whole batch would fail); SQLite stores it. The chat rules
-    /// refuse such sends.
-    pub async fn append_within(
+    pub async fn append(
         &self,
-        batch: &[Draft],
+        batch: &[NewMessage],
         nonce_window_ms: i64,
     ) -> Result<Vec<Appended>, StoreError> {
         let mut rooms = split_by_room(batch);
@@ -465,44 +504,6 @@ pub(crate) async fn delete_log(txn: &DatabaseTransaction, room: RoomId) -> Resul
     Ok(())
 }
 
-/// The table as the chat rules' log: a server hands `MessageStore` to
-/// `whisper_chat::Chat::new` directly, with nonces judged within
-/// [`NONCE_WINDOW`].
-impl MessageLog for MessageStore {
-    type Error = StoreError;
-
-    async fn append(&self, batch: &[Draft]) -> Result<Vec<Appended>, StoreError> {
-        let window = i64::try_from(NONCE_WINDOW.as_millis()).unwrap_or(i64::MAX);
-        self.append_within(batch, window).await
-    }
-
-    async fn state(&self, room: RoomId) -> Result<LogState, StoreError> {
-        self.log_state(room).await
-    }
-
-    async fn latest(&self, room: RoomId, limit: u32) -> Result<Vec<Message>, StoreError> {
-        MessageStore::latest(self, room, limit).await
-    }
-
-    async fn before(
-        &self,
-        room: RoomId,
-        before: Seq,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        MessageStore::before(self, room, before, limit).await
-    }
-
-    async fn after(
-        &self,
-        room: RoomId,
-        after: Seq,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        MessageStore::after(self, room, after, limit).await
-    }
-}
-
 /// Begins a transaction that will write. On SQLite it takes the write lock
 /// at once (`BEGIN IMMEDIATE`): a transaction that read first and then
 /// wrote would fail with `SQLITE_BUSY` whenever another connection wrote in
@@ -517,7 +518,7 @@ pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTrans
 
 /// The batch by room, rooms ascending, with the repeats of a nonce within
 /// the batch set apart: the first of each `(user, nonce)` stands.
-fn split_by_room(batch: &[Draft]) -> BTreeMap<RoomId, RoomPart> {
+fn split_by_room(batch: &[NewMessage]) -> BTreeMap<RoomId, RoomPart> {
     let mut rooms: BTreeMap<RoomId, RoomPart> = BTreeMap::new();
     let mut first_of: HashMap<(RoomId, i64, &str), usize> = HashMap::new();
     for (index, message) in batch.iter().enumerate() {
@@ -526,7 +527,7 @@ fn split_by_room(batch: &[Draft]) -> BTreeMap<RoomId, RoomPart> {
             part.fresh.push(index);
             continue;
         };
-        match first_of.entry((message.room, message.user.id, nonce)) {
+        match first_of.entry((message.room, message.user_id, nonce)) {
             Entry::Occupied(first) => part.repeats.push((index, *first.get())),
             Entry::Vacant(slot) => {
                 slot.insert(index);
@@ -577,7 +578,7 @@ fn missing_log(room: RoomId) -> StoreError {
 /// ts.
 async fn stored_nonces(
     txn: &DatabaseTransaction,
-    batch: &[Draft],
+    batch: &[NewMessage],
     rooms: &BTreeMap<RoomId, RoomPart>,
     nonce_window_ms: i64,
 ) -> Result<HashMap<usize, (i64, i64)>, StoreError> {
@@ -606,11 +607,11 @@ async fn stored_nonces(
             );
             values.extend([
                 message.room.0.into(),
-                message.user.id.into(),
+                message.user_id.into(),
                 nonce.into(),
                 message.ts.saturating_sub(nonce_window_ms).into(),
             ]);
-            index_of.insert((message.room.0, message.user.id, nonce), index);
+            index_of.insert((message.room.0, message.user_id, nonce), index);
         }
         for row in query_all(txn, &sql, values).await? {
             let key: (i64, i64, String) = (
@@ -638,7 +639,7 @@ async fn stored_nonces(
 /// Inserts `rows` (batch index and seq) with one multi-row `INSERT`.
 async fn insert_messages(
     txn: &DatabaseTransaction,
-    batch: &[Draft],
+    batch: &[NewMessage],
     rows: &[(usize, i64)],
 ) -> Result<(), DbErr> {
     let mut sql =
@@ -655,7 +656,7 @@ async fn insert_messages(
             message.room.0.into(),
             seq.into(),
             message.ts.into(),
-            message.user.id.into(),
+            message.user_id.into(),
             message.text.clone().into(),
             message.nonce.clone().into(),
         ]);
@@ -815,14 +816,10 @@ mod tests {
             .expect("a migrated PostgreSQL database")
     }
 
-    fn message(room: RoomId, user_id: i64, text: &str, nonce: Option<&str>, ts: i64) -> Draft {
-        Draft {
+    fn message(room: RoomId, user_id: i64, text: &str, nonce: Option<&str>, ts: i64) -> NewMessage {
+        NewMessage {
             room,
-            user: UserRef {
-                id: user_id,
-                username: String::new(),
-                name: String::new(),
-            },
+            user_id,
             text: text.to_owned(),
             nonce: nonce.map(str::to_owned),
             ts,
@@ -830,7 +827,7 @@ mod tests {
     }
 
     /// `n` messages without nonce from user 1, texts "0", "1", ...
-    fn plain(room: RoomId, n: usize) -> Vec<Draft> {
+    fn plain(room: RoomId, n: usize) -> Vec<NewMessage> {
         (0..n)
             .map(|i| message(room, 1, &i.to_string(), None, 1_000))
             .collect()
@@ -864,7 +861,7 @@ mod tests {
             message(LOBBY, 1, "b", None, 11),
             message(KITCHEN, 2, "c", None, 12),
         ];
-        let appended = store.append_within(&first, WINDOW).await.expect("append");
+        let appended = store.append(&first, WINDOW).await.expect("append");
         assert_eq!(seqs(&appended), [1, 1, 2]);
         assert!(appended.iter().all(|a| !a.repeated));
         assert_eq!(appended[2].ts, 12);
@@ -873,10 +870,10 @@ mod tests {
             message(KITCHEN, 1, "e", None, 14),
         ];
         assert_eq!(
-            seqs(&store.append_within(&second, WINDOW).await.expect("append")),
+            seqs(&store.append(&second, WINDOW).await.expect("append")),
             [2, 3]
         );
-        assert_eq!(store.append_within(&[], WINDOW).await.expect("append"), []);
+        assert_eq!(store.append(&[], WINDOW).await.expect("append"), []);
         let texts: Vec<_> = store
             .latest(KITCHEN, 10)
             .await
@@ -891,7 +888,7 @@ mod tests {
     async fn a_failed_batch_gives_its_seqs_back(db: DatabaseConnection) {
         let store = MessageStore::new(db.clone());
         store
-            .append_within(&plain(LOBBY, 2), WINDOW)
+            .append(&plain(LOBBY, 2), WINDOW)
             .await
             .expect("append");
         // A row in the way of the next batch's third message fails it.
@@ -903,7 +900,7 @@ mod tests {
         .await
         .expect("insert");
         assert!(matches!(
-            store.append_within(&plain(LOBBY, 3), WINDOW).await,
+            store.append(&plain(LOBBY, 3), WINDOW).await,
             Err(StoreError::Storage(_))
         ));
         assert_eq!(store.log_state(LOBBY).await.expect("state").latest, Seq(2));
@@ -911,7 +908,7 @@ mod tests {
             .await
             .expect("delete");
         let appended = store
-            .append_within(&plain(LOBBY, 3), WINDOW)
+            .append(&plain(LOBBY, 3), WINDOW)
             .await
             .expect("append");
         assert_eq!(seqs(&appended), [3, 4, 5]);
@@ -921,7 +918,7 @@ mod tests {
         let store = MessageStore::new(db);
         let t = 1_000_000;
         let sent = store
-            .append_within(&[message(LOBBY, 1, "hi", Some("n1"), t)], WINDOW)
+            .append(&[message(LOBBY, 1, "hi", Some("n1"), t)], WINDOW)
             .await
             .expect("append");
         assert_eq!(
@@ -942,7 +939,7 @@ mod tests {
             message(KITCHEN, 1, "hi", Some("n1"), t + 1),
             message(LOBBY, 1, "next", None, t + 2),
         ];
-        let sent = store.append_within(&batch, WINDOW).await.expect("append");
+        let sent = store.append(&batch, WINDOW).await.expect("append");
         assert_eq!(
             sent[0],
             Appended {
@@ -965,7 +962,7 @@ mod tests {
             message(LOBBY, 3, "x", Some("n2"), t + 4),
             message(LOBBY, 3, "y", Some("n3"), t + 5),
         ];
-        let sent = store.append_within(&batch, WINDOW).await.expect("append");
+        let sent = store.append(&batch, WINDOW).await.expect("append");
         assert_eq!(
             sent[0],
             Appended {
@@ -986,7 +983,7 @@ mod tests {
 
         // Past the window the nonce is free again: stored anew.
         let late = [message(LOBBY, 1, "hi", Some("n1"), t + WINDOW + 1)];
-        let sent = store.append_within(&late, WINDOW).await.expect("append");
+        let sent = store.append(&late, WINDOW).await.expect("append");
         assert_eq!(
             sent[0],
             Appended {
@@ -997,7 +994,7 @@ mod tests {
         );
         // ...and the newest copy is now the one a retry finds.
         let retry = [message(LOBBY, 1, "hi", Some("n1"), t + WINDOW + 2)];
-        let sent = store.append_within(&retry, WINDOW).await.expect("append");
+        let sent = store.append(&retry, WINDOW).await.expect("append");
         assert_eq!(sent[0].seq, Seq(6));
         assert!(sent[0].repeated);
 
@@ -1021,7 +1018,7 @@ mod tests {
             .iter()
             .map(|text| message(LOBBY, 1, text, None, i64::MAX))
             .collect();
-        store.append_within(&batch, WINDOW).await.expect("append");
+        store.append(&batch, WINDOW).await.expect("append");
         let page = store.latest(LOBBY, 10).await.expect("latest");
         let read: Vec<_> = page.iter().map(|m| m.text.as_deref()).collect();
         assert_eq!(read, texts.map(Some));
@@ -1036,9 +1033,9 @@ mod tests {
             .collect();
         // An author whose row is gone.
         batch.push(message(LOBBY, ann + 100, "ghost", None, 11));
-        store.append_within(&batch, WINDOW).await.expect("append");
+        store.append(&batch, WINDOW).await.expect("append");
         store
-            .append_within(&plain(KITCHEN, 3), WINDOW)
+            .append(&plain(KITCHEN, 3), WINDOW)
             .await
             .expect("append");
 
@@ -1127,7 +1124,7 @@ mod tests {
         assert!(state.epoch.0.bytes().all(|b| EPOCH_ALPHABET.contains(&b)));
         assert_eq!(store.log_state(LOBBY).await.expect("state"), state);
         store
-            .append_within(&plain(LOBBY, 2), WINDOW)
+            .append(&plain(LOBBY, 2), WINDOW)
             .await
             .expect("append");
         let state_after = store.log_state(LOBBY).await.expect("state");
@@ -1141,7 +1138,7 @@ mod tests {
         );
         // A log created by a send has an epoch too, and another room's.
         store
-            .append_within(&plain(KITCHEN, 1), WINDOW)
+            .append(&plain(KITCHEN, 1), WINDOW)
             .await
             .expect("append");
         let kitchen = store.log_state(KITCHEN).await.expect("state");
@@ -1151,11 +1148,11 @@ mod tests {
     async fn clearing_changes_the_epoch_and_keeps_numbering(db: DatabaseConnection) {
         let store = MessageStore::new(db);
         store
-            .append_within(&plain(LOBBY, 3), WINDOW)
+            .append(&plain(LOBBY, 3), WINDOW)
             .await
             .expect("append");
         store
-            .append_within(&plain(KITCHEN, 1), WINDOW)
+            .append(&plain(KITCHEN, 1), WINDOW)
             .await
             .expect("append");
         let before = store.log_state(LOBBY).await.expect("state");
@@ -1171,7 +1168,7 @@ mod tests {
         );
         assert!(store.latest(LOBBY, 50).await.expect("latest").is_empty());
         let appended = store
-            .append_within(&plain(LOBBY, 1), WINDOW)
+            .append(&plain(LOBBY, 1), WINDOW)
             .await
             .expect("append");
         assert_eq!(seqs(&appended), [4]);
@@ -1192,11 +1189,11 @@ mod tests {
         let store = MessageStore::new(db);
         // More than two PRUNE_CHUNKs to delete in one room.
         store
-            .append_within(&plain(LOBBY, 11_000), WINDOW)
+            .append(&plain(LOBBY, 11_000), WINDOW)
             .await
             .expect("append");
         store
-            .append_within(&plain(KITCHEN, 5), WINDOW)
+            .append(&plain(KITCHEN, 5), WINDOW)
             .await
             .expect("append");
         let epoch = store.log_state(LOBBY).await.expect("state").epoch;
@@ -1214,7 +1211,7 @@ mod tests {
         assert_eq!(store.prune(0, 0, 0).await.expect("prune"), 0);
         assert_eq!(store.prune(1, 0, 0).await.expect("prune"), 9 + 4);
         let appended = store
-            .append_within(&plain(LOBBY, 1), WINDOW)
+            .append(&plain(LOBBY, 1), WINDOW)
             .await
             .expect("append");
         assert_eq!(seqs(&appended), [11_001]);
@@ -1227,9 +1224,9 @@ mod tests {
             .into_iter()
             .map(|ts| message(LOBBY, 1, "m", None, ts))
             .collect();
-        store.append_within(&batch, WINDOW).await.expect("append");
+        store.append(&batch, WINDOW).await.expect("append");
         store
-            .append_within(&[message(KITCHEN, 1, "k", None, 1_000)], WINDOW)
+            .append(&[message(KITCHEN, 1, "k", None, 1_000)], WINDOW)
             .await
             .expect("append");
         // now 1000, max age 500: before 500 is too old.
@@ -1250,11 +1247,11 @@ mod tests {
         let lobby = rooms.create("Lobby", false).await.expect("create");
         let kitchen = rooms.create("Kitchen", false).await.expect("create");
         store
-            .append_within(&plain(lobby.id, 3), WINDOW)
+            .append(&plain(lobby.id, 3), WINDOW)
             .await
             .expect("append");
         store
-            .append_within(&plain(kitchen.id, 2), WINDOW)
+            .append(&plain(kitchen.id, 2), WINDOW)
             .await
             .expect("append");
         let epoch = store.log_state(lobby.id).await.expect("state").epoch;
@@ -1318,7 +1315,7 @@ mod tests {
                     // Both nodes send the same retry of user 7 in batch 0.
                     let nonce = format!("n{b}");
                     batch.push(message(LOBBY, 7, "once", Some(&nonce), 0));
-                    let appended = store.append_within(&batch, WINDOW).await.expect("append");
+                    let appended = store.append(&batch, WINDOW).await.expect("append");
                     given.extend(batch.iter().zip(appended).map(|(m, a)| (m.room, a)));
                 }
                 given
@@ -1377,7 +1374,7 @@ mod tests {
                     message(RoomId(i % 10), 1, &text, Some(&nonce), 0)
                 })
                 .collect();
-            store.append_within(&batch, WINDOW).await.expect("append");
+            store.append(&batch, WINDOW).await.expect("append");
         }
         execute(&db, "VACUUM", []).await.expect("vacuum");
         let per_message =
