@@ -55,11 +55,7 @@ impl fmt::Display for TrustedProxy {
 /// header, `X-Real-IP`. A value that does not parse ends the walk at the
 /// last address known good, so a forged or garbled entry never names
 /// someone else. From any other peer, the peer itself.
-pub(crate) fn client_address(
-    peer: IpAddr,
-    headers: &HeaderMap,
-    trusted: &[TrustedProxy],
-) -> IpAddr {
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[TrustedProxy]) -> IpAddr {
     let is_trusted = |address: IpAddr| trusted.iter().any(|proxy| proxy.contains(address));
     let peer = peer.to_canonical();
     if !is_trusted(peer) {

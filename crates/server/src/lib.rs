@@ -50,6 +50,7 @@ pub use whisper_store::{CatalogError, Room, RoomCatalog};
 /// and property tests can drive them directly.
 #[doc(hidden)]
 pub mod parsing {
+    pub use crate::client_addr::client_address;
     pub use crate::http::{cookie, parse_form};
 }
 pub use client_addr::{InvalidProxy, TrustedProxy};
