@@ -40,7 +40,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -60,7 +60,7 @@ use crate::latency::{LatencySummary, member_histogram, merge, run_histogram};
 use crate::procfs::{CpuSample, round3};
 use crate::progress::{Progress, note};
 use crate::sequence::{SeqCheck, SeqCounts};
-use crate::setup::Setup;
+use crate::setup::{JoinTally, Setup};
 use crate::stamp::{Stamp, now_ns, to_ns};
 use crate::window::Window;
 
@@ -101,9 +101,7 @@ struct Shared {
     /// Per member, then per sender of its room: the next sequence number
     /// it expects, published after each read (closed loop only reads it).
     progress: Vec<AtomicU64>,
-    joined: AtomicUsize,
-    failed: AtomicUsize,
-    first_failure: Mutex<Option<String>>,
+    joins: JoinTally,
 }
 
 /// The parts of the plan every member reads.
@@ -224,9 +222,7 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         progress: (0..total * senders as usize)
             .map(|_| AtomicU64::new(0))
             .collect(),
-        joined: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        first_failure: Mutex::new(None),
+        joins: JoinTally::default(),
     });
     let plan = Arc::new(MemberPlan {
         members,
@@ -264,20 +260,15 @@ pub async fn run(args: &FanoutArgs, setup: &Setup) -> Result<Value, BenchError> 
         )));
     }
     loop {
-        let joined = shared.joined.load(Ordering::Relaxed);
-        let failed = shared.failed.load(Ordering::Relaxed);
+        let joined = shared.joins.joined.load(Ordering::Relaxed);
+        let failed = shared.joins.failed.load(Ordering::Relaxed);
         progress.set(joined);
         if failed > 0 {
             shared.abort.cancel();
             for task in tasks {
                 let _ = task.await;
             }
-            let reason = shared
-                .first_failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .unwrap_or_default();
+            let reason = shared.joins.first_failure().unwrap_or_default();
             return Err(BenchError::Connect(format!(
                 "{failed} of {total} members could not join, first: {reason}"
             )));
@@ -479,16 +470,11 @@ async fn member(
     let (conn, seqs) = match joined {
         Ok(conn) => conn,
         Err(error) => {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared
-                .first_failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert_with(|| error.to_string());
+            shared.joins.fail(&error);
             return None;
         }
     };
-    shared.joined.fetch_add(1, Ordering::Relaxed);
+    shared.joins.join();
     let member = Member {
         conn,
         index: spec.index,

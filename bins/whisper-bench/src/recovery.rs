@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -47,7 +47,7 @@ use crate::latency::{LatencySummary, run_histogram};
 use crate::procfs::{CpuSample, round3};
 use crate::progress::{Progress, note};
 use crate::sequence::{SeqCheck, SeqCounts};
-use crate::setup::{ClientSpec, Setup};
+use crate::setup::{ClientSpec, JoinTally, Setup};
 use crate::stamp::now_ns;
 
 /// Initial read buffer of a socket; it grows for a larger join result.
@@ -63,9 +63,7 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the controller and the socket tasks share.
 struct Shared {
-    joined: AtomicUsize,
-    failed: AtomicUsize,
-    first_failure: Mutex<Option<String>>,
+    joins: JoinTally,
     dropped: AtomicUsize,
     caught_up: AtomicUsize,
     /// Sockets that will not catch up (their reconnect failed).
@@ -116,9 +114,7 @@ pub async fn run(args: &RecoveryArgs, setup: &Setup) -> Result<Value, BenchError
     let resources = setup.resources(total + 1, args.rooms as usize).await?;
     let rooms = resources.rooms.clone();
     let shared = Arc::new(Shared {
-        joined: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        first_failure: Mutex::new(None),
+        joins: JoinTally::default(),
         dropped: AtomicUsize::new(0),
         caught_up: AtomicUsize::new(0),
         given_up: AtomicUsize::new(0),
@@ -148,18 +144,22 @@ pub async fn run(args: &RecoveryArgs, setup: &Setup) -> Result<Value, BenchError
         };
         tasks.push(tokio::spawn(socket(spec, shared.clone(), slots.clone())));
     }
-    let all_joined = wait_for(&shared.joined, total, &shared.failed, Some(&progress)).await;
-    let failed = shared.failed.load(Ordering::Relaxed);
+    let all_joined = wait_for(
+        &shared.joins.joined,
+        total,
+        &shared.joins.failed,
+        Some(&progress),
+    )
+    .await;
+    let failed = shared.joins.failed.load(Ordering::Relaxed);
     if failed > 0 || !all_joined {
         shared.abort.cancel();
         for task in tasks {
             let _ = task.await;
         }
         let reason = shared
-            .first_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+            .joins
+            .first_failure()
             .unwrap_or_else(|| "timed out".into());
         return Err(BenchError::Connect(format!(
             "{failed} of {total} sockets could not join, first: {reason}"
@@ -339,16 +339,11 @@ async fn socket(
     let (mut conn, first, _) = match joined {
         Ok(joined) => joined,
         Err(error) => {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared
-                .first_failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert_with(|| error.to_string());
+            shared.joins.fail(&error);
             return None;
         }
     };
-    shared.joined.fetch_add(1, Ordering::Release);
+    shared.joins.join();
     let mut seqs = SeqCheck::after(first.seq);
     let mut report = SocketReport::default();
 

@@ -2,8 +2,10 @@
 //! command-line choices that shape connections, and the users and rooms a
 //! run needs.
 
+use std::fmt::Display;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use whisper_protocol::RoomId;
 
@@ -105,5 +107,41 @@ impl Setup {
             cookies,
             sources: SourceAddresses::new(source_ips, self.nodes.addrs()),
         })
+    }
+}
+
+/// How the sockets' joins went, shared by the tasks that make them: the
+/// controller waits until all have joined, and gives up at the first
+/// failure, naming it.
+#[derive(Debug, Default)]
+pub(crate) struct JoinTally {
+    /// Sockets joined so far.
+    pub(crate) joined: AtomicUsize,
+    /// Sockets that could not join.
+    pub(crate) failed: AtomicUsize,
+    first_failure: Mutex<Option<String>>,
+}
+
+impl JoinTally {
+    /// Counts a socket that joined.
+    pub(crate) fn join(&self) {
+        self.joined.fetch_add(1, Ordering::Release);
+    }
+
+    /// Counts a socket that could not join; the first reason is kept.
+    pub(crate) fn fail(&self, error: &impl Display) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.first_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| error.to_string());
+    }
+
+    /// Why the first socket could not join, if one could not.
+    pub(crate) fn first_failure(&self) -> Option<String> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
