@@ -276,24 +276,10 @@ impl Connection {
     /// (other members entering) are skipped.
     pub async fn join(&mut self, room: RoomId) -> Result<(), ConnectError> {
         self.queue(&Command::Join { room });
-        self.flush()
-            .await
-            .map_err(|reason| ConnectError::Closed(reason.to_string()))?;
-        tokio::time::timeout(STEP_TIMEOUT, async {
-            loop {
-                match self.recv().await {
-                    Received::Frame(Incoming::Joined) => return Ok(()),
-                    Received::Frame(Incoming::Error(code)) => {
-                        let code = code.map_or("unknown error", |code| code.as_str());
-                        return Err(ConnectError::Join(code.to_owned()));
-                    }
-                    Received::Frame(_) => {}
-                    Received::Closed(reason) => return Err(ConnectError::Closed(reason)),
-                }
-            }
+        self.await_join("join reply", |frame| {
+            matches!(frame, Incoming::Joined).then_some(())
         })
         .await
-        .map_err(|_| ConnectError::Timeout("join reply"))?
     }
 
     /// v2: joins `room` with `limit` and, after a reconnect, `since`, and
@@ -306,26 +292,41 @@ impl Connection {
         limit: u32,
     ) -> Result<JoinResult, ConnectError> {
         let id = self.queue_v2(v2::Command::Join { room, since, limit });
+        self.await_join("join result", |frame| match frame {
+            Incoming::JoinResult(result) if result.id == Some(id) => Some(*result),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends the queued join and reads until `answer` recognises its reply
+    /// (other frames are skipped), an error comes, or the socket closes.
+    async fn await_join<T>(
+        &mut self,
+        what: &'static str,
+        mut answer: impl FnMut(Incoming) -> Option<T>,
+    ) -> Result<T, ConnectError> {
         self.flush()
             .await
             .map_err(|reason| ConnectError::Closed(reason.to_string()))?;
         tokio::time::timeout(STEP_TIMEOUT, async {
             loop {
                 match self.recv().await {
-                    Received::Frame(Incoming::JoinResult(result)) if result.id == Some(id) => {
-                        return Ok(*result);
-                    }
                     Received::Frame(Incoming::Error(code)) => {
                         let code = code.map_or("unknown error", |code| code.as_str());
                         return Err(ConnectError::Join(code.to_owned()));
                     }
-                    Received::Frame(_) => {}
+                    Received::Frame(frame) => {
+                        if let Some(reply) = answer(frame) {
+                            return Ok(reply);
+                        }
+                    }
                     Received::Closed(reason) => return Err(ConnectError::Closed(reason)),
                 }
             }
         })
         .await
-        .map_err(|_| ConnectError::Timeout("join result"))?
+        .map_err(|_| ConnectError::Timeout(what))?
     }
 
     /// Queues a v1 command as a masked text frame; [`Connection::flush`]
