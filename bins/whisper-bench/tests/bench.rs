@@ -86,6 +86,14 @@ fn report(output: &Output) -> Value {
     serde_json::from_str(lines[0]).expect("the line is JSON")
 }
 
+/// Asserts that each of `fields` of a report's `results` is 0 (nothing
+/// lost, refused, out of order, ...).
+fn assert_zero(results: &Value, fields: &[&str]) {
+    for field in fields {
+        assert_eq!(results[*field], 0, "{field}: {results}");
+    }
+}
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|arg| (*arg).to_owned()).collect()
 }
@@ -141,10 +149,10 @@ async fn a_closed_loop_fanout_loses_nothing() {
         results["deliveries"].as_u64().expect("deliveries") > 0,
         "{line}"
     );
-    assert_eq!(results["lost"], 0, "{line}");
-    assert_eq!(results["out_of_order"], 0, "{line}");
-    assert_eq!(results["disconnected"], 0, "{line}");
-    assert_eq!(results["rate_limited"], 0, "{line}");
+    assert_zero(
+        results,
+        &["lost", "out_of_order", "disconnected", "rate_limited"],
+    );
     // Every message reaches all five members of its room.
     assert_eq!(
         results["deliveries"].as_u64(),
@@ -196,9 +204,7 @@ async fn a_v2_fanout_sees_every_seq_once_in_order_and_times_the_results() {
         let results = &line["results"];
         let messages = results["messages"].as_u64().expect("messages");
         assert!(messages > 0, "{line}");
-        assert_eq!(results["lost"], 0, "{line}");
-        assert_eq!(results["out_of_order"], 0, "{line}");
-        assert_eq!(results["disconnected"], 0, "{line}");
+        assert_zero(results, &["lost", "out_of_order", "disconnected"]);
         assert_eq!(results["deliveries"].as_u64(), Some(messages * 4), "{line}");
         assert_eq!(
             results["seq"],
@@ -252,11 +258,16 @@ async fn dropped_v2_sockets_recover_everything_they_missed() {
     let results = &line["results"];
     assert_eq!(results["caught_up"].as_u64(), Some(SOCKETS), "{line}");
     assert!(results["catch_up_s"].as_f64().is_some(), "{line}");
-    assert_eq!(results["not_recovered"], 0, "{line}");
-    assert_eq!(results["missing"], 0, "{line}");
-    assert_eq!(results["duplicates"], 0, "{line}");
-    assert_eq!(results["out_of_order"], 0, "{line}");
-    assert_eq!(results["gaps"], 0, "{line}");
+    assert_zero(
+        results,
+        &[
+            "not_recovered",
+            "missing",
+            "duplicates",
+            "out_of_order",
+            "gaps",
+        ],
+    );
     // Every socket got its room's messages in its join result.
     assert_eq!(
         results["messages_from_results"].as_u64(),
@@ -457,9 +468,7 @@ async fn a_fanout_over_two_nodes_sharing_redis_loses_nothing() {
     let results = &line["results"];
     let messages = results["messages"].as_u64().expect("messages");
     assert!(messages > 0, "{line}");
-    assert_eq!(results["lost"], 0, "{line}");
-    assert_eq!(results["out_of_order"], 0, "{line}");
-    assert_eq!(results["disconnected"], 0, "{line}");
+    assert_zero(results, &["lost", "out_of_order", "disconnected"]);
     assert_eq!(
         results["deliveries"].as_u64(),
         Some(messages * MEMBERS),
@@ -557,9 +566,10 @@ async fn conns_reach_every_connection_and_measure_memory() {
     assert_eq!(line["scenario"], "conns");
     let results = &line["results"];
     assert_eq!(results["connected"], 50, "{line}");
-    assert_eq!(results["failed"], 0, "{line}");
-    assert_eq!(results["incomplete_broadcasts"], 0, "{line}");
-    assert_eq!(results["disconnected"], 0, "{line}");
+    assert_zero(
+        results,
+        &["failed", "incomplete_broadcasts", "disconnected"],
+    );
     assert!(results["broadcast_ms"]["p50"].as_f64().is_some(), "{line}");
     assert_eq!(
         results["broadcast_ms"]["all"].as_array().map(Vec::len),
