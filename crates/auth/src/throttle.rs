@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -151,14 +151,8 @@ impl LoginThrottle {
     /// turn is too far away.
     pub fn attempt(&self, username: &str, address: IpAddr) -> Result<Attempt, Throttled> {
         let now = Instant::now();
-        let mut usernames = self
-            .usernames
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut addresses = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut usernames = locked(&self.usernames);
+        let mut addresses = locked(&self.addresses);
         let by_name = *usernames.current(username.to_owned(), now);
         if by_name.count >= self.per_username {
             let retry_after_s = usernames.retry_after_s(&by_name, now);
@@ -187,33 +181,15 @@ impl LoginThrottle {
     /// The password was right: the username's failures are forgotten and
     /// the address's count no longer holds this attempt.
     pub fn succeeded(&self, attempt: Attempt) {
-        let mut usernames = self
-            .usernames
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        usernames.table.remove(&attempt.username);
-        drop(usernames);
-        let mut addresses = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        addresses.give_back(&attempt.address);
+        locked(&self.usernames).table.remove(&attempt.username);
+        locked(&self.addresses).give_back(&attempt.address);
     }
 
     /// The password was never checked (the server was too busy): the
     /// attempt is no failure.
     pub fn not_checked(&self, attempt: Attempt) {
-        let mut usernames = self
-            .usernames
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        usernames.give_back(&attempt.username);
-        drop(usernames);
-        let mut addresses = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        addresses.give_back(&attempt.address);
+        locked(&self.usernames).give_back(&attempt.username);
+        locked(&self.addresses).give_back(&attempt.address);
     }
 }
 
@@ -247,10 +223,7 @@ impl SignupThrottle {
     /// Counts a signup from this address, or refuses it past the limit.
     pub fn attempt(&self, address: IpAddr) -> Result<(), Throttled> {
         let now = Instant::now();
-        let mut addresses = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut addresses = locked(&self.addresses);
         let window = *addresses.current(address, now);
         if window.count >= self.per_address {
             let retry_after_s = addresses.retry_after_s(&window, now);
@@ -263,12 +236,14 @@ impl SignupThrottle {
     /// Takes back a counted signup that created nothing and hashed
     /// nothing (a form the user must correct, or a busy server).
     pub fn give_back(&self, address: IpAddr) {
-        let mut addresses = self
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        addresses.give_back(&address);
+        locked(&self.addresses).give_back(&address);
     }
+}
+
+/// The table behind `mutex`: a panic elsewhere while it was held leaves
+/// counts that are still good enough to limit by.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
