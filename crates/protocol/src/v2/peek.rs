@@ -27,12 +27,18 @@ pub enum EventHead {
         /// The typing user's id.
         user_id: i64,
     },
+    /// An `enter` or `leave` event: its room.
+    Presence {
+        /// The room.
+        room: RoomId,
+    },
     /// Any other frame: relayed as it is.
     Other,
 }
 
-/// Reads the head of a frame written by [`super::encode::message`] or
-/// [`super::encode::typing`]; anything else (or a frame written by other
+/// Reads the head of a frame written by [`super::encode::message`],
+/// [`super::encode::typing`], [`super::encode::enter`] or
+/// [`super::encode::leave`]; anything else (or a frame written by other
 /// means) is [`EventHead::Other`].
 ///
 /// ```
@@ -41,7 +47,8 @@ pub enum EventHead {
 ///
 /// let frame = r#"{"event":"message","room":3,"seq":41,"ts":1,"user":{"id":1,"username":"a","name":""},"text":"hi"}"#;
 /// assert_eq!(peek_event(frame), EventHead::Message { room: RoomId(3), seq: Seq(41) });
-/// assert_eq!(peek_event(r#"{"event":"enter","room":3}"#), EventHead::Other);
+/// assert_eq!(peek_event(r#"{"event":"enter","room":3}"#), EventHead::Presence { room: RoomId(3) });
+/// assert_eq!(peek_event(r#"{"id":1,"result":{"room":3}}"#), EventHead::Other);
 /// ```
 pub fn peek_event(frame: impl AsRef<[u8]>) -> EventHead {
     // Bytes, not `&str`: a relay holds the frame as bytes, and checking
@@ -69,6 +76,16 @@ pub fn peek_event(frame: impl AsRef<[u8]>) -> EventHead {
             })
         });
         return head.unwrap_or(EventHead::Other);
+    }
+    for prefix in [
+        &br#"{"event":"enter","room":"#[..],
+        br#"{"event":"leave","room":"#,
+    ] {
+        if let Some(rest) = frame.strip_prefix(prefix) {
+            return number(rest).map_or(EventHead::Other, |(room, _)| EventHead::Presence {
+                room: RoomId(room),
+            });
+        }
     }
     EventHead::Other
 }
@@ -142,10 +159,19 @@ mod tests {
     }
 
     #[test]
+    fn enter_and_leave_events_show_their_room() {
+        for frame in [
+            encode::enter(RoomId(4), &ann(), 5),
+            encode::leave(RoomId(4), &ann(), 5),
+        ] {
+            assert_eq!(peek_event(&frame), EventHead::Presence { room: RoomId(4) });
+        }
+    }
+
+    #[test]
     fn other_frames_are_relayed_as_they_are() {
         for frame in [
-            encode::enter(RoomId(1), &ann(), 5),
-            encode::leave(RoomId(1), &ann(), 5),
+            r#"{"event":"enter","room":"1"}"#.into(),
             encode::leave_result(Some(1), RoomId(1)),
             r#"{"event":"message","room":x}"#.into(),
             r#"{"event":"message","room":1,"seq":-1}"#.into(),
