@@ -29,11 +29,14 @@ use whisper_auth::{NewUser, UserStore};
 use whisper_server::{Config, RoomCatalog, Server, ServerError};
 use whisper_store::MessageStore;
 
+pub mod access;
 pub mod browser;
 pub mod cluster;
+mod nodes;
 pub mod v2;
 
 pub use cluster::Cluster;
+pub use nodes::Nodes;
 
 /// Longest wait for one expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
@@ -386,6 +389,53 @@ impl Site {
             )
             .await;
         Session::from_response(&response)
+    }
+
+    /// A JSON request to the API as the admin page's script sends it: the
+    /// session and CSRF cookies, and in `X-CSRFToken` the token when `csrf`
+    /// is `Some("")`, the given text for any other `Some`, nothing for
+    /// `None`. Returns the status and the body as JSON (`null` when it is
+    /// not JSON).
+    pub async fn api_call(
+        &self,
+        session: &Session,
+        csrf: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let client = http_client();
+        let token = csrf_token(&client, &self.url("/accounts/login/")).await;
+        let mut request = client
+            .request(method, self.url(path))
+            .header("cookie", format!("{}; csrftoken={token}", session.cookie()));
+        if let Some(csrf) = csrf {
+            let header = if csrf.is_empty() {
+                token.as_str()
+            } else {
+                csrf
+            };
+            request = request.header("x-csrftoken", header);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// [`api_call`](Self::api_call) with the right CSRF token, as the admin
+    /// page sends it.
+    pub async fn api(
+        &self,
+        session: &Session,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        self.api_call(session, Some(""), method, path, body).await
     }
 
     /// Opens the chat WebSocket with this session and the server's own Origin.

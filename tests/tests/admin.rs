@@ -4,50 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use whisper_tests::{Session, TestServer, csrf_token, http_client};
-
-/// A JSON request as the admin page's script sends it: the session and CSRF
-/// cookies, and the token in `X-CSRFToken` (unless `csrf` is `None`).
-async fn call(
-    server: &TestServer,
-    session: &Session,
-    csrf: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let client = http_client();
-    let token = csrf_token(&client, &server.url("/accounts/login/")).await;
-    let mut request = client
-        .request(method, server.url(path))
-        .header("cookie", format!("{}; csrftoken={token}", session.cookie()));
-    if let Some(csrf) = csrf {
-        let header = if csrf.is_empty() {
-            token.as_str()
-        } else {
-            csrf
-        };
-        request = request.header("x-csrftoken", header);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// [`call`] with the right CSRF token, as the admin page sends it.
-async fn call_with_csrf(
-    server: &TestServer,
-    session: &Session,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    call(server, session, Some(""), method, path, body).await
-}
+use whisper_tests::{Session, TestServer, http_client};
 
 /// Someone signed in on the admin page, calling its API as its script does.
 struct AdminPage<'a> {
@@ -56,7 +13,7 @@ struct AdminPage<'a> {
 }
 
 impl AdminPage<'_> {
-    /// [`call_with_csrf`]; panics unless the answer has status `expected`.
+    /// [`Site::api`]; panics unless the answer has status `expected`.
     async fn expect(
         &self,
         expected: StatusCode,
@@ -64,8 +21,10 @@ impl AdminPage<'_> {
         path: &str,
         body: Option<Value>,
     ) -> Value {
-        let (status, value) =
-            call_with_csrf(self.server, self.session, method.clone(), path, body).await;
+        let (status, value) = self
+            .server
+            .api(self.session, method.clone(), path, body)
+            .await;
         assert_eq!(status, expected, "{method} {path}");
         value
     }
@@ -175,7 +134,7 @@ async fn bad_admin_requests_are_refused_clearly() {
         ),
     ];
     for (method, path, body, expected) in cases {
-        let (status, _) = call_with_csrf(&server, &admin, method.clone(), path, body.clone()).await;
+        let (status, _) = server.api(&admin, method.clone(), path, body.clone()).await;
         assert_eq!(status, expected, "{method} {path} {body:?}");
     }
     server.stop().await;
@@ -218,12 +177,14 @@ async fn non_staff_and_forged_requests_change_nothing() {
         ),
     ];
     for (method, path, body) in &attempts {
-        let (status, _) = call_with_csrf(&server, &ann, method.clone(), path, body.clone()).await;
+        let (status, _) = server.api(&ann, method.clone(), path, body.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "non-staff {method} {path}");
     }
     for (method, path, body) in attempts.iter().skip(1) {
         for csrf in [None, Some("forged-token-forged-token-forged-token")] {
-            let (status, _) = call(&server, &admin, csrf, method.clone(), path, body.clone()).await;
+            let (status, _) = server
+                .api_call(&admin, csrf, method.clone(), path, body.clone())
+                .await;
             assert_eq!(
                 status,
                 StatusCode::FORBIDDEN,
@@ -231,7 +192,9 @@ async fn non_staff_and_forged_requests_change_nothing() {
             );
         }
     }
-    let (_, users) = call(&server, &admin, None, Method::GET, "/api/admin/users", None).await;
+    let (_, users) = server
+        .api_call(&admin, None, Method::GET, "/api/admin/users", None)
+        .await;
     assert!(
         users
             .as_array()
@@ -246,7 +209,9 @@ async fn non_staff_and_forged_requests_change_nothing() {
 /// `username` as `session` sees it in the admin user list (read without a
 /// CSRF token, as reading needs none), and the path that changes it.
 async fn listed(server: &TestServer, session: &Session, username: &str) -> (Value, String) {
-    let (status, users) = call(server, session, None, Method::GET, "/api/admin/users", None).await;
+    let (status, users) = server
+        .api_call(session, None, Method::GET, "/api/admin/users", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let user = users
         .as_array()

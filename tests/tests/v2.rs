@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use whisper_tests::Nodes;
 use whisper_tests::TestServer;
-use whisper_tests::v2::guarantees::{self, Nodes};
+use whisper_tests::v2::guarantees;
 use whisper_tests::v2::texts;
 
 /// A server whose rate limit does not get in the way of bursts.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
-use whisper_tests::Cluster;
+use whisper_tests::{Cluster, Nodes, access};
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
 
@@ -194,4 +194,28 @@ async fn a_burst_crosses_nodes_complete_and_in_order() {
         "cross-node: {MESSAGES} messages A -> Redis -> B in {elapsed:?} ({:.0} deliveries/s, debug build)",
         MESSAGES as f64 / elapsed.as_secs_f64()
     );
+}
+
+#[tokio::test]
+async fn a_room_made_staff_only_on_one_node_loses_its_members_on_the_other() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_room_made_staff_only_loses_its_other_members_at_once(Nodes::two(&cluster)).await;
+}
+
+#[tokio::test]
+async fn a_room_deleted_on_one_node_is_left_on_the_other() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_deleted_room_is_left_by_every_member_at_once(Nodes::two(&cluster)).await;
+}
+
+#[tokio::test]
+async fn a_logout_on_one_node_closes_the_sessions_sockets_on_both() {
+    let cluster = Cluster::start(BIN).await;
+    access::logging_out_closes_that_sessions_sockets_at_once(Nodes::two(&cluster)).await;
+}
+
+#[tokio::test]
+async fn staff_lost_on_one_node_leaves_the_staff_rooms_on_the_other() {
+    let cluster = Cluster::start(BIN).await;
+    access::losing_staff_leaves_the_staff_rooms_at_once(Nodes::two(&cluster)).await;
 }

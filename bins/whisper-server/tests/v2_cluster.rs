@@ -7,7 +7,8 @@
 //! durability across `kill -9` is in `durability.rs`.
 
 use serde_json::json;
-use whisper_tests::v2::guarantees::{self, Nodes};
+use whisper_tests::Nodes;
+use whisper_tests::v2::guarantees;
 use whisper_tests::v2::{seqs, texts};
 use whisper_tests::{Cluster, WsClient};
 

@@ -23,6 +23,7 @@ use whisper_protocol::v2::{self, EventHead, RoomUser, Seq, UserRef};
 use whisper_protocol::{Command, ErrorCode, RoomId, decode_command, encode};
 use whisper_rooms::{ChannelLayer, ChannelName, GroupName, LayerError, Payload};
 
+use crate::access::AccessChange;
 use crate::log::{Draft, MessageLog, unix_millis};
 use crate::rate::TokenBucket;
 use crate::writer::Outcome;
@@ -60,7 +61,6 @@ pub const RECOVERY_MAX_BYTES: usize = 1 << 20;
 /// A room this connection has joined, remembered so `send` needs no lookup.
 #[derive(Debug)]
 struct JoinedRoom {
-    staff_only: bool,
     /// When this connection last refreshed its presence here.
     presence_touched: Instant,
     /// v2: the highest seq the client has, with every seq before it (from
@@ -77,9 +77,8 @@ struct JoinedRoom {
 }
 
 impl JoinedRoom {
-    fn new(staff_only: bool, now: Instant) -> Self {
+    fn new(now: Instant) -> Self {
         JoinedRoom {
-            staff_only,
             presence_touched: now,
             seen: Seq(0),
             early: BTreeMap::new(),
@@ -154,11 +153,13 @@ impl Answer {
 ///
 /// Driven by its host: [`on_frame`](Self::on_frame) for every frame the
 /// client sends, [`send_completed`](Self::send_completed) polled alongside
-/// the socket while sends are under way, [`deliver`](Self::deliver) for
-/// each payload from the inbox, [`set_user`](Self::set_user) when the host
-/// learns the user changed, and [`depart`](Self::depart) once the socket is
-/// gone. The host writes the returned frames in order, and whatever arrives
-/// in the inbox named by the channel it passed to [`new`](Self::new) and
+/// the socket (sends, and leaving rooms the connection lost access to, are
+/// under way there), [`deliver`](Self::deliver) for each payload from the
+/// inbox, [`set_user`](Self::set_user) when the host learns the user
+/// changed (see [`take_user_changed`](Self::take_user_changed)), and
+/// [`depart`](Self::depart) once the socket is gone. The host writes the
+/// returned frames in order, and whatever arrives in the inbox named by
+/// the channel it passed to [`open`](Self::open) and
 /// [`deliver`](Self::deliver) lets through.
 pub struct Connection<L, D, M> {
     chat: Arc<Chat<L, D, M>>,
@@ -177,24 +178,40 @@ pub struct Connection<L, D, M> {
     /// the queue `Sync`, so a future borrowing the connection is `Send` and
     /// a host can spawn it.
     sends: Mutex<Option<FuturesOrdered<SendInFlight>>>,
+    /// An [`AccessChange::User`] for this user arrived: the host should
+    /// read the user again.
+    user_changed: bool,
+    /// Rooms this connection was taken out of while its membership may
+    /// still be in the layer (it is dropped by a leave under way in
+    /// `sends`): their events are not passed on. Cleared by joining again.
+    revoked: Vec<RoomId>,
 }
 
 impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
     /// A connection of `user` speaking `protocol`, whose room events go to
     /// `channel` (the name of the inbox the host reads from), opened at
-    /// `now`.
-    pub fn new(
+    /// `now`. The channel joins the user's group
+    /// ([`AccessChange::user_group`]) so a change to the user reaches it;
+    /// when the layer cannot add it the connection is not opened, since it
+    /// could not follow a logout.
+    pub async fn open(
         chat: Arc<Chat<L, D, M>>,
         user: ChatUser,
         channel: ChannelName,
         protocol: Protocol,
         now: Instant,
-    ) -> Self {
+    ) -> Result<Self, LayerError> {
+        chat.layer
+            .group_add(&AccessChange::user_group(user.id), channel)
+            .await
+            .inspect_err(|error| {
+                chat.layer_failed("group_add", error);
+            })?;
         let limits = &chat.limits;
         let rate = limits.max_messages_per_second;
         let frames = TokenBucket::new(rate, limits.frame_burst(), now);
         let joins = TokenBucket::new(rate, limits.join_burst(), now);
-        Connection {
+        Ok(Connection {
             chat,
             user,
             channel,
@@ -203,7 +220,9 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
             frames,
             joins,
             sends: Mutex::new(None),
-        }
+            user_changed: false,
+            revoked: Vec::new(),
+        })
     }
 
     /// The user as the connection knows it now.
@@ -334,11 +353,21 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
     /// sender's own copy) and its own typing notices, and holds a message
     /// that overtook an earlier one (see [`GAP_WAIT`] and
     /// [`fill_gaps`](Self::fill_gaps)).
+    ///
+    /// An [`AccessChange`] is acted on here: a room this user may no longer
+    /// use is left at once (the client told as by
+    /// [`set_user`](Self::set_user)), and a change to the user is kept for
+    /// the host (see [`take_user_changed`](Self::take_user_changed)).
     pub fn deliver(&mut self, payload: Payload, now: Instant, out: &mut Vec<Payload>) {
+        if let Some(change) = AccessChange::from_payload(&payload) {
+            self.follow(change, out);
+            return;
+        }
         let parts = payload.split_once(FRAME_SEPARATOR);
         if self.protocol == Protocol::V1 {
             match parts {
                 Some((_, v1_frame)) if v1_frame.is_empty() => {}
+                Some((v2_frame, _)) if self.is_revoked(&v2_frame) => {}
                 Some((_, v1_frame)) => out.push(v1_frame),
                 None => out.push(payload),
             }
@@ -360,6 +389,11 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
                 Some(_) => out.push(payload),
                 None => {}
             },
+            EventHead::Presence { room } => {
+                if self.joined.contains_key(&room) {
+                    out.push(payload);
+                }
+            }
             EventHead::Other => out.push(payload),
         }
     }
@@ -428,34 +462,89 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         frames
     }
 
+    /// Whether an [`AccessChange::User`] for this user arrived since the
+    /// last call. The host then reads the user again (its session may have
+    /// ended: the host closes the socket) and hands it to
+    /// [`set_user`](Self::set_user).
+    pub fn take_user_changed(&mut self) -> bool {
+        std::mem::take(&mut self.user_changed)
+    }
+
     /// Takes what the host now knows of the user (after re-reading its
-    /// session). A user who lost staff leaves the staff-only rooms at once,
-    /// as an explicit leave would; the returned frames tell the client (v1:
-    /// the leave reply; v2: a `ROOM_ACCESS_DENIED` error naming the room).
+    /// session), and checks every joined room again: a room that is gone,
+    /// or that the user may no longer enter (lost staff), is left at once.
+    /// The returned frames tell the client (v1: the leave reply; v2: a
+    /// `ROOM_INVALID` or `ROOM_ACCESS_DENIED` error naming the room). A
+    /// room the directory cannot look up now is kept.
     pub async fn set_user(&mut self, user: ChatUser) -> Vec<String> {
         self.user = user;
-        if self.user.is_staff {
-            return Vec::new();
-        }
-        let refused: Vec<RoomId> = self
-            .joined
-            .iter()
-            .filter(|(_, room)| room.staff_only)
-            .map(|(id, _)| *id)
-            .collect();
-        let mut frames = Vec::with_capacity(refused.len());
-        for id in refused {
-            if self.joined.remove(&id).is_some() {
-                if let Err(error) = self.leave_room(id).await {
-                    self.chat.layer_failed("group_send", &error);
-                }
-                frames.push(match self.protocol {
-                    Protocol::V1 => encode::leave_reply(id),
-                    Protocol::V2 => v2::encode::error(None, ErrorCode::RoomAccessDenied, Some(id)),
-                });
-            }
+        let joined: Vec<RoomId> = self.joined.keys().copied().collect();
+        let mut frames = Vec::new();
+        for id in joined {
+            let refusal = match self.accessible_room(id).await {
+                Err(code @ (ErrorCode::RoomInvalid | ErrorCode::RoomAccessDenied)) => code,
+                Ok(_) | Err(_) => continue,
+            };
+            frames.extend(self.evict(id, refusal));
         }
         frames
+    }
+
+    /// Acts on a change of access delivered through the inbox.
+    fn follow(&mut self, change: AccessChange, out: &mut Vec<Payload>) {
+        let evicted = match change {
+            AccessChange::RoomDeleted(id) => self.evict(id, ErrorCode::RoomInvalid),
+            AccessChange::RoomStaffOnly(id) if !self.user.is_staff => {
+                self.evict(id, ErrorCode::RoomAccessDenied)
+            }
+            AccessChange::RoomStaffOnly(_) | AccessChange::RoomOpened(_) => None,
+            AccessChange::User(id) => {
+                self.user_changed |= id == self.user.id;
+                None
+            }
+        };
+        out.extend(evicted.map(Payload::from));
+    }
+
+    /// Takes the connection out of a room it may no longer use: at once
+    /// for its own commands and the room's events, and in the layer by a
+    /// leave queued with the sends (membership dropped before the leave
+    /// notice, so nothing more of the room reaches it). Returns the frame
+    /// telling the client, `None` when it was not in the room.
+    fn evict(&mut self, id: RoomId, code: ErrorCode) -> Option<String> {
+        self.joined.remove(&id)?;
+        if !self.revoked.contains(&id) {
+            self.revoked.push(id);
+        }
+        let chat = self.chat.clone();
+        let user = self.user.clone();
+        let channel = self.channel;
+        pending(&mut self.sends)
+            .get_or_insert_with(FuturesOrdered::new)
+            .push_back(Box::pin(async move {
+                if let Err(error) = chat.leave_room(id, &user, channel, false).await {
+                    chat.layer_failed("group_send", &error);
+                }
+                None
+            }));
+        Some(match self.protocol {
+            Protocol::V1 => encode::leave_reply(id),
+            Protocol::V2 => v2::encode::error(None, code, Some(id)),
+        })
+    }
+
+    /// Whether a room event (its v2 frame) is of a room this connection
+    /// was taken out of; looked at only while there is such a room.
+    fn is_revoked(&self, v2_frame: &Payload) -> bool {
+        if self.revoked.is_empty() {
+            return false;
+        }
+        match v2::peek_event(v2_frame.as_bytes()) {
+            EventHead::Message { room, .. }
+            | EventHead::Typing { room, .. }
+            | EventHead::Presence { room } => self.revoked.contains(&room),
+            EventHead::Other => false,
+        }
     }
 
     /// Leaves every joined room as an explicit leave would, so the others
@@ -470,7 +559,9 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         let protocol = self.protocol;
         async move {
             for id in rooms.into_keys() {
-                let left = chat.leave_room(id, &user, channel, protocol).await;
+                let left = chat
+                    .leave_room(id, &user, channel, protocol == Protocol::V1)
+                    .await;
                 if let Err(error) = left {
                     chat.layer_failed("group_send", &error);
                     // Nobody will retry: drop the membership anyway.
@@ -589,8 +680,8 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         }
         // Remembered as soon as the membership exists, so however the
         // connection ends from here on, its departure leaves the room.
-        self.joined
-            .insert(id, JoinedRoom::new(room.staff_only, now));
+        self.joined.insert(id, JoinedRoom::new(now));
+        self.revoked.retain(|revoked| *revoked != id);
         self.touch_presence(id).await;
         Ok(room)
     }
@@ -680,7 +771,7 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
 
     async fn leave_room(&self, id: RoomId) -> Result<(), LayerError> {
         self.chat
-            .leave_room(id, &self.user, self.channel, self.protocol)
+            .leave_room(id, &self.user, self.channel, self.protocol == Protocol::V1)
             .await
     }
 
@@ -937,27 +1028,28 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Chat<L, D, M> {
 
     /// Leaves a room the way the others should see it: presence marked
     /// left first (whoever sees the notice and then asks `room_users` sees
-    /// it too), then the leave notice and the membership dropped. A v1
-    /// connection gets its own LEAVE (it is still a member when the notice
-    /// goes out), a v2 one does not (it leaves first and has its result). A
-    /// failed notice is returned, a v1 membership then kept; the other
+    /// it too), then the leave notice and the membership dropped. With
+    /// `hears_own_leave` (a v1 leave, as the original did it) the
+    /// connection is still a member when the notice goes out; otherwise (v2,
+    /// or a connection taken out of a room) it leaves first. A failed
+    /// notice is returned, a membership kept until then is kept; the other
     /// failures are only logged, the connection leaving either way.
     async fn leave_room(
         &self,
         id: RoomId,
         user: &ChatUser,
         channel: ChannelName,
-        protocol: Protocol,
+        hears_own_leave: bool,
     ) -> Result<(), LayerError> {
         if let Err(error) = self.layer.presence_leave(id, user.id).await {
             self.layer_failed("presence_leave", &error);
         }
         let group = GroupName::for_room(id);
-        if protocol == Protocol::V2 {
+        if !hears_own_leave {
             self.discard(&group, channel).await;
         }
         self.announce(id, user, Notice::Leave).await?;
-        if protocol == Protocol::V1 {
+        if hears_own_leave {
             self.discard(&group, channel).await;
         }
         Ok(())

@@ -14,7 +14,11 @@
 //! back; it writes whatever arrives in the connection's
 //! [`Inbox`](whisper_rooms::Inbox) (room events, shared bytes encoded once
 //! per broadcast) that [`Connection::deliver`] lets through, as it comes;
-//! and when the socket ends it runs [`Connection::depart`]. There are no
+//! and when the socket ends it runs [`Connection::depart`]. Changes of
+//! access made while connections are open (a room deleted or made
+//! staff-only, a user logged out or demoted) reach them through the layer
+//! as an [`AccessChange`], on every node; the host announces each one it
+//! makes. There are no
 //! sockets and no timers in this crate: time is passed in, and the only I/O
 //! is through the [`ChannelLayer`], the [`RoomDirectory`] and the
 //! [`MessageLog`] the host chooses. Its one task stores messages in batches
@@ -42,7 +46,9 @@
 //! // What a host does for each new socket:
 //! let mut inbox = chat.layer().new_channel();
 //! let user = ChatUser::new(7, "ann", "Ann");
-//! let mut ann = Connection::new(chat.clone(), user, inbox.name(), Protocol::V1, Instant::now());
+//! let mut ann = Connection::open(chat.clone(), user, inbox.name(), Protocol::V1, Instant::now())
+//!     .await
+//!     .expect("the layer takes the connection");
 //!
 //! let reply = ann.on_frame(Some(r#"{"command":"join","room":1}"#), Instant::now()).await;
 //! assert_eq!(reply, [r#"{"join":"1","title":"Lobby"}"#]);
@@ -78,6 +84,7 @@ use whisper_protocol::{ErrorCode, RoomId};
 pub use whisper_protocol::Room;
 use whisper_rooms::{ChannelLayer, LayerError, Payload};
 
+mod access;
 mod connection;
 mod log;
 mod rate;
@@ -89,6 +96,7 @@ mod tests;
 mod tests_v2;
 mod writer;
 
+pub use access::AccessChange;
 pub use connection::{Connection, GAP_WAIT, RECOVERY_MAX, RECOVERY_MAX_BYTES};
 pub use log::{Appended, Draft, LogState, MemoryLog, MessageLog, NONCE_WINDOW};
 

@@ -26,7 +26,9 @@ use whisper_rooms::{
     ChannelLayer, ChannelName, GroupName, Inbox, LayerError, MemoryLayer, Payload,
 };
 
-use crate::{Chat, ChatUser, Connection, Limits, MemoryLog, Protocol, Room, StaticRooms};
+use crate::{
+    AccessChange, Chat, ChatUser, Connection, Limits, MemoryLog, Protocol, Room, StaticRooms,
+};
 
 /// How long a scenario waits for a frame that must arrive.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -547,6 +549,61 @@ pub async fn closing_leaves_every_room(host: impl ScenarioHost) {
     assert_eq!(presence(&host, lobby).await, expected);
 }
 
+/// A room made staff-only loses its members who are not staff at once:
+/// each is told (the leave reply), refused when it sends, and sent
+/// nothing more of the room; the others see it leave and presence marks it
+/// left. Staff stay and carry on. The change is announced through the
+/// host's layer, as the host's admin does once it stored it.
+pub async fn a_room_made_staff_only_loses_its_other_members(host: impl ScenarioHost) {
+    let lobby = host.rooms().lobby;
+    let mut ann = host.connect(ann()).await;
+    let mut bob = host.connect(bob()).await;
+    join(&mut ann, lobby, "Lobby").await;
+    join(&mut bob, lobby, "Lobby").await;
+    expect_frames(&mut ann, &[&encode::enter(lobby, "bob")]).await;
+
+    AccessChange::RoomStaffOnly(lobby)
+        .announce(host.layer())
+        .await
+        .expect("announced");
+    expect_frames(&mut bob, &[&encode::leave_reply(lobby)]).await;
+    expect_frames(&mut ann, &[&encode::leave(lobby, "bob")]).await;
+    assert_eq!(
+        presence(&host, lobby).await,
+        [("ann".to_owned(), false), ("bob".to_owned(), true)]
+    );
+    bob.send(&send_command(lobby, "still?")).await;
+    expect_frames(&mut bob, &[&error("ROOM_ACCESS_DENIED")]).await;
+    ann.send(&send_command(lobby, "staff")).await;
+    expect_frames(&mut ann, &[&encode::message(lobby, "ann", "staff")]).await;
+    assert_silent(&mut bob).await;
+}
+
+/// A deleted room is left by every member at once, each told with the
+/// leave reply and sent nothing more of it.
+pub async fn a_deleted_room_is_left_by_everyone(host: impl ScenarioHost) {
+    let ScenarioRooms { lobby, staff_room } = host.rooms();
+    let mut ann = host.connect(ann()).await;
+    let mut bob = host.connect(bob()).await;
+    join(&mut ann, lobby, "Lobby").await;
+    join(&mut ann, staff_room, "Staff room").await;
+    join(&mut bob, lobby, "Lobby").await;
+    expect_frames(&mut ann, &[&encode::enter(lobby, "bob")]).await;
+
+    AccessChange::RoomDeleted(lobby)
+        .announce(host.layer())
+        .await
+        .expect("announced");
+    for client in [&mut ann, &mut bob] {
+        expect_frames(client, &[&encode::leave_reply(lobby)]).await;
+        client.send(&send_command(lobby, "anyone?")).await;
+        expect_frames(client, &[&error("ROOM_ACCESS_DENIED")]).await;
+        assert_silent(client).await;
+    }
+    ann.send(&send_command(staff_room, "here")).await;
+    expect_frames(&mut ann, &[&encode::message(staff_room, "ann", "here")]).await;
+}
+
 /// Runs every scenario of this module as a test, each on a fresh host:
 /// `$make` is a function from [`Limits`] to a future of the host (built
 /// over a new [`ScriptedLayer`] with [`rooms`] and those limits).
@@ -563,6 +620,8 @@ macro_rules! chat_host_test_suite {
             a_leave_marks_presence_before_announcing: default_limits,
             a_failed_send_is_answered_in_order: default_limits,
             closing_leaves_every_room: default_limits,
+            a_room_made_staff_only_loses_its_other_members: default_limits,
+            a_deleted_room_is_left_by_everyone: default_limits,
         );
     };
     (@scenarios $make:expr; $($scenario:ident: $limits:ident),* $(,)?) => {
@@ -613,15 +672,17 @@ pub struct InProcessClient {
 
 impl InProcessHost {
     /// A client of `user` speaking `protocol`, whatever the host's.
-    pub fn connect_speaking(&self, protocol: Protocol, user: ChatUser) -> InProcessClient {
+    pub async fn connect_speaking(&self, protocol: Protocol, user: ChatUser) -> InProcessClient {
         let inbox = self.chat.layer().new_channel();
-        let connection = Connection::new(
+        let connection = Connection::open(
             self.chat.clone(),
             user,
             inbox.name(),
             protocol,
             Instant::now(),
-        );
+        )
+        .await
+        .expect("the layer takes the connection");
         InProcessClient {
             connection,
             inbox,
@@ -634,7 +695,7 @@ impl ScenarioHost for InProcessHost {
     type Client = InProcessClient;
 
     async fn connect(&self, user: ChatUser) -> InProcessClient {
-        self.connect_speaking(Protocol::V1, user)
+        self.connect_speaking(Protocol::V1, user).await
     }
 
     fn layer(&self) -> &ScriptedLayer {
@@ -663,6 +724,11 @@ impl ScenarioClient for InProcessClient {
                     self.connection.deliver(payload, Instant::now(), &mut out);
                     self.answered
                         .extend(out.iter().map(|payload| payload.as_str().to_owned()));
+                    // A room left on a change of access: its leave is
+                    // under way with the sends, which a transport completes
+                    // as it goes.
+                    let left = self.connection.finish_sends().await;
+                    self.answered.extend(left);
                     if let Some(frame) = self.answered.pop_front() {
                         return Some(frame);
                     }

@@ -5,15 +5,15 @@ use serde_json::{Value, json};
 use whisper_protocol::encode;
 
 use crate::testing::{self, InProcessClient, InProcessHost, LOBBY, ScenarioClient};
-use crate::{ChatUser, Limits, Protocol};
+use crate::{AccessChange, ChatUser, Limits, Protocol};
 
-fn v2_client(host: &InProcessHost, user: ChatUser) -> InProcessClient {
-    host.connect_speaking(Protocol::V2, user)
+async fn v2_client(host: &InProcessHost, user: ChatUser) -> InProcessClient {
+    host.connect_speaking(Protocol::V2, user).await
 }
 
 /// A v2 client of `user` that has joined the lobby (its result read).
 async fn joined_v2(host: &InProcessHost, user: ChatUser) -> InProcessClient {
-    let mut client = v2_client(host, user);
+    let mut client = v2_client(host, user).await;
     request(&mut client, json!({"command": "join", "room": 1})).await;
     client
 }
@@ -50,7 +50,7 @@ fn texts(messages: &Value) -> Vec<&str> {
 #[tokio::test]
 async fn join_returns_the_latest_messages_and_sends_are_acknowledged() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
+    let mut ann = v2_client(&host, testing::ann()).await;
     let joined = request(&mut ann, json!({"command": "join", "id": 1, "room": 1})).await;
     assert_eq!(joined["id"], 1);
     assert_eq!(joined["result"]["seq"], 0);
@@ -73,7 +73,7 @@ async fn join_returns_the_latest_messages_and_sends_are_acknowledged() {
     );
     testing::assert_silent(&mut ann).await;
 
-    let mut bob = v2_client(&host, testing::bob());
+    let mut bob = v2_client(&host, testing::bob()).await;
     let joined = request(&mut bob, json!({"command": "join", "room": 1, "limit": 5})).await;
     assert_eq!(joined["result"]["seq"], 1);
     assert_eq!(texts(&joined["result"]["messages"]), ["hello"]);
@@ -84,13 +84,13 @@ async fn join_returns_the_latest_messages_and_sends_are_acknowledged() {
 #[tokio::test]
 async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
+    let mut ann = v2_client(&host, testing::ann()).await;
     let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
     let epoch = joined["result"]["epoch"].clone();
     for n in 1..=3 {
         say(&mut ann, n, &format!("m{n}"), None).await;
     }
-    let mut bob = v2_client(&host, testing::bob());
+    let mut bob = v2_client(&host, testing::bob()).await;
     let since = json!({"command": "join", "room": 1, "since": {"seq": 1, "epoch": epoch}});
     let recovered = request(&mut bob, since).await;
     assert_eq!(recovered["result"]["recovered"], true);
@@ -98,7 +98,7 @@ async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
     assert_eq!(texts(&recovered["result"]["messages"]), ["m2", "m3"]);
 
     // Another epoch: the latest page instead, marked as not recovered.
-    let mut carol = v2_client(&host, testing::carol());
+    let mut carol = v2_client(&host, testing::carol()).await;
     let stale =
         json!({"command": "join", "room": 1, "limit": 2, "since": {"seq": 1, "epoch": "other"}});
     let reloaded = request(&mut carol, stale).await;
@@ -119,7 +119,7 @@ async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
 #[tokio::test]
 async fn a_retried_nonce_gets_the_first_result_and_is_not_broadcast_again() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
+    let mut ann = v2_client(&host, testing::ann()).await;
     let mut bob = joined_v2(&host, testing::bob()).await;
     request(&mut ann, json!({"command": "join", "room": 1})).await;
     assert_eq!(next(&mut bob).await["event"], "enter");
@@ -139,7 +139,7 @@ async fn history_pages_backwards_and_says_when_there_is_more() {
     for n in 1..=5 {
         say(&mut ann, n, &format!("m{n}"), None).await;
     }
-    let mut bob = v2_client(&host, testing::bob());
+    let mut bob = v2_client(&host, testing::bob()).await;
     let page = request(
         &mut bob,
         json!({"command": "history", "id": 3, "room": 1, "limit": 2}),
@@ -163,7 +163,7 @@ async fn history_pages_backwards_and_says_when_there_is_more() {
 async fn v1_and_v2_members_share_a_room() {
     let host = InProcessHost::new(Limits::default());
     let mut ann = joined_v2(&host, testing::ann()).await;
-    let mut bob = host.connect_speaking(Protocol::V1, testing::bob());
+    let mut bob = host.connect_speaking(Protocol::V1, testing::bob()).await;
     testing::join(&mut bob, LOBBY, "Lobby").await;
     let enter = next(&mut ann).await;
     assert_eq!(
@@ -196,7 +196,7 @@ async fn v1_and_v2_members_share_a_room() {
 #[tokio::test]
 async fn typing_is_announced_to_the_others_at_most_every_interval() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
+    let mut ann = v2_client(&host, testing::ann()).await;
     let mut bob = joined_v2(&host, testing::bob()).await;
     request(&mut ann, json!({"command": "join", "room": 1})).await;
     assert_eq!(next(&mut bob).await["event"], "enter");
@@ -217,7 +217,7 @@ async fn typing_is_announced_to_the_others_at_most_every_interval() {
 #[tokio::test]
 async fn bad_v2_frames_get_errors_with_what_could_be_read() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann());
+    let mut ann = v2_client(&host, testing::ann()).await;
     let answer = request(&mut ann, json!({"command": "dance", "id": 9, "room": 1})).await;
     assert_eq!(answer["id"], 9);
     assert_eq!(answer["error"]["code"], "UNKNOWN_COMMAND");
@@ -305,7 +305,7 @@ async fn messages_that_overtake_others_wait_and_gaps_are_read_from_the_log() {
 #[tokio::test]
 async fn typing_reaches_the_users_other_sockets_but_not_its_own() {
     let host = InProcessHost::new(Limits::default());
-    let mut tab = v2_client(&host, testing::ann());
+    let mut tab = v2_client(&host, testing::ann()).await;
     let mut other_tab = joined_v2(&host, testing::ann()).await;
     request(&mut tab, json!({"command": "join", "room": 1})).await;
     assert_eq!(next(&mut other_tab).await["event"], "enter");
@@ -320,7 +320,7 @@ async fn recovery_that_would_cost_more_than_its_byte_bound_reloads_instead() {
         max_messages_per_second: 1000,
         ..Limits::default()
     });
-    let mut ann = v2_client(&host, testing::ann());
+    let mut ann = v2_client(&host, testing::ann()).await;
     let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
     let epoch = joined["result"]["epoch"].clone();
     let long = "x".repeat(16 * 1024);
@@ -328,7 +328,7 @@ async fn recovery_that_would_cost_more_than_its_byte_bound_reloads_instead() {
     for n in 0..count {
         say(&mut ann, n as u64, &long, None).await;
     }
-    let mut bob = v2_client(&host, testing::bob());
+    let mut bob = v2_client(&host, testing::bob()).await;
     let since =
         json!({"command": "join", "room": 1, "limit": 3, "since": {"seq": 0, "epoch": epoch}});
     let result = request(&mut bob, since).await;
@@ -342,7 +342,7 @@ async fn recovery_that_would_cost_more_than_its_byte_bound_reloads_instead() {
 #[tokio::test]
 async fn joins_have_their_own_burst_in_v2_too() {
     let host = InProcessHost::new(testing::slow_rate_limits());
-    let mut bob = v2_client(&host, testing::bob());
+    let mut bob = v2_client(&host, testing::bob()).await;
     for id in 0..3 {
         let typing = request(&mut bob, json!({"command": "typing", "id": id, "room": 1})).await;
         let code = &typing["error"]["code"];
@@ -355,4 +355,58 @@ async fn joins_have_their_own_burst_in_v2_too() {
     }
     let refused = request(&mut bob, json!({"command": "join", "id": burst, "room": 1})).await;
     assert_eq!(refused, json!({"error": {"code": "RATE_LIMITED"}}));
+}
+
+#[tokio::test]
+async fn a_v2_member_taken_out_of_a_room_hears_why_and_nothing_more() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = joined_v2(&host, testing::ann()).await;
+    let mut bob = joined_v2(&host, testing::bob()).await;
+    assert_eq!(next(&mut ann).await["event"], "enter");
+
+    AccessChange::RoomStaffOnly(LOBBY)
+        .announce(host.chat().layer())
+        .await
+        .expect("announced");
+    let removed = next(&mut bob).await;
+    assert_eq!(
+        removed,
+        json!({"error": {"code": "ROOM_ACCESS_DENIED", "room": 1}})
+    );
+    let left = next(&mut ann).await;
+    assert_eq!(
+        (&left["event"], &left["user"]["username"]),
+        (&json!("leave"), &json!("bob"))
+    );
+
+    AccessChange::RoomDeleted(LOBBY)
+        .announce(host.chat().layer())
+        .await
+        .expect("announced");
+    let removed = next(&mut ann).await;
+    assert_eq!(
+        removed,
+        json!({"error": {"code": "ROOM_INVALID", "room": 1}})
+    );
+    testing::assert_silent(&mut bob).await;
+}
+
+#[tokio::test]
+async fn a_change_to_the_user_reaches_each_of_its_connections_only() {
+    let host = InProcessHost::new(Limits::default());
+    let mut first = v2_client(&host, testing::bob()).await;
+    let mut second = host.connect_speaking(Protocol::V1, testing::bob()).await;
+    let mut ann = v2_client(&host, testing::ann()).await;
+    AccessChange::User(testing::bob().id)
+        .announce(host.chat().layer())
+        .await
+        .expect("announced");
+    for client in [&mut first, &mut second, &mut ann] {
+        // Nothing for the client itself: the change is for the host.
+        testing::assert_silent(client).await;
+    }
+    assert!(first.connection.take_user_changed());
+    assert!(!first.connection.take_user_changed(), "taken once");
+    assert!(second.connection.take_user_changed());
+    assert!(!ann.connection.take_user_changed());
 }

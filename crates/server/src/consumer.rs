@@ -4,9 +4,15 @@
 //! the order of effects) live in `whisper-chat`; this module only moves
 //! frames. Its task waits on several things at once: the next frame from
 //! the client (handed to the rules, their answer written back), the next
-//! payload in the connection's inbox (room events, written as they come),
-//! a `send` broadcast completing, the session re-check and the keep-alive
-//! ping.
+//! payload in the connection's inbox (room events, written as they come,
+//! and changes of access, acted on), a `send` broadcast completing, the
+//! periodic session re-check and the keep-alive ping.
+//!
+//! A session ends (logout), or a user changes (staff status), on any node:
+//! the change is announced to the user's group, the rules say so, and the
+//! session is read again at once. The periodic re-check is the backstop
+//! for changes made where no layer reaches (`whisper-manage` without
+//! Redis) or announcements the layer lost.
 //!
 //! Writes are batched: whatever is already waiting in the inbox goes out
 //! with the first payload in one vectored write (see `frames`).
@@ -65,8 +71,9 @@ struct Consumer<L: ChannelLayer> {
     state: Arc<AppState<L>>,
     /// The rules of this connection.
     connection: Connection<L, CatalogRooms, StoreLog>,
-    /// The session the socket was opened with, re-checked periodically so
-    /// a logout, deactivation or deletion closes the socket.
+    /// The session the socket was opened with, read again when a change to
+    /// the user is announced and periodically, so a logout, deactivation or
+    /// deletion closes the socket.
     session: SessionKey,
     /// When the client last sent anything (a pong included).
     last_heard: Instant,
@@ -114,13 +121,19 @@ pub(crate) async fn run<L: ChannelLayer>(
     );
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let now = Instant::now();
-    let connection = Connection::new(
+    let opened = Connection::open(
         state.chat.clone(),
         chat_user(&admitted.user),
         inbox.name(),
         admitted.protocol,
         now,
-    );
+    )
+    .await;
+    let Ok(connection) = opened else {
+        state.chat.layer().close_channel(inbox.name()).await;
+        close(socket, CloseCode::Again, "chat unavailable, try again").await;
+        return;
+    };
     let mut consumer = Consumer {
         state,
         connection,
@@ -172,25 +185,32 @@ pub(crate) async fn run<L: ChannelLayer>(
         }
     };
     if let Ending::Close(code, reason) = ending {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        // The peer may already be gone; closing is best effort.
-        let _ = socket.close(Some(frame)).await;
-        // Read until the client's own close (or for a bounded time): a socket
-        // dropped with unread input is reset, not closed, and a reset
-        // arriving before the client has read our close frame discards it
-        // (a client answering pings as it reads was losing its 1001).
-        let drained = async { while let Some(Ok(_)) = socket.next().await {} };
-        let _ = tokio::time::timeout(CLOSE_LINGER, drained).await;
+        close(socket, code, reason).await;
     }
+}
+
+/// Sends a close frame and waits, for a bounded time, for the client's.
+async fn close(mut socket: Socket, code: CloseCode, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    // The peer may already be gone; closing is best effort.
+    let _ = socket.close(Some(frame)).await;
+    // Read until the client's own close (or for a bounded time): a socket
+    // dropped with unread input is reset, not closed, and a reset arriving
+    // before the client has read our close frame discards it (a client
+    // answering pings as it reads was losing its 1001).
+    let drained = async { while let Some(Ok(_)) = socket.next().await {} };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drained).await;
 }
 
 impl<L: ChannelLayer> Consumer<L> {
     /// Writes a payload and whatever else is already waiting, with one
     /// vectored write: under load one syscall carries many frames. The
-    /// rules drop what the client must not get twice (v2).
+    /// rules drop what the client must not get twice (v2), and act on
+    /// changes of access; a change to the user has the session read again
+    /// once the batch is written.
     async fn write_events(
         &mut self,
         socket: &mut Socket,
@@ -209,16 +229,18 @@ impl<L: ChannelLayer> Consumer<L> {
                 Some(Err(InboxClosed::Closed)) | None => break,
             }
         }
-        if batch.is_empty() {
-            return Ok(());
+        if !batch.is_empty() {
+            // Whatever tungstenite still holds (a reply, a pong) goes
+            // first, so frames never interleave.
+            socket.flush().await.map_err(|_| Ending::ClientGone)?;
+            frames::write_text_frames(socket.get_mut(), &batch)
+                .await
+                .map_err(|_| Ending::ClientGone)?;
+            self.state.metrics.deliveries.inc_by(batch.len() as u64);
         }
-        // Whatever tungstenite still holds (a reply, a pong) goes first, so
-        // frames never interleave.
-        socket.flush().await.map_err(|_| Ending::ClientGone)?;
-        frames::write_text_frames(socket.get_mut(), &batch)
-            .await
-            .map_err(|_| Ending::ClientGone)?;
-        self.state.metrics.deliveries.inc_by(batch.len() as u64);
+        if self.connection.take_user_changed() {
+            Box::pin(self.recheck_session(socket)).await?;
+        }
         Ok(())
     }
 
@@ -270,8 +292,8 @@ impl<L: ChannelLayer> Consumer<L> {
     /// Looks the session up again: closes the socket when it ended (logout,
     /// password change, user deactivated or deleted), and hands the rules
     /// the user as it is now (a user who lost staff leaves the staff-only
-    /// rooms, told with the usual leave reply). A database error keeps
-    /// things as they are.
+    /// rooms, told with the usual leave reply; a room gone is left too). A
+    /// database error keeps things as they are.
     async fn recheck_session(&mut self, socket: &mut Socket) -> Result<(), Ending> {
         let user = match Box::pin(self.state.sessions.user_for(&self.session)).await {
             Ok(Some(user)) => user,

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
-use whisper_chat::Chat;
+use whisper_chat::{AccessChange, Chat};
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
 use whisper_store::MessageStore;
@@ -179,6 +179,7 @@ impl<L: ChannelLayer> Server<L> {
         tokio::pin!(shutdown);
         state.tasks.spawn(apply_retention(state.clone()));
         state.tasks.spawn(purge_expired_sessions(state.clone()));
+        state.tasks.spawn(follow_room_changes(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -266,6 +267,44 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
             Err(error) => {
                 tracing::warn!(error = &error as &dyn std::error::Error, "retention failed")
             }
+        }
+    }
+}
+
+/// Forgets each room changed on any node as the change is announced
+/// (see [`AccessChange::room_changes_group`]), so this node's next join
+/// reads the room anew rather than trusting its cache; until shutdown. An
+/// inbox the layer cannot add, or that it closes, is made again after a
+/// second.
+async fn follow_room_changes<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let layer = state.chat.layer();
+    let group = AccessChange::room_changes_group();
+    loop {
+        let mut inbox = layer.new_channel();
+        match layer.group_add(&group, inbox.name()).await {
+            Ok(()) => loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break,
+                    payload = inbox.recv() => match payload {
+                        Ok(payload) => {
+                            let change = AccessChange::from_payload(&payload);
+                            if let Some(room) = change.and_then(AccessChange::room) {
+                                state.rooms.forget(room);
+                            }
+                        }
+                        Err(closed) => {
+                            tracing::warn!(?closed, "room changes inbox closed");
+                            break;
+                        }
+                    },
+                }
+            },
+            Err(error) => tracing::warn!(%error, "cannot follow room changes"),
+        }
+        layer.close_channel(inbox.name()).await;
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

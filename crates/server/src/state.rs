@@ -4,9 +4,12 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
-use whisper_chat::{Appended, Chat, Draft, LogState, MessageLog, NONCE_WINDOW, RoomDirectory};
+use whisper_chat::{
+    AccessChange, Appended, Chat, Draft, LogState, MessageLog, NONCE_WINDOW, RoomDirectory,
+};
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Message, Seq};
+use whisper_rooms::ChannelLayer;
 use whisper_store::{MessageStore, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
@@ -37,6 +40,17 @@ pub(crate) struct AppState<L> {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+}
+
+impl<L: ChannelLayer> AppState<L> {
+    /// Tells the open connections of every node of a change just stored
+    /// (see [`AccessChange`]). When the layer fails, the change still
+    /// holds: each socket's periodic session re-check applies it later.
+    pub async fn announce(&self, change: AccessChange) {
+        if let Err(error) = change.announce(self.chat.layer()).await {
+            tracing::warn!(%error, ?change, "could not announce a change of access");
+        }
+    }
 }
 
 /// The rooms table as the chat rules look rooms up (through the catalog's

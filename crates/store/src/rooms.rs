@@ -59,9 +59,9 @@ pub enum CatalogError {
 }
 
 /// How long a room read from the database is trusted without reading it
-/// again. Changes made through this catalog take effect at once; changes
-/// made elsewhere (another node's admin API, `whisper-manage`) within this
-/// time.
+/// again. Changes made through this catalog take effect at once; a host
+/// that hears of changes made elsewhere (another node's admin API) calls
+/// [`RoomCatalog::forget`]; others are seen within this time.
 pub const ROOM_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The `rooms` table, with the rooms in use cached in memory: every join
@@ -112,6 +112,12 @@ impl RoomCatalog {
                 cache.remove(&id);
             }
         }
+    }
+
+    /// Drops the room from the cache, so the next lookup reads the
+    /// database: for a change made through another catalog (another node).
+    pub fn forget(&self, id: RoomId) {
+        self.remember(id, None);
     }
 
     /// Creates a room.

@@ -200,7 +200,12 @@ async fn run<L: ChannelLayer, D: RoomDirectory, M: MessageLog>(
 ) {
     let mut inbox = chat.layer().new_channel();
     let protocol = Protocol::negotiate(socket.protocol().and_then(|name| name.to_str().ok()));
-    let mut connection = Connection::new(chat, user, inbox.name(), protocol, Instant::now());
+    let Ok(mut connection) =
+        Connection::open(chat.clone(), user, inbox.name(), protocol, Instant::now()).await
+    else {
+        chat.layer().close_channel(inbox.name()).await;
+        return;
+    };
     loop {
         let gap = connection.gap_deadline();
         // Every branch is cancel safe: whichever loses the race keeps its

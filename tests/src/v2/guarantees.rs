@@ -13,38 +13,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{message_list, seqs, texts};
-use crate::{Cluster, Session, Site, TestDatabase, TestServer, WsClient};
+use crate::{Nodes, Session, Site, WsClient};
 
-/// Where a scenario's clients connect, and the database behind.
-#[derive(Clone, Copy)]
-pub struct Nodes<'a> {
-    /// Where the scenario's first clients connect.
-    pub a: Site,
-    /// Where the others connect: another node of a cluster, or `a` again.
-    pub b: Site,
-    /// The database every node uses.
-    pub db: &'a TestDatabase,
-}
-
-impl<'a> Nodes<'a> {
-    /// One server: `a` and `b` are the same.
-    pub fn one(server: &'a TestServer) -> Nodes<'a> {
-        Nodes {
-            a: **server,
-            b: **server,
-            db: &server.db,
-        }
-    }
-
-    /// A cluster's two nodes.
-    pub fn two(cluster: &'a Cluster) -> Nodes<'a> {
-        Nodes {
-            a: *cluster.a,
-            b: *cluster.b,
-            db: &cluster.db,
-        }
-    }
-
+/// What the v2 scenarios set up on either node.
+impl Nodes<'_> {
     /// Creates a user and logs it in (sessions live in the database, so
     /// the session works on either node).
     async fn user(&self, name: &str) -> Session {

@@ -14,6 +14,7 @@ use http::StatusCode;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use whisper_auth::{User, UserId};
+use whisper_chat::AccessChange;
 use whisper_protocol::RoomId;
 use whisper_rooms::ChannelLayer;
 
@@ -149,7 +150,8 @@ pub(crate) struct RoomChange {
     staff_only: bool,
 }
 
-/// `PATCH /api/admin/rooms/{id}` with `{"staff_only":..}`.
+/// `PATCH /api/admin/rooms/{id}` with `{"staff_only":..}`. Members who may
+/// no longer use the room leave it at once, on every node.
 pub(crate) async fn update_room<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     PathId(id): PathId,
@@ -160,10 +162,18 @@ pub(crate) async fn update_room<L: ChannelLayer>(
         .rooms
         .set_staff_only(RoomId(id), change.staff_only)
         .await?;
+    state
+        .announce(if room.staff_only {
+            AccessChange::RoomStaffOnly(room.id)
+        } else {
+            AccessChange::RoomOpened(room.id)
+        })
+        .await;
     Ok(room_json(StatusCode::OK, &room))
 }
 
-/// `DELETE /api/admin/rooms/{id}`: 204.
+/// `DELETE /api/admin/rooms/{id}`: 204. Every member leaves the room at
+/// once, on every node.
 pub(crate) async fn delete_room<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     PathId(id): PathId,
@@ -171,6 +181,7 @@ pub(crate) async fn delete_room<L: ChannelLayer>(
 ) -> Result<Response, HttpError> {
     state.rooms.delete(RoomId(id)).await?;
     tracing::info!(by = %user.username, room = id, "room deleted");
+    state.announce(AccessChange::RoomDeleted(RoomId(id))).await;
     Ok(respond(
         StatusCode::NO_CONTENT,
         "application/json",
@@ -209,5 +220,6 @@ pub(crate) async fn update_user<L: ChannelLayer>(
         .set_staff(&target.username, change.is_staff)
         .await?;
     tracing::info!(by = %by.username, user = %user.username, is_staff = user.is_staff, "staff changed");
+    state.announce(AccessChange::User(user.id.0)).await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }

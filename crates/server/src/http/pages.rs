@@ -7,6 +7,8 @@ use axum::extract::State;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use minijinja::{Value, context};
 use whisper_auth::{AuthError, NewUser, SessionKey, Throttled, User};
+use whisper_chat::AccessChange;
+use whisper_rooms::ChannelLayer;
 
 use super::cookies::{
     CsrfToken, SESSION_COOKIE, clear_session_cookie, set_csrf_cookie, set_session_cookie,
@@ -276,12 +278,18 @@ fn capitalize(text: &str) -> String {
 
 /// `POST /accounts/logout/`: ends the session (CSRF-checked before
 /// routing, as every POST).
-pub(crate) async fn logout<L>(
+pub(crate) async fn logout<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     if let Some(key) = cookie(&headers, SESSION_COOKIE) {
-        state.sessions.delete(&SessionKey::from_client(key)).await?;
+        let key = SessionKey::from_client(key);
+        let user = state.sessions.user_for(&key).await?;
+        state.sessions.delete(&key).await?;
+        if let Some(user) = user {
+            // The sockets opened with this session close at once.
+            state.announce(AccessChange::User(user.id.0)).await;
+        }
     }
     let mut response = redirect("/accounts/login/");
     clear_session_cookie(&mut response, state.config.secure_cookies);

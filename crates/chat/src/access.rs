@@ -1,0 +1,164 @@
+//! Changes of access that open connections follow at once, on every node.
+//!
+//! Who may use a room is checked when a connection joins it, and a session
+//! when a socket opens. A change made later (a room deleted or made
+//! staff-only, a user logged out or demoted) reaches the connections it
+//! concerns as an [`AccessChange`] sent through the channel layer, so every
+//! node hears of it as fast as of a message: a room's change goes to the
+//! room's group, a user's to a group each of the user's connections joins
+//! when it opens ([`Connection::open`](crate::Connection::open)). The
+//! connection acts on it when the host hands it over with
+//! [`deliver`](crate::Connection::deliver), like any other payload.
+//!
+//! A change is a payload no frame starts with (JSON text starts with `{`),
+//! so a connection tells it from a room event by its first byte.
+
+use std::fmt::Write as _;
+
+use whisper_protocol::RoomId;
+use whisper_rooms::{ChannelLayer, GroupName, LayerError, Payload};
+
+/// The first byte of every [`AccessChange`] payload: a control character,
+/// which no JSON frame starts with.
+const MARK: char = '\u{1}';
+
+/// A change of access that connections must act on at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessChange {
+    /// The room was deleted: every member leaves it.
+    RoomDeleted(RoomId),
+    /// The room was made staff-only: members who are not staff leave it.
+    RoomStaffOnly(RoomId),
+    /// The room was opened to everyone: nothing for members to do, but a
+    /// host that caches rooms reads it again.
+    RoomOpened(RoomId),
+    /// Something about the user changed: a session ended, the password, the
+    /// staff flag, the account itself. Each of the user's connections has
+    /// its host read the user again (see
+    /// [`Connection::take_user_changed`](crate::Connection::take_user_changed)).
+    User(i64),
+}
+
+impl AccessChange {
+    /// The group every node's room cache listens to: each room change is
+    /// sent here as well as to the room, so a node whose cache holds the
+    /// room forgets it even when none of its connections is in the room. A
+    /// host whose [`RoomDirectory`](crate::RoomDirectory) caches adds an
+    /// inbox of its own to this group and forgets each room it hears of.
+    pub fn room_changes_group() -> GroupName {
+        GroupName::new("room-changes")
+    }
+
+    /// The group of a user's connections: `user-{id}`.
+    pub fn user_group(user_id: i64) -> GroupName {
+        GroupName::new(format!("user-{user_id}"))
+    }
+
+    /// The room this change is about, if it is about a room.
+    pub fn room(self) -> Option<RoomId> {
+        match self {
+            AccessChange::RoomDeleted(room)
+            | AccessChange::RoomStaffOnly(room)
+            | AccessChange::RoomOpened(room) => Some(room),
+            AccessChange::User(_) => None,
+        }
+    }
+
+    /// Tells every connection the change concerns, on every node, and for
+    /// a room change every node's room cache. Call it once the change is
+    /// stored, so whoever acts on it reads the new state.
+    pub async fn announce<L: ChannelLayer>(self, layer: &L) -> Result<(), LayerError> {
+        let payload = self.to_payload();
+        match self {
+            AccessChange::User(id) => layer.group_send(&Self::user_group(id), payload).await,
+            AccessChange::RoomDeleted(room)
+            | AccessChange::RoomStaffOnly(room)
+            | AccessChange::RoomOpened(room) => {
+                // Caches first: a join that starts once members are told
+                // reads the room anew.
+                layer
+                    .group_send(&Self::room_changes_group(), payload.clone())
+                    .await?;
+                layer.group_send(&GroupName::for_room(room), payload).await
+            }
+        }
+    }
+
+    /// The change as a payload: [`MARK`], a word, a space, the id.
+    pub fn to_payload(self) -> Payload {
+        let (word, id) = match self {
+            AccessChange::RoomDeleted(room) => ("room-deleted", room.0),
+            AccessChange::RoomStaffOnly(room) => ("room-staff-only", room.0),
+            AccessChange::RoomOpened(room) => ("room-opened", room.0),
+            AccessChange::User(id) => ("user", id),
+        };
+        let mut text = String::with_capacity(24);
+        text.push(MARK);
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{word} {id}");
+        Payload::from(text)
+    }
+
+    /// The change a payload carries; `None` for anything else (a room
+    /// event), decided by the first byte.
+    pub fn from_payload(payload: &Payload) -> Option<Self> {
+        let text = payload.as_str().strip_prefix(MARK)?;
+        let (word, id) = text.split_once(' ')?;
+        let id: i64 = id.parse().ok()?;
+        match word {
+            "room-deleted" => Some(AccessChange::RoomDeleted(RoomId(id))),
+            "room-staff-only" => Some(AccessChange::RoomStaffOnly(RoomId(id))),
+            "room-opened" => Some(AccessChange::RoomOpened(RoomId(id))),
+            "user" => Some(AccessChange::User(id)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_comes_back_from_its_payload() {
+        for change in [
+            AccessChange::RoomDeleted(RoomId(3)),
+            AccessChange::RoomStaffOnly(RoomId(i64::MAX)),
+            AccessChange::RoomOpened(RoomId(-1)),
+            AccessChange::User(42),
+        ] {
+            assert_eq!(
+                AccessChange::from_payload(&change.to_payload()),
+                Some(change)
+            );
+        }
+    }
+
+    #[test]
+    fn frames_and_damaged_payloads_are_not_changes() {
+        for text in [
+            r#"{"msg_type":0,"room":1,"username":"a","message":"b"}"#,
+            "",
+            "\u{1}",
+            "\u{1}user",
+            "\u{1}user x",
+            "\u{1}room-gone 1",
+            "user 1",
+        ] {
+            assert_eq!(
+                AccessChange::from_payload(&Payload::from(text)),
+                None,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn groups_do_not_meet_room_groups() {
+        assert_eq!(AccessChange::user_group(7).as_str(), "user-7");
+        assert_ne!(
+            AccessChange::room_changes_group(),
+            GroupName::for_room(RoomId(0))
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Access that follows changes at once, as scenarios run on one server
+//! (`tests/tests/access.rs`) and on two nodes sharing PostgreSQL and Redis
+//! (`bins/whisper-server/tests/multinode.rs`): a room deleted or made
+//! staff-only, a session logged out, staff status taken away. The change
+//! is made through the HTTP API on node A; the sockets it concerns are on
+//! node B as well, and each must hear of it within [`AT_ONCE`] of the
+//! API's answer. The servers keep the default periodic re-check (30 s),
+//! so only the announced change can meet that.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::{Nodes, Session, WsClient};
+
+/// How soon after the API answered a socket on any node acts on the change.
+pub const AT_ONCE: Duration = Duration::from_secs(1);
+
+/// The password every scenario user has.
+const PASSWORD: &str = "correct horse";
+
+impl Nodes<'_> {
+    /// Creates a user (staff or not) and logs it in on node A.
+    async fn person(&self, name: &str, is_staff: bool) -> Session {
+        self.db.create_user(name, PASSWORD, is_staff).await;
+        self.a.login(name, PASSWORD).await.expect("login")
+    }
+}
+
+/// The next text frame, which must come within [`AT_ONCE`].
+async fn at_once(client: &mut WsClient, what: &str) -> String {
+    match tokio::time::timeout(AT_ONCE, client.recv()).await {
+        Ok(Some(Message::Text(text))) => text.to_string(),
+        Ok(other) => panic!("{what}: expected a text frame, got {other:?}"),
+        Err(_) => panic!("{what}: nothing within {AT_ONCE:?}"),
+    }
+}
+
+/// The next two text frames, sorted: two notices whose order is not fixed.
+async fn two_at_once(client: &mut WsClient, what: &str) -> Vec<String> {
+    let mut frames = vec![at_once(client, what).await, at_once(client, what).await];
+    frames.sort();
+    frames
+}
+
+fn leave_notice(room: i64, username: &str) -> String {
+    format!(r#"{{"msg_type":5,"room":{room},"username":"{username}"}}"#)
+}
+
+fn v2_removal(room: i64, code: &str) -> Value {
+    json!({"error": {"code": code, "room": room}})
+}
+
+/// v1 `join`, expecting the reply.
+async fn join(client: &mut WsClient, room: i64) {
+    let reply = client.join(room).await;
+    assert_eq!(reply["join"], room.to_string(), "{reply}");
+}
+
+/// v2 `join`, expecting its result.
+async fn join_v2(client: &mut WsClient, room: i64) {
+    let reply = client
+        .request(json!({"command": "join", "id": 1, "room": room}))
+        .await;
+    assert_eq!(reply["result"]["room"], room, "{reply}");
+}
+
+/// A room made staff-only loses its members who are not staff, on both
+/// nodes, at once: a v1 member gets the leave reply, a v2 member a
+/// `ROOM_ACCESS_DENIED` error naming the room; both are then refused
+/// (sending, joining again: node B's room cache does not keep the old
+/// room), hear nothing more of it, and are marked left; staff carry on.
+pub async fn a_room_made_staff_only_loses_its_other_members_at_once(nodes: Nodes<'_>) {
+    let room = nodes.db.create_room("Lobby", false).await;
+    let ann = nodes.person("ann", true).await;
+    let bob = nodes.person("bob", false).await;
+    let cid = nodes.person("cid", false).await;
+    let mut ann_on_a = nodes.a.connect(&ann).await;
+    let mut bob_on_b = nodes.b.connect(&bob).await;
+    let mut cid_on_b = nodes.b.connect_v2(&cid).await;
+    join(&mut ann_on_a, room).await;
+    join(&mut bob_on_b, room).await;
+    join_v2(&mut cid_on_b, room).await;
+    for _ in 0..2 {
+        assert_eq!(ann_on_a.recv_json().await["msg_type"], 4);
+    }
+    assert_eq!(bob_on_b.recv_json().await["msg_type"], 4);
+
+    let path = format!("/api/admin/rooms/{room}");
+    let (status, _) = nodes
+        .a
+        .api(
+            &ann,
+            Method::PATCH,
+            &path,
+            Some(json!({"staff_only": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        at_once(&mut bob_on_b, "bob, v1").await,
+        format!(r#"{{"leave":"{room}"}}"#)
+    );
+    let removed: Value =
+        serde_json::from_str(&at_once(&mut cid_on_b, "cid, v2").await).expect("a JSON frame");
+    assert_eq!(removed, v2_removal(room, "ROOM_ACCESS_DENIED"));
+    let mut expected = vec![leave_notice(room, "bob"), leave_notice(room, "cid")];
+    expected.sort();
+    assert_eq!(
+        two_at_once(&mut ann_on_a, "ann sees both leave").await,
+        expected
+    );
+
+    let denied = r#"{"error":"ROOM_ACCESS_DENIED"}"#;
+    bob_on_b
+        .send_json(json!({"command": "send", "room": room, "message": "still?"}))
+        .await;
+    assert_eq!(bob_on_b.recv_text().await, denied);
+    bob_on_b
+        .send_json(json!({"command": "join", "room": room}))
+        .await;
+    assert_eq!(bob_on_b.recv_text().await, denied);
+    let users = ann_on_a.room_users(room).await;
+    let bob_entry = &users["data"]["users"]["2"];
+    assert_eq!(
+        (&bob_entry["username"], &bob_entry["left"]),
+        (&json!("bob"), &json!(true))
+    );
+
+    ann_on_a
+        .send_json(json!({"command": "send", "room": room, "message": "staff only"}))
+        .await;
+    assert_eq!(ann_on_a.recv_json().await["message"], "staff only");
+    for client in [&mut bob_on_b, &mut cid_on_b] {
+        client.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+/// A deleted room is left by every member on both nodes at once, each
+/// told (v2: `ROOM_INVALID` naming the room) and refused after.
+pub async fn a_deleted_room_is_left_by_every_member_at_once(nodes: Nodes<'_>) {
+    let room = nodes.db.create_room("Doomed", false).await;
+    let ann = nodes.person("ann", true).await;
+    let bob = nodes.person("bob", false).await;
+    let cid = nodes.person("cid", false).await;
+    let mut ann_on_a = nodes.a.connect(&ann).await;
+    let mut bob_on_b = nodes.b.connect(&bob).await;
+    let mut cid_on_b = nodes.b.connect_v2(&cid).await;
+    join(&mut ann_on_a, room).await;
+    join(&mut bob_on_b, room).await;
+    join_v2(&mut cid_on_b, room).await;
+    for _ in 0..2 {
+        assert_eq!(ann_on_a.recv_json().await["msg_type"], 4);
+    }
+    assert_eq!(bob_on_b.recv_json().await["msg_type"], 4);
+
+    let path = format!("/api/admin/rooms/{room}");
+    let (status, _) = nodes.a.api(&ann, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let left = format!(r#"{{"leave":"{room}"}}"#);
+    assert_eq!(at_once(&mut ann_on_a, "ann, v1").await, left);
+    assert_eq!(at_once(&mut bob_on_b, "bob, v1").await, left);
+    let removed: Value =
+        serde_json::from_str(&at_once(&mut cid_on_b, "cid, v2").await).expect("a JSON frame");
+    assert_eq!(removed, v2_removal(room, "ROOM_INVALID"));
+
+    for client in [&mut ann_on_a, &mut bob_on_b] {
+        client
+            .send_json(json!({"command": "send", "room": room, "message": "anyone?"}))
+            .await;
+        assert_eq!(
+            client.recv_text().await,
+            r#"{"error":"ROOM_ACCESS_DENIED"}"#
+        );
+        client
+            .send_json(json!({"command": "join", "room": room}))
+            .await;
+        assert_eq!(client.recv_text().await, r#"{"error":"ROOM_INVALID"}"#);
+        client.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+/// Logging out closes the sockets opened with that session, on both
+/// nodes, at once (1008); the same user's other session keeps its socket.
+pub async fn logging_out_closes_that_sessions_sockets_at_once(nodes: Nodes<'_>) {
+    let room = nodes.db.create_room("Lobby", false).await;
+    let bob = nodes.person("bob", false).await;
+    let other_session = nodes.b.login("bob", PASSWORD).await.expect("login");
+    let mut on_a = nodes.a.connect(&bob).await;
+    let mut on_b = nodes.b.connect(&bob).await;
+    let mut still = nodes.b.connect(&other_session).await;
+    join(&mut still, room).await;
+
+    let (status, _) = nodes
+        .a
+        .api(&bob, Method::POST, "/accounts/logout/", None)
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
+        let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
+            .await
+            .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
+        let code = closed.map(|frame| frame.code);
+        assert_eq!(code, Some(CloseCode::Policy), "node {node}");
+    }
+    still
+        .send_json(json!({"command": "send", "room": room, "message": "here"}))
+        .await;
+    assert_eq!(still.recv_json().await["message"], "here");
+}
+
+/// A staff member demoted by a superuser on node A leaves the staff-only
+/// rooms on node B at once, and stays in the others.
+pub async fn losing_staff_leaves_the_staff_rooms_at_once(nodes: Nodes<'_>) {
+    let staff_room = nodes.db.create_room("Staff", true).await;
+    let lobby = nodes.db.create_room("Lobby", false).await;
+    nodes.db.create_superuser("root", PASSWORD).await;
+    let root = nodes.a.login("root", PASSWORD).await.expect("login");
+    let sue = nodes.person("sue", true).await;
+    let mut sue_on_b = nodes.b.connect(&sue).await;
+    join(&mut sue_on_b, staff_room).await;
+    join(&mut sue_on_b, lobby).await;
+
+    let me = nodes.a.me(&sue).await;
+    let path = format!("/api/admin/users/{}", me["id"]);
+    let (status, _) = nodes
+        .a
+        .api(
+            &root,
+            Method::PATCH,
+            &path,
+            Some(json!({"is_staff": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        at_once(&mut sue_on_b, "sue").await,
+        format!(r#"{{"leave":"{staff_room}"}}"#)
+    );
+    sue_on_b
+        .send_json(json!({"command": "send", "room": lobby, "message": "still here"}))
+        .await;
+    assert_eq!(sue_on_b.recv_json().await["message"], "still here");
+}
