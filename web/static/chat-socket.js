@@ -5,9 +5,9 @@
 // so unlike v1 nothing has to wait its turn. Two kinds of frame carry no id:
 // a reply to a request refused by the rate limit (RATE_LIMITED), which
 // answers the oldest request still waiting, since replies come in request
-// order (§22); and {"error":{"code":"ROOM_ACCESS_DENIED","room":R}}, the
-// server taking the socket out of a staff-only room (§19.2), which answers
-// nothing. Events are handed on as they arrive.
+// order (§22); and {"error":{"code":"ROOM_ACCESS_DENIED"|"ROOM_INVALID",
+// "room":R}}, the server taking the socket out of a room made staff-only or
+// deleted (§19.2), which answers nothing. Events are handed on as they arrive.
 //
 // A request with no reply in time means the connection is stuck: it is
 // dropped, and every request still waiting fails with DISCONNECTED, so the
@@ -119,8 +119,9 @@ export class ChatSocket {
     const error = frame.error && typeof frame.error === 'object' ? frame.error : null;
     let id = frame.id;
     if (id === undefined) {
-      if (error?.code === 'ROOM_ACCESS_DENIED' && error.room !== undefined) {
-        this.#handlers.onRemoved(error.room);
+      const removal = error?.code === 'ROOM_ACCESS_DENIED' || error?.code === 'ROOM_INVALID';
+      if (removal && error.room !== undefined) {
+        this.#handlers.onRemoved(error.room, error.code);
         return;
       }
       id = this.#waiting.keys().next().value;

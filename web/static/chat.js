@@ -475,13 +475,20 @@ async function leaveRoom(id) {
   closePane(id);
 }
 
-// The server took this socket out of a staff-only room: the user lost staff.
-function onRemovedFromRoom(room) {
+// The server took this socket out of a room: the user lost staff, or the
+// room was made staff-only (ROOM_ACCESS_DENIED), or it was deleted
+// (ROOM_INVALID: it leaves the room list too).
+function onRemovedFromRoom(room, code) {
   const id = String(room);
-  if (!state.panes.has(id)) return;
   const title = roomTitle(id);
-  closePane(id);
-  setStatus(`You are no longer in “${title}”: it is for staff only.`, 'error');
+  if (state.panes.has(id)) closePane(id);
+  if (code === 'ROOM_INVALID') {
+    state.rooms.delete(id);
+    renderRoomList();
+    setStatus(`“${title}” was deleted.`, 'error');
+  } else {
+    setStatus(`You are no longer in “${title}”: it is for staff only.`, 'error');
+  }
 }
 
 // ---- Messages -------------------------------------------------------------

@@ -30,6 +30,19 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// The Redis the servers share (the same URL they use): `deleteroom`,
+    /// `setstaff` and `changepassword` then tell every running server, and
+    /// the open sockets concerned follow at once. Without it they follow at
+    /// their next session re-check (within 45 s).
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

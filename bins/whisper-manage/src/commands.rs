@@ -11,9 +11,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat};
 use sea_orm::{Database, DatabaseConnection};
 use whisper_auth::{AuthError, NewUser, SessionStore, UserStore};
+use whisper_chat::AccessChange;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::Message;
+use whisper_rooms::{LayerError, RedisConfig, RedisLayer};
 use whisper_store::{CatalogError, MessageStore, Room, RoomCatalog};
 
 use crate::cli::{
@@ -26,6 +28,7 @@ use crate::prompt::Prompter;
 /// Opens the database and runs one command; the `Ok` text goes to stdout.
 pub async fn run(cli: Cli) -> Result<String, ManageError> {
     let db = connect(&cli.database_url).await?;
+    let redis = cli.redis_url.as_deref();
     if !matches!(cli.command, Command::Migrate) {
         // So a fresh database file, or one left behind by an upgrade, just
         // works; `migrate` is for doing this explicitly and seeing it.
@@ -39,9 +42,9 @@ pub async fn run(cli: Cli) -> Result<String, ManageError> {
         Command::CreateUser(args) => create_user(db, args).await,
         Command::CreateRoom(args) => create_room(db, args).await,
         Command::Rooms => rooms(db).await,
-        Command::DeleteRoom(args) => delete_room(db, args).await,
-        Command::SetStaff(args) => set_staff(db, args).await,
-        Command::ChangePassword(args) => change_password(db, args).await,
+        Command::DeleteRoom(args) => announce(delete_room(db, args).await?, redis).await,
+        Command::SetStaff(args) => announce(set_staff(db, args).await?, redis).await,
+        Command::ChangePassword(args) => announce(change_password(db, args).await?, redis).await,
         Command::History(args) => history(db, args).await,
         Command::ClearHistory(args) => clear_history(db, args).await,
     }
@@ -53,6 +56,33 @@ async fn connect(url: &str) -> Result<DatabaseConnection, ManageError> {
     Database::connect(url)
         .await
         .map_err(|err| ManageError::Connect(whisper_cli::mask_password(&err.to_string(), url)))
+}
+
+/// What a command that changed access has to say, and the change, for the
+/// running servers.
+struct Changed {
+    out: String,
+    change: AccessChange,
+}
+
+/// Tells the running servers of a change through Redis, when given its
+/// URL; returns the command's output either way. The change is already
+/// stored: a Redis that cannot be reached is an error saying so, and the
+/// servers' periodic session re-check applies the change later.
+async fn announce(changed: Changed, redis_url: Option<&str>) -> Result<String, ManageError> {
+    let Some(url) = redis_url else {
+        return Ok(changed.out);
+    };
+    let masked = |error: LayerError| whisper_cli::mask_password(&error.to_string(), url);
+    let layer = RedisLayer::connect(RedisConfig::new(url))
+        .await
+        .map_err(|error| ManageError::Announce(masked(error)))?;
+    changed
+        .change
+        .announce(&layer)
+        .await
+        .map_err(|error| ManageError::Announce(masked(error)))?;
+    Ok(changed.out + "told the running servers\n")
 }
 
 /// Applies pending migrations and names each one, so an operator sees
@@ -156,18 +186,21 @@ async fn rooms(db: DatabaseConnection) -> Result<String, ManageError> {
 }
 
 /// Deletes a room, naming it in the confirmation so a wrong id is noticed.
-async fn delete_room(db: DatabaseConnection, args: DeleteRoom) -> Result<String, ManageError> {
+async fn delete_room(db: DatabaseConnection, args: DeleteRoom) -> Result<Changed, ManageError> {
     let catalog = RoomCatalog::new(db);
     let room = catalog
         .get(args.id)
         .await?
         .ok_or(CatalogError::NoSuchRoom(args.id))?;
     catalog.delete(room.id).await?;
-    Ok(format!("deleted {}\n", describe(&room)))
+    Ok(Changed {
+        out: format!("deleted {}\n", describe(&room)),
+        change: AccessChange::RoomDeleted(room.id),
+    })
 }
 
 /// Grants or removes staff status, which decides entry to staff-only rooms.
-async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<String, ManageError> {
+async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<Changed, ManageError> {
     let user = UserStore::new(db)
         .set_staff(&args.username, !args.off)
         .await?;
@@ -176,7 +209,10 @@ async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<String, Man
     } else {
         "is no longer staff"
     };
-    Ok(format!("\"{}\" {now}\n", user.username))
+    Ok(Changed {
+        out: format!("\"{}\" {now}\n", user.username),
+        change: AccessChange::User(user.id.0),
+    })
 }
 
 /// Changes a password and ends the user's sessions: whoever knew the old
@@ -188,7 +224,7 @@ async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<String, Man
 async fn change_password(
     db: DatabaseConnection,
     args: ChangePassword,
-) -> Result<String, ManageError> {
+) -> Result<Changed, ManageError> {
     let users = UserStore::new(db.clone());
     let user = users
         .find_by_username(&args.username)
@@ -200,10 +236,13 @@ async fn change_password(
     };
     users.set_password(&user.username, &password).await?;
     SessionStore::new(db).delete_all_for(user.id).await?;
-    Ok(format!(
-        "changed the password of \"{}\" and ended their sessions\n",
-        user.username
-    ))
+    Ok(Changed {
+        out: format!(
+            "changed the password of \"{}\" and ended their sessions\n",
+            user.username
+        ),
+        change: AccessChange::User(user.id.0),
+    })
 }
 
 /// Prints a room's latest messages, oldest first, in aligned columns:

@@ -4,10 +4,13 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use tempfile::TempDir;
 use whisper_auth::{User, UserStore};
+use whisper_chat::AccessChange;
 use whisper_protocol::RoomId;
+use whisper_rooms::{ChannelLayer, RedisConfig, RedisLayer};
 use whisper_store::{LogState, MessageStore, NewMessage};
 
 /// A fresh database file in its own folder, removed when dropped.
@@ -191,6 +194,7 @@ impl Database {
 fn manage(mut command: Command, input: Option<&str>) -> Run {
     command
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -654,4 +658,78 @@ fn every_command_works_on_postgres_too() {
     db.run(&["deleteroom", &id]).assert_success();
     db.run(&["deleteroom", &id]).assert_error(2);
     assert!(!db.rooms().iter().any(|line| line.contains("Lobby")));
+}
+
+/// With `--redis-url`, the commands that change who may use what tell the
+/// running servers through Redis, after the change is stored: a server's
+/// layer hears each change in its group. Without Redis reachable, the
+/// change is still made and the run says the servers were not told (1).
+#[test]
+fn access_changes_are_announced_to_running_servers_through_redis() {
+    let redis = whisper_testkit::RedisServer::start();
+    let db = Database::new();
+    db.create_user("bob", "correct horse").assert_success();
+    let bob = db.user("bob").expect("bob").id.0;
+    let room = db.create_room(&["--title", "Doomed"]);
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let layer = runtime
+        .block_on(RedisLayer::connect(RedisConfig::new(redis.url())))
+        .expect("Redis");
+    let mut inbox = layer.new_channel();
+    for group in [
+        AccessChange::user_group(bob),
+        AccessChange::room_changes_group(),
+    ] {
+        runtime
+            .block_on(layer.group_add(&group, inbox.name()))
+            .expect("group_add");
+    }
+    let mut heard = || {
+        let payload = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await })
+            .expect("a change within 5 s")
+            .expect("an open inbox");
+        AccessChange::from_payload(&payload)
+    };
+    let url = redis.url();
+    for (args, change) in [
+        (
+            vec![
+                "changepassword",
+                "--username",
+                "bob",
+                "--password",
+                "new horse battery",
+            ],
+            AccessChange::User(bob),
+        ),
+        (
+            vec!["setstaff", "--username", "bob"],
+            AccessChange::User(bob),
+        ),
+        (
+            vec!["deleteroom", room.as_str()],
+            AccessChange::RoomDeleted(RoomId(room.parse().expect("an id"))),
+        ),
+    ] {
+        let run = db.run(&[&["--redis-url", url.as_str()], &args[..]].concat());
+        run.assert_success();
+        assert!(
+            run.stdout.ends_with("told the running servers\n"),
+            "{run:#?}"
+        );
+        assert_eq!(heard(), Some(change), "{args:?}");
+    }
+
+    let run = db.run(&[
+        "--redis-url",
+        "redis://127.0.0.1:1",
+        "setstaff",
+        "--username",
+        "bob",
+        "--off",
+    ]);
+    let line = run.assert_error(1);
+    assert!(line.contains("could not be told through Redis"), "{line}");
+    assert!(!db.user("bob").expect("bob").is_staff, "the change is made");
 }
