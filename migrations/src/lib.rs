@@ -15,6 +15,7 @@ mod m20261126_000002_create_sessions;
 mod m20261126_000003_create_rooms;
 mod m20261129_000004_create_messages;
 mod m20261129_000005_seed_general_room;
+mod m20261130_000006_add_username_key;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_create_rooms::Migration),
             Box::new(m20261129_000004_create_messages::Migration),
             Box::new(m20261129_000005_seed_general_room::Migration),
+            Box::new(m20261130_000006_add_username_key::Migration),
         ]
     }
 }

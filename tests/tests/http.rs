@@ -224,6 +224,53 @@ async fn signup_creates_an_account_and_logs_it_in() {
 }
 
 #[tokio::test]
+async fn look_alike_usernames_are_refused_at_signup() {
+    let server = TestServer::start().await;
+    let csrf = csrf_token(&http_client(), &server.url("/accounts/signup/")).await;
+    let site = *server;
+    let signup = move |username: &'static str| {
+        let fields = [
+            ("username", username),
+            ("password1", "correct horse"),
+            ("password2", "correct horse"),
+        ];
+        let csrf = csrf.clone();
+        async move { site.post_form("/accounts/signup/", &csrf, &fields).await }
+    };
+    let alice = signup("alice").await;
+    assert_eq!(alice.status(), StatusCode::FOUND);
+    for (username, error) in [
+        // A Cyrillic а among Latin letters.
+        (
+            "\u{430}lice",
+            "Usernames are 1 to 150 letters of one alphabet",
+        ),
+        ("Alice", "That username is taken."),
+        ("AL\u{131}CE", "That username is taken."),
+    ] {
+        let refused = signup(username).await;
+        assert_eq!(refused.status(), StatusCode::OK, "{username:?}");
+        assert!(Session::from_response(&refused).is_none(), "{username:?}");
+        let page = refused.text().await.expect("page");
+        assert!(page.contains(error), "{username:?}: {page}");
+    }
+    let usernames: Vec<String> = server
+        .db
+        .users
+        .list()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|user| user.username)
+        .collect();
+    assert_eq!(usernames, ["alice"]);
+    // Unicode names of one script are still welcome.
+    let alisa = signup("\u{430}\u{43b}\u{438}\u{441}\u{430}").await;
+    assert_eq!(alisa.status(), StatusCode::FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn closed_signup_says_so_and_creates_nothing() {
     let server = TestServer::start_with(|config| config.open_signup = false).await;
     let client = http_client();

@@ -41,13 +41,16 @@ async fn users_behave_alike_on_sqlite_and_postgres() {
             .await
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(ann.name, "Ann Ó", "{kind}");
-        assert!(
-            matches!(
-                users.create(NewUser::new("ann", "correct horse")).await,
-                Err(AuthError::UsernameTaken)
-            ),
-            "{kind}"
-        );
+        for taken in ["ann", "Ann", "ANN"] {
+            // The same name, or one that differs only in case.
+            assert!(
+                matches!(
+                    users.create(NewUser::new(taken, "correct horse")).await,
+                    Err(AuthError::UsernameTaken)
+                ),
+                "{kind}: {taken:?}"
+            );
+        }
         assert_eq!(
             users
                 .authenticate("ann", "correct horse")
@@ -80,10 +83,19 @@ async fn users_behave_alike_on_sqlite_and_postgres() {
                 .is_some(),
             "{kind}"
         );
+        // Login stays by the exact name, though signup refuses another case.
+        assert_eq!(
+            users
+                .authenticate("Ann", "battery staple")
+                .await
+                .expect("auth"),
+            None,
+            "{kind}"
+        );
         users
-            .create(NewUser::new("Ann", "correct horse"))
+            .create(NewUser::new("bob", "correct horse"))
             .await
-            .expect("usernames are case-sensitive");
+            .expect("another name");
         let names: Vec<_> = users
             .list()
             .await

@@ -91,7 +91,8 @@ pub enum Command {
 /// Options of `createsuperuser`.
 #[derive(Debug, Args)]
 pub struct CreateSuperuser {
-    /// Login name: letters, digits and @.+-_ (prompted for if omitted).
+    /// Login name: letters of one alphabet, digits and @.+-_ (prompted for if
+    /// omitted).
     #[arg(long)]
     pub username: Option<String>,
     /// Email address (prompted for if omitted, unless --noinput).
@@ -109,7 +110,7 @@ pub struct CreateSuperuser {
 /// Options of `createuser`.
 #[derive(Debug, Args)]
 pub struct CreateUser {
-    /// Login name: letters, digits and @.+-_.
+    /// Login name: letters of one alphabet, digits and @.+-_.
     #[arg(long)]
     pub username: String,
     /// Password, 8 characters or more (visible in the process list).

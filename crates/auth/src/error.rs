@@ -9,9 +9,11 @@ use thiserror::Error;
 /// their source.
 #[derive(Debug, Error)]
 pub enum AuthError {
-    /// The username is empty, too long, or has characters other than
-    /// letters, digits and `@.+-_`.
-    #[error("usernames are 1 to 150 letters, digits or @.+-_")]
+    /// The username is empty, too long, has characters other than
+    /// letters, digits and `@.+-_`, mixes the letters of several scripts
+    /// (`аlice` with a Cyrillic `а`: a name made to pass for another), or
+    /// is invisible.
+    #[error("usernames are 1 to 150 letters of one alphabet, digits or @.+-_")]
     InvalidUsername,
     /// The password is shorter than 8 or longer than 1024 characters.
     #[error("passwords are 8 to 1024 characters")]

@@ -55,7 +55,7 @@ pub use error::AuthError;
 pub use password::{HASHING_QUEUE_WAIT, hash_password, verify_password};
 pub use session::{SESSION_LIFETIME, SessionKey, SessionStore};
 pub use throttle::{Attempt, LoginThrottle, SignupThrottle, Throttled};
-pub use user::{NewUser, User, UserId, UserStore};
+pub use user::{NewUser, User, UserId, UserStore, username_key};
 
 /// The sea-orm this crate was built with, so callers open their
 /// [`DatabaseConnection`](sea_orm::DatabaseConnection) and match

@@ -5,6 +5,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, SqlErr,
 };
+use unicode_security::{MixedScript, skeleton};
 
 use crate::password::DUMMY_HASH;
 use crate::{AuthError, hash_password, verify_password};
@@ -19,6 +20,10 @@ pub(crate) mod entity {
         pub id: i64,
         #[sea_orm(unique)]
         pub username: String,
+        /// [`super::username_key`] of `username`: unique, so look-alike
+        /// names cannot both exist.
+        #[sea_orm(unique)]
+        pub username_key: String,
         pub name: String,
         pub email: String,
         pub password_hash: String,
@@ -52,7 +57,8 @@ impl fmt::Display for UserId {
 pub struct User {
     /// The database id.
     pub id: UserId,
-    /// The login name, unique and case-sensitive.
+    /// The login name, case-sensitive at login; no other account has one
+    /// that looks like it (see [`username_key`]).
     pub username: String,
     /// The display name; may be empty.
     pub name: String,
@@ -139,14 +145,76 @@ impl NewUser {
     }
 }
 
+/// Whether a new username is acceptable: 1 to 150 letters, digits and
+/// `@.+-_` (Django's rule, so Unicode names like `Zoë`, `алиса` or `李雷`
+/// pass), all its letters of one script, and something visible.
+///
+/// One script, in the sense of Unicode TR39's mixed-script detection: a
+/// name mixing Latin and Cyrillic letters, like `аlice` with a Cyrillic
+/// `а`, exists to pass for another. Digits and `@.+-_` (scripts Common and
+/// Inherited) go with any script, and Han mixes with kana or Hangul as
+/// Japanese and Korean write. A name whose [`username_key`] is empty is
+/// made only of invisible letters (Hangul fillers).
 fn validate_username(username: &str) -> Result<(), AuthError> {
     let allowed = |c: char| c.is_alphanumeric() || "@.+-_".contains(c);
     let length = username.chars().count();
-    if (1..=150).contains(&length) && username.chars().all(allowed) {
+    if (1..=150).contains(&length)
+        && username.chars().all(allowed)
+        && username.is_single_script()
+        && !username_key(username).is_empty()
+    {
         Ok(())
     } else {
         Err(AuthError::InvalidUsername)
     }
+}
+
+/// At most how many rounds of case folding and confusable mapping
+/// [`username_key`] runs: a folded prototype is sometimes itself a
+/// confusable (`ᗰ` → `M` → `m` → `rn`), and two rounds settle every
+/// character; four leave room for Unicode updates.
+const KEY_ROUNDS: usize = 4;
+
+/// The key that makes usernames unique: two names with the same key look
+/// alike, and only one of them may have an account.
+///
+/// Usernames are case-sensitive strings, but people read them, and `аlice`
+/// (Cyrillic `а`), `Alice`, `ALICE` and `alice` are one name to a reader,
+/// as are `mary` and `rnary` or `b0b` and `bob`. The key is the name
+/// lowercased, mapped to its Unicode TR39 confusable skeleton (which also
+/// drops invisible characters) and lowercased again, repeated until it stops
+/// changing (at most four times).
+///
+/// This is the only place the key is computed: [`UserStore::create`] stores
+/// it in the `users.username_key` column, whose unique index refuses a
+/// look-alike even when two signups race, and the migration that added the
+/// column fills existing rows with it. Changing it (or upgrading the
+/// Unicode data of `unicode-security`) changes keys, so such a change needs
+/// a migration that recomputes the column.
+///
+/// ```
+/// use whisper_auth::username_key;
+///
+/// assert_eq!(username_key("Alice"), username_key("alice"));
+/// assert_eq!(username_key("\u{430}lice"), username_key("alice")); // Cyrillic а
+/// assert_eq!(username_key("mary"), username_key("rnary"));
+/// assert_ne!(username_key("ann"), username_key("anna"));
+/// ```
+pub fn username_key(username: &str) -> String {
+    let fold = |name: &str| -> String {
+        skeleton(&name.to_lowercase())
+            .collect::<String>()
+            .to_lowercase()
+    };
+    let mut key = fold(username);
+    for _ in 1..KEY_ROUNDS {
+        let next = fold(&key);
+        if next == key {
+            break;
+        }
+        key = next;
+    }
+    key
 }
 
 fn validate_password(password: &str) -> Result<(), AuthError> {
@@ -184,16 +252,24 @@ impl UserStore {
     /// Creates an account after validating every field; nothing is written
     /// when one is invalid ([`AuthError::InvalidUsername`],
     /// [`AuthError::InvalidPassword`], [`AuthError::InvalidField`]) or the
-    /// name is taken ([`AuthError::UsernameTaken`]). A superuser is always
-    /// staff.
+    /// name is taken ([`AuthError::UsernameTaken`]). A name is taken when
+    /// an account has it or one that looks like it (the same
+    /// [`username_key`]: `Alice` or `аlice` once `alice` exists). A
+    /// superuser is always staff.
     pub async fn create(&self, new: NewUser) -> Result<User, AuthError> {
         new.validate()?;
-        if self.find_by_username(&new.username).await?.is_some() {
+        let key = username_key(&new.username);
+        let look_alike = entity::Entity::find()
+            .filter(entity::Column::UsernameKey.eq(key.as_str()))
+            .one(&self.db)
+            .await?;
+        if look_alike.is_some() {
             return Err(AuthError::UsernameTaken);
         }
         let password_hash = hash_password(&new.password).await?;
         let row = entity::ActiveModel {
             username: Set(new.username),
+            username_key: Set(key),
             name: Set(new.name),
             email: Set(new.email),
             password_hash: Set(password_hash),
@@ -205,7 +281,8 @@ impl UserStore {
         };
         match row.insert(&self.db).await {
             Ok(model) => Ok(model.into()),
-            // Two signups racing for one name: the unique index decides.
+            // Two signups racing for one name, or for two look-alikes: the
+            // unique indexes decide.
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Err(AuthError::UsernameTaken)
             }
@@ -427,6 +504,128 @@ mod tests {
             users.create(NewUser::new("ok", "long enough")).await,
             Err(AuthError::UsernameTaken)
         ));
+    }
+
+    #[test]
+    fn usernames_may_be_unicode_but_of_one_script() {
+        for good in [
+            "alice",
+            "ann.b+c@x-y_z",
+            "Zoë",
+            "\u{430}\u{43b}\u{438}\u{441}\u{430}", // алиса, all Cyrillic
+            "李雷",
+            "田中さん", // Han and kana: Japanese
+            "2001",
+            "bob_42",
+        ] {
+            assert!(validate_username(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "\u{430}lice",        // Cyrillic а, Latin lice
+            "p\u{430}yp\u{430}l", // paypal with two Cyrillic а
+            "\u{3b1}lpha",        // Greek α, Latin lpha
+            "\u{3164}",           // a Hangul filler alone: invisible
+            "\u{115f}\u{3164}",
+            "",
+            "a b",
+        ] {
+            assert!(
+                matches!(validate_username(bad), Err(AuthError::InvalidUsername)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        for (a, b) in [
+            ("alice", "Alice"),
+            ("alice", "ALICE"),
+            ("alice", "\u{430}lice"),         // Cyrillic а
+            ("ace", "\u{430}\u{441}\u{435}"), // асе, all Cyrillic
+            ("mary", "rnary"),
+            ("bob", "b0b"),
+            ("bob", "B0B"),
+            ("alice", "ａｌｉｃｅ"),    // fullwidth
+            ("alice", "alice\u{3164}"), // a trailing Hangul filler
+            ("Zoë", "Zoe\u{308}"),
+            ("zoë", "ZOË"),
+        ] {
+            assert_eq!(username_key(a), username_key(b), "{a:?} and {b:?}");
+        }
+        for (a, b) in [
+            ("ann", "anna"),
+            ("alice", "alicia"),
+            ("zoe", "zoë"),
+            ("李雷", "李"),
+        ] {
+            assert_ne!(username_key(a), username_key(b), "{a:?} and {b:?}");
+        }
+        // A key is its own key, so keys stored once stay comparable.
+        for name in ["ᗰary", "Zoë", "B0B", "\u{430}\u{43b}\u{438}\u{441}\u{430}"] {
+            let key = username_key(name);
+            assert_eq!(username_key(&key), key, "{name:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_look_alike_of_an_existing_name_is_refused_and_writes_nothing() {
+        let users = store().await;
+        users
+            .create(NewUser::new("alice", "long enough"))
+            .await
+            .expect("create");
+        assert!(matches!(
+            users
+                .create(NewUser::new("\u{430}lice", "long enough"))
+                .await,
+            Err(AuthError::InvalidUsername)
+        ));
+        for look_alike in ["Alice", "ALICE", "al\u{131}ce", "ａlice"] {
+            let refused = users.create(NewUser::new(look_alike, "long enough")).await;
+            assert!(
+                matches!(refused, Err(AuthError::UsernameTaken)),
+                "{look_alike:?}: {refused:?}"
+            );
+        }
+        let mut root = NewUser::new("aLiCe", "long enough");
+        root.is_superuser = true;
+        assert!(matches!(
+            users.create(root).await,
+            Err(AuthError::UsernameTaken)
+        ));
+        let names: Vec<String> = users
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|user| user.username)
+            .collect();
+        assert_eq!(names, ["alice"]);
+        assert!(
+            users
+                .authenticate("alice", "long enough")
+                .await
+                .expect("auth")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn of_two_look_alikes_signing_up_at_once_one_wins() {
+        let users = store().await;
+        let (bob, b0b) = tokio::join!(
+            users.create(NewUser::new("bob", "long enough")),
+            users.create(NewUser::new("B0B", "long enough")),
+        );
+        let won = [&bob, &b0b].iter().filter(|result| result.is_ok()).count();
+        assert_eq!(won, 1, "{bob:?} {b0b:?}");
+        assert!(
+            [bob, b0b]
+                .into_iter()
+                .any(|result| matches!(result, Err(AuthError::UsernameTaken)))
+        );
+        assert_eq!(users.list().await.expect("list").len(), 1);
     }
 
     #[tokio::test]
