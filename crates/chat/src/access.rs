@@ -84,7 +84,8 @@ impl AccessChange {
         }
     }
 
-    /// The change as a payload: [`MARK`], a word, a space, the id.
+    /// The change as a payload: a control character no frame starts with,
+    /// a word, a space, the id.
     pub fn to_payload(self) -> Payload {
         let (word, id) = match self {
             AccessChange::RoomDeleted(room) => ("room-deleted", room.0),
