@@ -1,7 +1,7 @@
 //! Event heads read by every v2 socket from payloads that other nodes
 //! published: `v2::peek_event` must never panic on any bytes, and must read
-//! back the room, seq and user of any frame the encoders write, whatever
-//! the text and names hold.
+//! back the room, seq and user of any message, typing, enter or leave frame
+//! the encoders write, whatever the text and names hold.
 
 #![no_main]
 
@@ -43,4 +43,7 @@ fuzz_target!(|data: &[u8]| {
             user_id: user.id
         }
     );
+    let presence = EventHead::Presence { room: RoomId(room) };
+    assert_eq!(peek_event(encode::enter(RoomId(room), &user, room)), presence);
+    assert_eq!(peek_event(encode::leave(RoomId(room), &user, room)), presence);
 });
