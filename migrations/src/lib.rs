@@ -16,6 +16,7 @@ mod m20261126_000003_create_rooms;
 mod m20261129_000004_create_messages;
 mod m20261129_000005_seed_general_room;
 mod m20261130_000006_add_username_key;
+mod m20261130_000007_create_access_changes;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -30,11 +31,26 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_create_messages::Migration),
             Box::new(m20261129_000005_seed_general_room::Migration),
             Box::new(m20261130_000006_add_username_key::Migration),
+            Box::new(m20261130_000007_create_access_changes::Migration),
         ]
     }
 }
 
 pub use sea_orm_migration::MigratorTrait;
+
+/// Reverts the migration named `name` and every later one, so a test of a
+/// migration's `down` keeps working as migrations are added.
+#[cfg(test)]
+async fn down_through(db: &DatabaseConnection, name: impl AsRef<str>) {
+    let all = Migrator::migrations();
+    let this = all
+        .iter()
+        .position(|migration| migration.name() == name.as_ref())
+        .expect("the migration is registered");
+    let steps = <u32 as std::convert::TryFrom<usize>>::try_from(all.len() - this)
+        .expect("a few migrations");
+    Migrator::down(db, Some(steps)).await.expect("revert");
+}
 
 /// Opens the database at `url` and applies every pending migration: how a
 /// test, an example or a tool that needs no connection tuning starts.

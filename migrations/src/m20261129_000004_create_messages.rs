@@ -134,13 +134,7 @@ mod tests {
 
         // Revert this migration and every later one (the seed of General,
         // whose down does nothing, and the ones after it).
-        let all = Migrator::migrations();
-        let this = all
-            .iter()
-            .position(|migration| migration.name() == super::Migration.name())
-            .expect("the migration is registered");
-        let steps = u32::try_from(all.len() - this).expect("a few migrations");
-        Migrator::down(&db, Some(steps)).await.expect("revert");
+        crate::down_through(&db, super::Migration.name()).await;
         assert_eq!(schema_of(&db, "messages").await, None);
         assert_eq!(schema_of(&db, "room_logs").await, None);
         Migrator::up(&db, None).await.expect("apply again");

@@ -235,7 +235,7 @@ mod tests {
             .await
             .expect("migrated");
         insert(&db, "ann", Some("ann")).await.expect("a user");
-        Migrator::down(&db, Some(1)).await.expect("down");
+        crate::down_through(&db, super::Migration.name()).await;
         insert(&db, "Ann", None)
             .await
             .expect("a look-alike while no key exists");

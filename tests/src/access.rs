@@ -212,6 +212,23 @@ pub async fn logging_out_closes_that_sessions_sockets_at_once(nodes: Nodes<'_>) 
     assert_eq!(still.recv_json().await["message"], "here");
 }
 
+/// A password changed by an operator (`whisper-manage`, which records the
+/// change in the database, since it reaches no server's layer) closes the
+/// user's sockets on both nodes within a second.
+pub async fn a_password_changed_by_the_operator_closes_the_users_sockets_at_once(nodes: Nodes<'_>) {
+    let bob = nodes.person("bob", false).await;
+    let mut on_a = nodes.a.connect(&bob).await;
+    let mut on_b = nodes.b.connect(&bob).await;
+    nodes.db.change_password("bob", "new horse battery").await;
+    for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
+        let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
+            .await
+            .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
+        let code = closed.map(|frame| frame.code);
+        assert_eq!(code, Some(CloseCode::Policy), "node {node}");
+    }
+}
+
 /// A staff member demoted by a superuser on node A leaves the staff-only
 /// rooms on node B at once, and stays in the others.
 pub async fn losing_staff_leaves_the_staff_rooms_at_once(nodes: Nodes<'_>) {

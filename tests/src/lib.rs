@@ -25,9 +25,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use whisper_auth::{NewUser, UserStore};
+use whisper_auth::{NewUser, SessionStore, UserStore};
+use whisper_chat::AccessChange;
 use whisper_server::{Config, RoomCatalog, Server, ServerError};
-use whisper_store::MessageStore;
+use whisper_store::{ChangeFeed, MessageStore};
 
 pub mod access;
 pub mod browser;
@@ -260,6 +261,25 @@ impl TestDatabase {
             messages: MessageStore::new(db.clone()),
             db,
         }
+    }
+
+    /// Changes `username`'s password as `whisper-manage changepassword`
+    /// does: the password, every session ended, and the change recorded
+    /// for the running servers.
+    pub async fn change_password(&self, username: &str, password: &str) {
+        let user = self
+            .users
+            .set_password(username, password)
+            .await
+            .expect("password changed");
+        SessionStore::new(self.db.clone())
+            .delete_all_for(user.id)
+            .await
+            .expect("sessions ended");
+        ChangeFeed::new(self.db.clone())
+            .record(&AccessChange::User(user.id.0).to_string())
+            .await
+            .expect("change recorded");
     }
 
     /// Makes every session of `username` expired, as two weeks passing

@@ -31,3 +31,13 @@ async fn losing_staff_leaves_the_staff_rooms_at_once() {
     access::losing_staff_leaves_the_staff_rooms_at_once(Nodes::one(&server)).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_password_changed_by_the_operator_closes_the_users_sockets_at_once() {
+    let server = TestServer::start().await;
+    access::a_password_changed_by_the_operator_closes_the_users_sockets_at_once(Nodes::one(
+        &server,
+    ))
+    .await;
+    server.stop().await;
+}

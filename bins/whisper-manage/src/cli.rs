@@ -10,7 +10,9 @@ use whisper_protocol::RoomId;
 /// their history.
 ///
 /// Every command except `migrate` first applies pending migrations without a
-/// word, so a fresh database file just works.
+/// word, so a fresh database file just works. `deleteroom`, `setstaff` and
+/// `changepassword` also record the change for the running servers, whose
+/// open sockets follow within a second.
 #[derive(Debug, Parser)]
 #[command(
     name = "whisper-manage",
@@ -29,19 +31,6 @@ pub struct Cli {
         default_value = "sqlite://whisper.db?mode=rwc"
     )]
     pub database_url: String,
-
-    /// The Redis the servers share (the same URL they use): `deleteroom`,
-    /// `setstaff` and `changepassword` then tell every running server, and
-    /// the open sockets concerned follow at once. Without it they follow at
-    /// their next session re-check (within 45 s).
-    #[arg(
-        long,
-        global = true,
-        env = "REDIS_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub redis_url: Option<String>,
 
     /// What to do.
     #[command(subcommand)]

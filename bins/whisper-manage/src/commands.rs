@@ -15,8 +15,7 @@ use whisper_chat::AccessChange;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::Message;
-use whisper_rooms::{LayerError, RedisConfig, RedisLayer};
-use whisper_store::{CatalogError, MessageStore, Room, RoomCatalog};
+use whisper_store::{CatalogError, ChangeFeed, MessageStore, Room, RoomCatalog};
 
 use crate::cli::{
     ChangePassword, ClearHistory, Cli, Command, CreateRoom, CreateSuperuser, CreateUser,
@@ -28,7 +27,6 @@ use crate::prompt::Prompter;
 /// Opens the database and runs one command; the `Ok` text goes to stdout.
 pub async fn run(cli: Cli) -> Result<String, ManageError> {
     let db = connect(&cli.database_url).await?;
-    let redis = cli.redis_url.as_deref();
     if !matches!(cli.command, Command::Migrate) {
         // So a fresh database file, or one left behind by an upgrade, just
         // works; `migrate` is for doing this explicitly and seeing it.
@@ -42,9 +40,11 @@ pub async fn run(cli: Cli) -> Result<String, ManageError> {
         Command::CreateUser(args) => create_user(db, args).await,
         Command::CreateRoom(args) => create_room(db, args).await,
         Command::Rooms => rooms(db).await,
-        Command::DeleteRoom(args) => announce(delete_room(db, args).await?, redis).await,
-        Command::SetStaff(args) => announce(set_staff(db, args).await?, redis).await,
-        Command::ChangePassword(args) => announce(change_password(db, args).await?, redis).await,
+        Command::DeleteRoom(args) => record(&db, delete_room(db.clone(), args).await?).await,
+        Command::SetStaff(args) => record(&db, set_staff(db.clone(), args).await?).await,
+        Command::ChangePassword(args) => {
+            record(&db, change_password(db.clone(), args).await?).await
+        }
         Command::History(args) => history(db, args).await,
         Command::ClearHistory(args) => clear_history(db, args).await,
     }
@@ -65,24 +65,17 @@ struct Changed {
     change: AccessChange,
 }
 
-/// Tells the running servers of a change through Redis, when given its
-/// URL; returns the command's output either way. The change is already
-/// stored: a Redis that cannot be reached is an error saying so, and the
-/// servers' periodic session re-check applies the change later.
-async fn announce(changed: Changed, redis_url: Option<&str>) -> Result<String, ManageError> {
-    let Some(url) = redis_url else {
-        return Ok(changed.out);
-    };
-    let masked = |error: LayerError| whisper_cli::mask_password(&error.to_string(), url);
-    let layer = RedisLayer::connect(RedisConfig::new(url))
+/// Records a change for the running servers ([`ChangeFeed`]: every node
+/// reads it within a second and its sockets follow), and returns the
+/// command's output. The change itself is already stored: when recording
+/// fails, the error says so, and the servers' periodic session re-check
+/// applies the change later.
+async fn record(db: &DatabaseConnection, changed: Changed) -> Result<String, ManageError> {
+    ChangeFeed::new(db.clone())
+        .record(&changed.change.to_string())
         .await
-        .map_err(|error| ManageError::Announce(masked(error)))?;
-    changed
-        .change
-        .announce(&layer)
-        .await
-        .map_err(|error| ManageError::Announce(masked(error)))?;
-    Ok(changed.out + "told the running servers\n")
+        .map_err(ManageError::Record)?;
+    Ok(changed.out)
 }
 
 /// Applies pending migrations and names each one, so an operator sees

@@ -53,13 +53,13 @@ pub enum ManageError {
     /// Applying or listing migrations failed.
     #[error("cannot migrate the database: {0}")]
     Migrate(DbErr),
-    /// The change was made, but the running servers could not be told
-    /// through Redis; their sockets follow at the next session re-check.
+    /// The change was made, but could not be recorded for the running
+    /// servers; their sockets follow at the next session re-check.
     #[error(
-        "done, but the running servers could not be told through Redis ({0}); \
+        "done, but the change could not be recorded for the running servers ({0}); \
          open sockets follow within 45 s"
     )]
-    Announce(String),
+    Record(#[source] StoreError),
     /// Writing the result to stdout failed (for example a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(io::Error),
@@ -100,7 +100,7 @@ impl ManageError {
             )
             | ManageError::Input { .. }
             | ManageError::Connect(_)
-            | ManageError::Announce(_)
+            | ManageError::Record(_)
             | ManageError::Migrate(_)
             | ManageError::Output(_) => FAILED,
         }

@@ -219,3 +219,12 @@ async fn staff_lost_on_one_node_leaves_the_staff_rooms_on_the_other() {
     let cluster = Cluster::start(BIN).await;
     access::losing_staff_leaves_the_staff_rooms_at_once(Nodes::two(&cluster)).await;
 }
+
+#[tokio::test]
+async fn a_password_changed_by_the_operator_closes_the_sockets_on_both_nodes() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_password_changed_by_the_operator_closes_the_users_sockets_at_once(Nodes::two(
+        &cluster,
+    ))
+    .await;
+}

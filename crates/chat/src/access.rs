@@ -13,7 +13,8 @@
 //! A change is a payload no frame starts with (JSON text starts with `{`),
 //! so a connection tells it from a room event by its first byte.
 
-use std::fmt::Write as _;
+use std::fmt;
+use std::str::FromStr;
 
 use whisper_protocol::RoomId;
 use whisper_rooms::{ChannelLayer, GroupName, LayerError, Payload};
@@ -85,33 +86,59 @@ impl AccessChange {
     }
 
     /// The change as a payload: a control character no frame starts with,
-    /// a word, a space, the id.
+    /// then the change's text (see [`Display`](fmt::Display)).
     pub fn to_payload(self) -> Payload {
-        let (word, id) = match self {
-            AccessChange::RoomDeleted(room) => ("room-deleted", room.0),
-            AccessChange::RoomStaffOnly(room) => ("room-staff-only", room.0),
-            AccessChange::RoomOpened(room) => ("room-opened", room.0),
-            AccessChange::User(id) => ("user", id),
-        };
-        let mut text = String::with_capacity(24);
-        text.push(MARK);
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{word} {id}");
-        Payload::from(text)
+        Payload::from(format!("{MARK}{self}"))
     }
 
     /// The change a payload carries; `None` for anything else (a room
     /// event), decided by the first byte.
     pub fn from_payload(payload: &Payload) -> Option<Self> {
-        let text = payload.as_str().strip_prefix(MARK)?;
-        let (word, id) = text.split_once(' ')?;
-        let id: i64 = id.parse().ok()?;
+        payload.as_str().strip_prefix(MARK)?.parse().ok()
+    }
+}
+
+impl fmt::Display for AccessChange {
+    /// The change as text: a word, a space, the id (`user 7`,
+    /// `room-deleted 3`). What goes after the mark in a payload, and what a
+    /// tool without a channel layer records for the servers to read.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (word, id) = match *self {
+            AccessChange::RoomDeleted(room) => ("room-deleted", room.0),
+            AccessChange::RoomStaffOnly(room) => ("room-staff-only", room.0),
+            AccessChange::RoomOpened(room) => ("room-opened", room.0),
+            AccessChange::User(id) => ("user", id),
+        };
+        write!(f, "{word} {id}")
+    }
+}
+
+/// Text that is not a change written by [`AccessChange`]'s `Display`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAChange(String);
+
+impl fmt::Display for NotAChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a change of access: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for NotAChange {}
+
+impl FromStr for AccessChange {
+    type Err = NotAChange;
+
+    /// Reads the text [`Display`](fmt::Display) writes.
+    fn from_str(text: &str) -> Result<Self, NotAChange> {
+        let refuse = || NotAChange(text.to_owned());
+        let (word, id) = text.split_once(' ').ok_or_else(refuse)?;
+        let id: i64 = id.parse().map_err(|_| refuse())?;
         match word {
-            "room-deleted" => Some(AccessChange::RoomDeleted(RoomId(id))),
-            "room-staff-only" => Some(AccessChange::RoomStaffOnly(RoomId(id))),
-            "room-opened" => Some(AccessChange::RoomOpened(RoomId(id))),
-            "user" => Some(AccessChange::User(id)),
-            _ => None,
+            "room-deleted" => Ok(AccessChange::RoomDeleted(RoomId(id))),
+            "room-staff-only" => Ok(AccessChange::RoomStaffOnly(RoomId(id))),
+            "room-opened" => Ok(AccessChange::RoomOpened(RoomId(id))),
+            "user" => Ok(AccessChange::User(id)),
+            _ => Err(refuse()),
         }
     }
 }
@@ -119,6 +146,15 @@ impl AccessChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_change_comes_back_from_its_text() {
+        for change in [AccessChange::RoomDeleted(RoomId(3)), AccessChange::User(-7)] {
+            assert_eq!(change.to_string().parse(), Ok(change));
+        }
+        assert_eq!(AccessChange::User(7).to_string(), "user 7");
+        assert!("user".parse::<AccessChange>().is_err());
+    }
 
     #[test]
     fn every_change_comes_back_from_its_payload() {

@@ -96,7 +96,7 @@ mod tests;
 mod tests_v2;
 mod writer;
 
-pub use access::AccessChange;
+pub use access::{AccessChange, NotAChange};
 pub use connection::{Connection, GAP_WAIT, RECOVERY_MAX, RECOVERY_MAX_BYTES};
 pub use log::{Appended, Draft, LogState, MemoryLog, MessageLog, NONCE_WINDOW};
 

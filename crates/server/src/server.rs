@@ -20,7 +20,7 @@ use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{AccessChange, Chat};
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
-use whisper_store::MessageStore;
+use whisper_store::{ChangeFeed, MessageStore};
 
 use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
@@ -178,8 +178,9 @@ impl<L: ChannelLayer> Server<L> {
         } = self;
         tokio::pin!(shutdown);
         state.tasks.spawn(apply_retention(state.clone()));
-        state.tasks.spawn(purge_expired_sessions(state.clone()));
+        state.tasks.spawn(purge_expired_rows(state.clone()));
         state.tasks.spawn(follow_room_changes(state.clone()));
+        state.tasks.spawn(follow_recorded_changes(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -250,11 +251,7 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
             () = state.shutdown.cancelled() => return,
             _ = rounds.tick() => {}
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-            });
+        let now = unix_millis();
         match state
             .chat
             .log()
@@ -309,10 +306,77 @@ async fn follow_room_changes<L: ChannelLayer>(state: Arc<AppState<L>>) {
     }
 }
 
-/// Deletes expired sessions, at start and then every
-/// [`Config::session_purge_interval`], until shutdown. A failure is logged
-/// and retried at the next round.
-async fn purge_expired_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
+/// The time now, in Unix milliseconds, as the tables store it.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// How often a node reads the changes of access recorded in the database
+/// (see [`follow_recorded_changes`]): well within the second in which a
+/// change must reach the sockets it concerns.
+const RECORDED_CHANGES_POLL: Duration = Duration::from_millis(500);
+
+/// Most recorded changes read at once.
+const RECORDED_CHANGES_PAGE: u64 = 100;
+
+/// How long a recorded change is kept: every node reads it within a
+/// second, so an hour leaves room for a node that was paused.
+const RECORDED_CHANGES_KEPT: Duration = Duration::from_secs(3600);
+
+/// Announces, through the layer, each change of access recorded in the
+/// database since this node started ([`ChangeFeed`]: `whisper-manage`
+/// records the changes it makes, since it reaches no server's layer), so
+/// its sockets follow within a second; until shutdown. With several
+/// nodes on Redis every node announces each change, and sockets act on it
+/// once per node: acting twice changes nothing. A failure is logged and
+/// retried at the next round.
+async fn follow_recorded_changes<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let feed = ChangeFeed::new(state.db.clone());
+    let mut read_up_to = None;
+    let mut rounds = tokio::time::interval(RECORDED_CHANGES_POLL);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = rounds.tick() => {}
+        }
+        let read = match read_up_to {
+            None => feed.latest().await.map(|latest| {
+                read_up_to = Some(latest);
+                Vec::new()
+            }),
+            Some(after) => feed.after(after, RECORDED_CHANGES_PAGE).await,
+        };
+        let recorded = match read {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "reading recorded changes failed"
+                );
+                continue;
+            }
+        };
+        for row in recorded {
+            read_up_to = Some(row.id);
+            match row.change.parse::<AccessChange>() {
+                Ok(change) => state.announce(change).await,
+                Err(error) => tracing::warn!(%error, "a recorded change was not understood"),
+            }
+        }
+    }
+}
+
+/// Deletes expired sessions and old recorded changes, at start and then
+/// every [`Config::session_purge_interval`], until shutdown. A failure is
+/// logged and retried at the next round.
+async fn purge_expired_rows<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let feed = ChangeFeed::new(state.db.clone());
+    let kept = i64::try_from(RECORDED_CHANGES_KEPT.as_millis()).unwrap_or(i64::MAX);
     let mut rounds = tokio::time::interval(state.config.session_purge_interval);
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -327,6 +391,12 @@ async fn purge_expired_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
                 error = &error as &dyn std::error::Error,
                 "deleting expired sessions failed"
             ),
+        }
+        if let Err(error) = feed.prune(unix_millis().saturating_sub(kept)).await {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "deleting old recorded changes failed"
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Storage for Whisper: rooms and their message logs.
 //!
-//! The crate owns the `rooms` table and the message log of protocol v2
-//! (tables `room_logs` and `messages`), all created by the
+//! The crate owns the `rooms` table, the message log of protocol v2
+//! (tables `room_logs` and `messages`) and the `access_changes` feed, all created by the
 //! `whisper-migrations` crate beside `whisper-auth`'s users and sessions. It
 //! knows nothing of HTTP or of the channel layer, so an administration tool
 //! can create a room or read its history without building a web server,
@@ -9,6 +9,8 @@
 //!
 //! - [`RoomCatalog`]: which rooms exist, their titles, who may enter.
 //!   Deleting a room deletes its log.
+//! - [`ChangeFeed`]: changes of access recorded by a tool that reaches no
+//!   server's channel layer, for every node to read and act on.
 //! - [`MessageStore`]: each room's messages, numbered 1, 2, 3, ... with no
 //!   gap on every node, under an [`Epoch`](whisper_protocol::v2::Epoch)
 //!   that changes only when the history is cleared. Sends are stored in
@@ -53,9 +55,11 @@
 //! PostgreSQL (feature `postgres`), both on by default; a service that needs
 //! one driver turns off the default features and names it.
 
+mod changes;
 mod messages;
 mod rooms;
 
+pub use changes::{ChangeFeed, RecordedChange};
 pub use messages::{Appended, LogState, MessageStore, NewMessage, StoreError};
 pub use rooms::{CatalogError, ROOM_CACHE_TTL, Room, RoomCatalog};
 
