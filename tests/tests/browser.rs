@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use whisper_tests::browser::{Browser, BrowserDriver, ShownMessage, WAIT_TIMEOUT};
 use whisper_tests::{RECV_TIMEOUT, TestServer, WsClient};
@@ -920,6 +921,51 @@ async fn losing_staff_closes_the_staff_room_and_says_why() {
     sue.assert_no_script_errors().await;
 
     sue.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_deleted_by_staff_closes_at_once_and_leaves_the_list() {
+    let driver = BrowserDriver::start("deleted-room");
+    let server = TestServer::start().await;
+    let doomed = server.create_room("Doomed", false).await;
+    let lobby = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", true).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
+    bob.record_script_errors().await;
+    bob.join(doomed).await;
+    bob.join(lobby).await;
+
+    let path = format!("/api/admin/rooms/{doomed}");
+    let (status, _) = server.api(&ann, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The server's periodic re-check is 30 s away: only the announced
+    // change closes the pane this soon.
+    let status = bob
+        .wait_for_js_within(
+            Duration::from_secs(5),
+            "#status saying the room was deleted, its pane and button gone",
+            "const [pane, button] = arguments; \
+             const s = document.querySelector('#status'); \
+             return !document.querySelector(pane) && !document.querySelector(button) \
+                 && /deleted/.test(s.textContent) ? s.textContent : null;",
+            vec![
+                json!(Browser::pane(doomed)),
+                json!(Browser::room_button(doomed)),
+            ],
+        )
+        .await;
+    assert_eq!(status, json!("“Doomed” was deleted."));
+    bob.send(lobby, "still here").await;
+    bob.wait_for_messages(lobby, "“still here” stored", |shown| {
+        shown
+            .iter()
+            .any(|m| m.text == "still here" && m.seq.is_some())
+    })
+    .await;
+    bob.assert_no_script_errors().await;
+
+    bob.close().await;
     server.stop().await;
 }
 
