@@ -54,6 +54,53 @@ fn v2_removal(room: i64, code: &str) -> Value {
     json!({"error": {"code": code, "room": room}})
 }
 
+/// A socket that must close with 1008 `session ended` within [`AT_ONCE`].
+async fn closed_at_once(client: &mut WsClient, node: &str) {
+    let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
+        .await
+        .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
+    let code = closed.map(|frame| frame.code);
+    assert_eq!(code, Some(CloseCode::Policy), "node {node}");
+}
+
+/// The members a room change is tried on: Ann (staff, v1) on node A, Bob
+/// (v1) and Cid (v2) on node B, all in a new room open to everyone, every
+/// ENTER read.
+struct Members {
+    room: i64,
+    /// Ann's session, which may use the admin API.
+    ann: Session,
+    ann_on_a: WsClient,
+    bob_on_b: WsClient,
+    cid_on_b: WsClient,
+}
+
+impl Members {
+    async fn of_a_new_room(nodes: Nodes<'_>) -> Members {
+        let room = nodes.db.create_room("Lobby", false).await;
+        let ann = nodes.person("ann", true).await;
+        let bob = nodes.person("bob", false).await;
+        let cid = nodes.person("cid", false).await;
+        let mut ann_on_a = nodes.a.connect(&ann).await;
+        let mut bob_on_b = nodes.b.connect(&bob).await;
+        let mut cid_on_b = nodes.b.connect_v2(&cid).await;
+        join(&mut ann_on_a, room).await;
+        join(&mut bob_on_b, room).await;
+        join_v2(&mut cid_on_b, room).await;
+        for _ in 0..2 {
+            assert_eq!(ann_on_a.recv_json().await["msg_type"], 4);
+        }
+        assert_eq!(bob_on_b.recv_json().await["msg_type"], 4);
+        Members {
+            room,
+            ann,
+            ann_on_a,
+            bob_on_b,
+            cid_on_b,
+        }
+    }
+}
+
 /// v1 `join`, expecting the reply.
 async fn join(client: &mut WsClient, room: i64) {
     let reply = client.join(room).await;
@@ -74,20 +121,13 @@ async fn join_v2(client: &mut WsClient, room: i64) {
 /// (sending, joining again: node B's room cache does not keep the old
 /// room), hear nothing more of it, and are marked left; staff carry on.
 pub async fn a_room_made_staff_only_loses_its_other_members_at_once(nodes: Nodes<'_>) {
-    let room = nodes.db.create_room("Lobby", false).await;
-    let ann = nodes.person("ann", true).await;
-    let bob = nodes.person("bob", false).await;
-    let cid = nodes.person("cid", false).await;
-    let mut ann_on_a = nodes.a.connect(&ann).await;
-    let mut bob_on_b = nodes.b.connect(&bob).await;
-    let mut cid_on_b = nodes.b.connect_v2(&cid).await;
-    join(&mut ann_on_a, room).await;
-    join(&mut bob_on_b, room).await;
-    join_v2(&mut cid_on_b, room).await;
-    for _ in 0..2 {
-        assert_eq!(ann_on_a.recv_json().await["msg_type"], 4);
-    }
-    assert_eq!(bob_on_b.recv_json().await["msg_type"], 4);
+    let Members {
+        room,
+        ann,
+        mut ann_on_a,
+        mut bob_on_b,
+        mut cid_on_b,
+    } = Members::of_a_new_room(nodes).await;
 
     let path = format!("/api/admin/rooms/{room}");
     let (status, _) = nodes
@@ -142,20 +182,13 @@ pub async fn a_room_made_staff_only_loses_its_other_members_at_once(nodes: Nodes
 /// A deleted room is left by every member on both nodes at once, each
 /// told (v2: `ROOM_INVALID` naming the room) and refused after.
 pub async fn a_deleted_room_is_left_by_every_member_at_once(nodes: Nodes<'_>) {
-    let room = nodes.db.create_room("Doomed", false).await;
-    let ann = nodes.person("ann", true).await;
-    let bob = nodes.person("bob", false).await;
-    let cid = nodes.person("cid", false).await;
-    let mut ann_on_a = nodes.a.connect(&ann).await;
-    let mut bob_on_b = nodes.b.connect(&bob).await;
-    let mut cid_on_b = nodes.b.connect_v2(&cid).await;
-    join(&mut ann_on_a, room).await;
-    join(&mut bob_on_b, room).await;
-    join_v2(&mut cid_on_b, room).await;
-    for _ in 0..2 {
-        assert_eq!(ann_on_a.recv_json().await["msg_type"], 4);
-    }
-    assert_eq!(bob_on_b.recv_json().await["msg_type"], 4);
+    let Members {
+        room,
+        ann,
+        mut ann_on_a,
+        mut bob_on_b,
+        mut cid_on_b,
+    } = Members::of_a_new_room(nodes).await;
 
     let path = format!("/api/admin/rooms/{room}");
     let (status, _) = nodes.a.api(&ann, Method::DELETE, &path, None).await;
@@ -200,11 +233,7 @@ pub async fn logging_out_closes_that_sessions_sockets_at_once(nodes: Nodes<'_>) 
         .await;
     assert_eq!(status, StatusCode::FOUND);
     for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
-        let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
-            .await
-            .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
-        let code = closed.map(|frame| frame.code);
-        assert_eq!(code, Some(CloseCode::Policy), "node {node}");
+        closed_at_once(client, node).await;
     }
     still
         .send_json(json!({"command": "send", "room": room, "message": "here"}))
@@ -221,11 +250,7 @@ pub async fn a_password_changed_by_the_operator_closes_the_users_sockets_at_once
     let mut on_b = nodes.b.connect(&bob).await;
     nodes.db.change_password("bob", "new horse battery").await;
     for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
-        let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
-            .await
-            .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
-        let code = closed.map(|frame| frame.code);
-        assert_eq!(code, Some(CloseCode::Policy), "node {node}");
+        closed_at_once(client, node).await;
     }
 }
 
