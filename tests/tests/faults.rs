@@ -143,8 +143,8 @@ impl ChannelLayer for FaultyLayer {
     fn slow_consumer_closes(&self) -> u64 {
         self.0.slow_consumer_closes()
     }
-    fn group_count(&self) -> usize {
-        self.0.group_count()
+    fn room_count(&self) -> usize {
+        self.0.room_count()
     }
     fn is_available(&self) -> impl Future<Output = bool> + Send {
         self.0.is_available()

@@ -205,8 +205,8 @@ impl ChannelLayer for ScriptedLayer {
         self.0.inner.slow_consumer_closes()
     }
 
-    fn group_count(&self) -> usize {
-        self.0.inner.group_count()
+    fn room_count(&self) -> usize {
+        self.0.inner.room_count()
     }
 
     async fn is_available(&self) -> bool {

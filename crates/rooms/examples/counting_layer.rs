@@ -99,8 +99,8 @@ impl ChannelLayer for CountingLayer {
         self.inner.slow_consumer_closes()
     }
 
-    fn group_count(&self) -> usize {
-        self.inner.group_count()
+    fn room_count(&self) -> usize {
+        self.inner.room_count()
     }
 
     async fn is_available(&self) -> bool {

@@ -303,9 +303,11 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Number of inboxes closed for falling behind since start, for metrics.
     fn slow_consumer_closes(&self) -> u64;
 
-    /// Number of groups with at least one member on this node, for metrics.
-    /// Empty groups are forgotten, so this tracks live rooms.
-    fn group_count(&self) -> usize;
+    /// Number of rooms (groups made by [`GroupName::for_room`]) with at
+    /// least one member on this node, for metrics. Other groups (a host's
+    /// per-user groups, say) are not counted; empty groups are forgotten,
+    /// so this tracks live rooms.
+    fn room_count(&self) -> usize;
 
     /// How long a room's presence lives without updates
     /// ([`LayerConfig::presence_ttl`]), so a host paces its presence

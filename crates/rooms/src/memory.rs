@@ -93,8 +93,8 @@ impl ChannelLayer for MemoryLayer {
         self.channels.slow_consumer_closes()
     }
 
-    fn group_count(&self) -> usize {
-        self.channels.group_count()
+    fn room_count(&self) -> usize {
+        self.channels.room_count()
     }
 
     async fn is_available(&self) -> bool {
@@ -276,8 +276,12 @@ impl LocalChannels {
         self.slow_closes.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn group_count(&self) -> usize {
-        self.read().groups.len()
+    pub(crate) fn room_count(&self) -> usize {
+        self.read()
+            .groups
+            .keys()
+            .filter(|group| group.is_room())
+            .count()
     }
 
     /// Closes the channels that fell behind (counting each once, even if
@@ -390,7 +394,10 @@ mod tests {
     #[tokio::test]
     async fn empty_groups_and_closed_channels_are_forgotten() {
         let layer = MemoryLayer::default();
-        let (one, two) = (GroupName::new("one"), GroupName::new("two"));
+        let (one, two) = (
+            GroupName::for_room(RoomId(1)),
+            GroupName::for_room(RoomId(2)),
+        );
         let ann = layer.new_channel();
         let bob = layer.new_channel();
         for group in [&one, &two] {
@@ -403,15 +410,15 @@ mod tests {
             .group_add(&one, bob.name())
             .await
             .expect("memory layer");
-        assert_eq!(layer.group_count(), 2);
+        assert_eq!(layer.room_count(), 2);
 
         layer
             .group_discard(&one, bob.name())
             .await
             .expect("memory layer");
-        assert_eq!(layer.group_count(), 2);
+        assert_eq!(layer.room_count(), 2);
         layer.close_channel(ann.name()).await;
-        assert_eq!(layer.group_count(), 0);
+        assert_eq!(layer.room_count(), 0);
         layer.close_channel(bob.name()).await;
         assert_eq!(layer.channels.channel_count(), 0);
     }
@@ -436,7 +443,7 @@ mod tests {
         }
         assert_eq!(slow.recv().await, Err(InboxClosed::SlowConsumer));
         assert_eq!(layer.slow_consumer_closes(), 1);
-        assert_eq!(layer.group_count(), 0);
+        assert_eq!(layer.room_count(), 0);
         assert_eq!(layer.channels.channel_count(), 0);
 
         // Re-adding the closed channel does not resurrect it.
@@ -444,13 +451,16 @@ mod tests {
             .group_add(&group, slow.name())
             .await
             .expect("memory layer");
-        assert_eq!(layer.group_count(), 0);
+        assert_eq!(layer.room_count(), 0);
     }
 
     #[test]
     fn local_channels_report_the_groups_that_lose_their_last_member() {
         let channels = LocalChannels::new(1);
-        let (one, two) = (GroupName::new("one"), GroupName::new("two"));
+        let (one, two) = (
+            GroupName::for_room(RoomId(1)),
+            GroupName::for_room(RoomId(2)),
+        );
         let ann = channels.new_channel();
         let bob = channels.new_channel();
         channels.group_add(&one, ann.name());
@@ -477,7 +487,7 @@ mod tests {
         channels.group_add(&two, cy.name());
         drop(cy);
         assert_eq!(channels.group_send(&two, &Payload::from("c")), [two]);
-        assert_eq!(channels.group_count(), 0);
+        assert_eq!(channels.room_count(), 0);
     }
 
     #[tokio::test]
@@ -494,7 +504,7 @@ mod tests {
             .group_send(&group, Payload::from("x"))
             .await
             .expect("memory layer");
-        assert_eq!(layer.group_count(), 0);
+        assert_eq!(layer.room_count(), 0);
         assert_eq!(layer.channels.channel_count(), 0);
         assert_eq!(layer.slow_consumer_closes(), 0);
     }

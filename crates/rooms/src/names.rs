@@ -26,6 +26,14 @@ impl GroupName {
         GroupName::new(format!("room-{}", room.0))
     }
 
+    /// Whether this is a room's group, as [`for_room`](Self::for_room)
+    /// names it.
+    pub fn is_room(&self) -> bool {
+        self.0
+            .strip_prefix("room-")
+            .is_some_and(|id| id.parse::<i64>().is_ok())
+    }
+
     /// The name as text, e.g. for a Redis pub/sub channel.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -71,6 +79,10 @@ mod tests {
         assert_eq!(group.as_str(), "room-12");
         assert_eq!(group.to_string(), "room-12");
         assert_eq!(group, GroupName::new("room-12"));
+        assert!(group.is_room() && GroupName::for_room(RoomId(-3)).is_room());
+        for other in ["room-", "room-x", "rooms-1", "user-12", "room-changes"] {
+            assert!(!GroupName::new(other).is_room(), "{other}");
+        }
     }
 
     #[test]

@@ -173,7 +173,7 @@ async fn a_node_subscribes_only_while_it_has_local_members() {
     add(&a, &room, &carl).await;
     add(&b, &room, &bob).await;
     assert_eq!(subscribers(&mut redis, &channel).await, 2);
-    assert_eq!((a.group_count(), b.group_count()), (1, 1));
+    assert_eq!((a.room_count(), b.room_count()), (1, 1));
 
     // Node A keeps listening while carl is still there.
     a.group_discard(&room, ann.name())
@@ -189,7 +189,7 @@ async fn a_node_subscribes_only_while_it_has_local_members() {
         .await
         .expect("group_discard");
     subscribers_become(&mut redis, &channel, 0, "node B unsubscribes").await;
-    assert_eq!((a.group_count(), b.group_count()), (0, 0));
+    assert_eq!((a.room_count(), b.room_count()), (0, 0));
 
     // And a new member subscribes again.
     add(&b, &room, &bob).await;

@@ -40,7 +40,7 @@ impl Metrics {
         registry.register(
             "rooms",
             "Rooms with members on this node",
-            ConstGauge::new(layer.group_count() as i64),
+            ConstGauge::new(layer.room_count() as i64),
         );
         registry.register(
             "messages_received",

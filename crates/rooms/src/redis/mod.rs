@@ -259,7 +259,7 @@ impl fmt::Debug for RedisLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLayer")
             .field("key_prefix", &self.keys.prefix)
-            .field("groups", &self.group_count())
+            .field("rooms", &self.room_count())
             .field("pubsub_up", &self.node.pubsub_up.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -335,8 +335,8 @@ impl ChannelLayer for RedisLayer {
         self.node.channels.slow_consumer_closes()
     }
 
-    fn group_count(&self) -> usize {
-        self.node.channels.group_count()
+    fn room_count(&self) -> usize {
+        self.node.channels.room_count()
     }
 
     async fn is_available(&self) -> bool {
