@@ -407,6 +407,13 @@ async fn a_change_to_the_user_reaches_each_of_its_connections_only() {
     }
     assert!(first.connection.take_user_changed());
     assert!(!first.connection.take_user_changed(), "taken once");
+
+    // A message cannot pose as a change: its frame starts with `{`.
+    request(&mut ann, json!({"command": "join", "room": 1})).await;
+    request(&mut first, json!({"command": "join", "room": 1})).await;
+    say(&mut ann, 5, "\u{1}user 2", None).await;
+    assert_eq!(next(&mut first).await["text"], "\u{1}user 2");
+    assert!(!first.connection.take_user_changed());
     assert!(second.connection.take_user_changed());
     assert!(!ann.connection.take_user_changed());
 }
