@@ -192,6 +192,12 @@ pub struct ConnsArgs {
     /// Length of each broadcast's text in bytes.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub message_bytes: u32,
+    /// Seconds to hold every connection idle (answering pings, sending
+    /// nothing) once the joins have settled, before the broadcasts: the
+    /// server's CPU over that time is reported as `cpu.idle`, which is what
+    /// open connections cost by themselves. 0 skips it.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub idle_s: u32,
 }
 
 /// `recovery`: v2 sockets drop, miss messages, and rejoin with `since`.

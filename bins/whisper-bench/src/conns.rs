@@ -160,6 +160,14 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
     ));
     let settle_s = settle(&shared).await;
     note(&format!("joins settled after {settle_s:.2} s more"));
+    let idle_cpu = if args.idle_s > 0 {
+        note(&format!("holding the connections idle for {} s", args.idle_s));
+        let from = CpuSample::take(server_pids);
+        tokio::time::sleep(Duration::from_secs(u64::from(args.idle_s))).await;
+        Some(CpuSample::take(server_pids).since(&from))
+    } else {
+        None
+    };
 
     let broadcast_cpu_from = CpuSample::take(server_pids);
     let mut times_ms = Vec::with_capacity(args.broadcasts as usize);
@@ -225,6 +233,7 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
             "room_ids": resources.rooms.iter().map(|room| room.0).collect::<Vec<_>>(),
             "broadcasts": args.broadcasts,
             "message_bytes": args.message_bytes,
+            "idle_s": args.idle_s,
             "users": resources.cookies.len(),
             "connections_per_user": setup.common.connections_per_user,
             "connect_concurrency": setup.common.connect_concurrency,
@@ -252,7 +261,7 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
             "disconnect_reasons": closes,
             "elapsed_s": round3(elapsed_s),
         },
-        "cpu": { "connect": connect_cpu, "broadcasts": broadcast_cpu },
+        "cpu": { "connect": connect_cpu, "idle": idle_cpu, "broadcasts": broadcast_cpu },
     }))
 }
 
