@@ -161,7 +161,10 @@ pub async fn run(args: &ConnsArgs, setup: &Setup) -> Result<Value, BenchError> {
     let settle_s = settle(&shared).await;
     note(&format!("joins settled after {settle_s:.2} s more"));
     let idle_cpu = if args.idle_s > 0 {
-        note(&format!("holding the connections idle for {} s", args.idle_s));
+        note(&format!(
+            "holding the connections idle for {} s",
+            args.idle_s
+        ));
         let from = CpuSample::take(server_pids);
         tokio::time::sleep(Duration::from_secs(u64::from(args.idle_s))).await;
         Some(CpuSample::take(server_pids).since(&from))

@@ -53,7 +53,7 @@ mod user;
 
 pub use error::AuthError;
 pub use password::{HASHING_QUEUE_WAIT, hash_password, verify_password};
-pub use session::{SESSION_LIFETIME, SessionKey, SessionStore};
+pub use session::{SESSION_LIFETIME, SESSIONS_PER_QUERY, SessionKey, SessionStore};
 pub use throttle::{Attempt, LoginThrottle, SignupThrottle, Throttled};
 pub use user::{NewUser, User, UserId, UserStore, username_key};
 

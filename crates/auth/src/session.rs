@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ pub(crate) mod entity {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Most session keys [`SessionStore::users_for`] puts in one query: well
+/// under the bound parameters every database takes.
+pub const SESSIONS_PER_QUERY: usize = 500;
 
 /// How long a session lasts after login: two weeks, as Django's default.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -114,6 +119,33 @@ impl SessionStore {
         Ok(key)
     }
 
+    /// For each of `keys`, in order, the active user it belongs to, or
+    /// `None` when it logs no one in any more (expired, deleted, user
+    /// deactivated). One query per [`SESSIONS_PER_QUERY`] keys: a server
+    /// checks the sessions of all its open sockets now and then without a
+    /// query per socket.
+    pub async fn users_for(&self, keys: &[SessionKey]) -> Result<Vec<Option<User>>, AuthError> {
+        let mut users = Vec::with_capacity(keys.len());
+        let now = unix_now();
+        for chunk in keys.chunks(SESSIONS_PER_QUERY) {
+            let hashes: Vec<String> = chunk.iter().map(SessionKey::hash).collect();
+            let mut found: HashMap<String, User> = entity::Entity::find()
+                .filter(entity::Column::KeyHash.is_in(hashes.iter().cloned()))
+                .filter(entity::Column::ExpiresAt.gt(now))
+                .find_also_related(users::Entity)
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .filter_map(|(session, user)| {
+                    let user = user.filter(|u| u.is_active)?;
+                    Some((session.key_hash, User::from(user)))
+                })
+                .collect();
+            users.extend(hashes.iter().map(|hash| found.remove(hash)));
+        }
+        Ok(users)
+    }
+
     /// The active user this unexpired key belongs to, or `None`.
     pub async fn user_for(&self, key: &SessionKey) -> Result<Option<User>, AuthError> {
         // One query (a join), not two: every WebSocket handshake and
@@ -163,6 +195,37 @@ impl SessionStore {
 mod tests {
     use super::*;
     use crate::{NewUser, UserStore};
+
+    #[tokio::test]
+    async fn many_keys_are_checked_in_few_queries_and_keep_their_order() {
+        let db = whisper_migrations::connect_migrated("sqlite::memory:")
+            .await
+            .expect("a migrated in-memory database");
+        let users = UserStore::new(db.clone());
+        let ann = users
+            .create(NewUser::new("ann", "long enough"))
+            .await
+            .expect("create");
+        let bob = users
+            .create(NewUser::new("bob", "long enough"))
+            .await
+            .expect("create");
+        let sessions = SessionStore::new(db.clone());
+        let mut keys = Vec::new();
+        for n in 0..SESSIONS_PER_QUERY + 2 {
+            let user = if n % 2 == 0 { ann.id } else { bob.id };
+            keys.push(sessions.create(user).await.expect("session"));
+        }
+        sessions.delete(&keys[1]).await.expect("logout");
+        users.set_active("bob", false).await.expect("deactivate");
+        keys.push(SessionKey::from_client("made up"));
+        let found = sessions.users_for(&keys).await.expect("lookup");
+        assert_eq!(found.len(), keys.len());
+        for (n, user) in found.iter().enumerate() {
+            let expected = (n % 2 == 0 && n < SESSIONS_PER_QUERY + 2).then_some(ann.id);
+            assert_eq!(user.as_ref().map(|user| user.id), expected, "key {n}");
+        }
+    }
 
     #[tokio::test]
     async fn keys_resolve_until_deleted_and_only_hashes_are_stored() {

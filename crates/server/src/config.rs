@@ -39,9 +39,11 @@ pub struct Config {
     /// open-file limit less 128 (kept for the database, Redis, logs), or
     /// half the limit when that is more.
     pub max_connections: usize,
-    /// How often an open WebSocket's session is looked up again, so a
-    /// logout, a deactivated or deleted user, or lost staff status takes
-    /// effect on sockets already open.
+    /// How often the node looks up the sessions of all its open WebSockets
+    /// at once (a few hundred per query): the backstop for what no event
+    /// announced (a session expiring, a database edited by hand), so it
+    /// still reaches sockets already open. Announced changes (logout, the
+    /// admin API, `whisper-manage`) act at once.
     pub session_recheck: Duration,
     /// Longest a client may take to send a request's headers (slowloris).
     pub header_read_timeout: Duration,

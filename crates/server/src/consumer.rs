@@ -5,14 +5,14 @@
 //! frames. Its task waits on several things at once: the next frame from
 //! the client (handed to the rules, their answer written back), the next
 //! payload in the connection's inbox (room events, written as they come,
-//! and changes of access, acted on), a `send` broadcast completing, the
-//! periodic session re-check and the keep-alive ping.
+//! and changes of access, acted on), a `send` broadcast completing, and
+//! the keep-alive ping.
 //!
 //! A session ends (logout), or a user changes (staff status), on any node:
 //! the change is announced to the user's group, the rules say so, and the
-//! session is read again at once. The periodic re-check is the backstop
-//! for changes made where no layer reaches (`whisper-manage` without
-//! Redis) or announcements the layer lost.
+//! session is read again at once. The node's periodic check of every open
+//! socket's session (`open_sockets`) is the backstop, and tells the socket
+//! the same way; the socket itself has no timer for it.
 //!
 //! Writes are batched: whatever is already waiting in the inbox goes out
 //! with the first payload in one vectored write (see `frames`).
@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use whisper_auth::{SessionKey, User};
 use whisper_chat::{ChatUser, Connection, Protocol};
 use whisper_protocol::ErrorCode;
-use whisper_rooms::{ChannelLayer, Inbox, InboxClosed, Payload};
+use whisper_rooms::{ChannelLayer, ChannelName, Inbox, InboxClosed, Payload};
 
 use crate::connections::ConnectionSlot;
 use crate::frames;
@@ -50,7 +50,6 @@ enum Wakeup {
     Payload(Result<Payload, InboxClosed>),
     /// A `send` broadcast completed, with the error frame when it failed.
     Sent(Option<String>),
-    Recheck,
     KeepAlive,
     /// A v2 room's held messages waited long enough for their gap.
     Gap,
@@ -72,9 +71,12 @@ struct Consumer<L: ChannelLayer> {
     /// The rules of this connection.
     connection: Connection<L, CatalogRooms, StoreLog>,
     /// The session the socket was opened with, read again when a change to
-    /// the user is announced and periodically, so a logout, deactivation or
-    /// deletion closes the socket.
+    /// the user arrives, so a logout, deactivation or deletion closes the
+    /// socket.
     session: SessionKey,
+    /// The name of the socket's inbox, under which the node's
+    /// [`OpenSockets`](crate::open_sockets::OpenSockets) knows it.
+    channel: ChannelName,
     /// When the client last sent anything (a pong included).
     last_heard: Instant,
     /// Held for the connection's life: the per-user connection cap.
@@ -110,11 +112,6 @@ pub(crate) async fn run<L: ChannelLayer>(
     let mut inbox = state.chat.layer().new_channel();
     let shutdown = state.shutdown.clone();
     let config = &state.config;
-    let mut recheck = tokio::time::interval_at(
-        tokio::time::Instant::now() + jittered(config.session_recheck),
-        config.session_recheck,
-    );
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut keep_alive = tokio::time::interval_at(
         tokio::time::Instant::now() + jittered(config.ping_interval),
         config.ping_interval,
@@ -134,10 +131,18 @@ pub(crate) async fn run<L: ChannelLayer>(
         close(socket, CloseCode::Again, "chat unavailable, try again").await;
         return;
     };
+    let channel = inbox.name();
+    state.open_sockets.record(
+        channel,
+        &admitted.session,
+        admitted.user.id.0,
+        admitted.user.is_staff,
+    );
     let mut consumer = Consumer {
         state,
         connection,
         session: admitted.session,
+        channel,
         last_heard: now,
         _slot: admitted.slot,
     };
@@ -153,7 +158,6 @@ pub(crate) async fn run<L: ChannelLayer>(
             frame = socket.next(), if consumer.connection.accepts_frames() => {
                 Wakeup::Frame(frame)
             }
-            _ = recheck.tick() => Wakeup::Recheck,
             _ = keep_alive.tick() => Wakeup::KeepAlive,
             () = sleep_until(gap), if gap.is_some() => Wakeup::Gap,
         };
@@ -173,7 +177,6 @@ pub(crate) async fn run<L: ChannelLayer>(
             Wakeup::Frame(frame) => consumer.on_frame(&mut socket, frame).await,
             Wakeup::Sent(None) => Ok(()),
             Wakeup::Sent(Some(error)) => reply(&mut socket, error).await,
-            Wakeup::Recheck => Box::pin(consumer.recheck_session(&mut socket)).await,
             Wakeup::KeepAlive => consumer.keep_alive(&mut socket).await,
             Wakeup::Gap => {
                 let frames = consumer.connection.fill_gaps(Instant::now()).await;
@@ -303,6 +306,9 @@ impl<L: ChannelLayer> Consumer<L> {
                 return Ok(());
             }
         };
+        self.state
+            .open_sockets
+            .record(self.channel, &self.session, user.id.0, user.is_staff);
         let answer = self.connection.set_user(chat_user(&user)).await;
         write_all(socket, answer).await
     }
@@ -314,6 +320,7 @@ impl<L: ChannelLayer> Drop for Consumer<L> {
     /// work is async, so it runs in a task of its own (tracked, so a
     /// graceful shutdown waits for it).
     fn drop(&mut self) {
+        self.state.open_sockets.forget(self.channel);
         if tokio::runtime::Handle::try_current().is_ok() {
             self.state.tasks.spawn(self.connection.depart());
         }
@@ -345,8 +352,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Half to one and a half `period`, at random: sockets opened together (a
-/// reconnect storm after a restart) then re-check their sessions and ping at
-/// different moments instead of all hitting the database at once, forever.
+/// reconnect storm after a restart) then ping at different moments instead
+/// of all at once, forever.
 fn jittered(period: Duration) -> Duration {
     let mut bytes = [0u8; 2];
     // Without randomness the period itself is still correct.

@@ -37,6 +37,7 @@ mod consumer;
 mod frames;
 pub(crate) mod http;
 mod metrics;
+mod open_sockets;
 mod server;
 mod state;
 mod websocket;

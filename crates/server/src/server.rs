@@ -24,6 +24,7 @@ use whisper_store::{ChangeFeed, MessageStore};
 
 use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
+use crate::open_sockets::{self, OpenSockets};
 use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 
@@ -146,6 +147,7 @@ impl<L: ChannelLayer> Server<L> {
             signups: SignupThrottle::default(),
             connections: Default::default(),
             open_connections: OpenConnections::new(config.max_connections),
+            open_sockets: OpenSockets::default(),
             metrics: Default::default(),
             db,
             config,
@@ -181,6 +183,7 @@ impl<L: ChannelLayer> Server<L> {
         state.tasks.spawn(purge_expired_rows(state.clone()));
         state.tasks.spawn(follow_room_changes(state.clone()));
         state.tasks.spawn(follow_recorded_changes(state.clone()));
+        state.tasks.spawn(check_open_sessions(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -302,6 +305,20 @@ async fn follow_room_changes<L: ChannelLayer>(state: Arc<AppState<L>>) {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Checks the sessions of every open socket of the node, every
+/// [`Config::session_recheck`], until shutdown (see [`open_sockets`]).
+async fn check_open_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    let period = state.config.session_recheck;
+    let mut rounds = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = rounds.tick() => open_sockets::sweep(&state).await,
         }
     }
 }

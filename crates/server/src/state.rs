@@ -13,6 +13,7 @@ use whisper_rooms::ChannelLayer;
 use whisper_store::{MessageStore, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
+use crate::open_sockets::OpenSockets;
 use crate::{CatalogError, Config, Room, RoomCatalog};
 
 /// What every request and connection shares. Built once by
@@ -36,6 +37,8 @@ pub(crate) struct AppState<L> {
     pub connections: Arc<ConnectionCounts>,
     /// Every open TCP connection, under `Config::max_connections`.
     pub open_connections: OpenConnections,
+    /// Every open WebSocket's session, for the periodic check.
+    pub open_sockets: OpenSockets,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
