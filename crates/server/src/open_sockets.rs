@@ -76,16 +76,16 @@ pub(crate) async fn sweep<L: ChannelLayer>(state: &Arc<AppState<L>>) {
         .iter()
         .map(|(_, socket)| socket.session.clone())
         .collect();
-    let users = match state.sessions.users_for(&keys).await {
-        Ok(users) => users,
+    let flags = match state.sessions.staff_flags(&keys).await {
+        Ok(flags) => flags,
         Err(error) => {
             tracing::warn!(%error, "checking the open sockets' sessions failed");
             return;
         }
     };
     let layer = state.chat.layer();
-    for ((channel, socket), user) in sockets.iter().zip(users) {
-        let unchanged = user.is_some_and(|user| user.is_staff == socket.is_staff);
+    for ((channel, socket), is_staff) in sockets.iter().zip(flags) {
+        let unchanged = is_staff == Some(socket.is_staff);
         if !unchanged {
             let change = AccessChange::User(socket.user).to_payload();
             if let Err(error) = layer.send(*channel, change).await {
