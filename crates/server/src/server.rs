@@ -151,6 +151,7 @@ impl<L: ChannelLayer> Server<L> {
             metrics: Default::default(),
             db,
             config,
+            started: tokio::time::Instant::now(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

@@ -39,6 +39,8 @@ pub(crate) struct AppState<L> {
     pub open_connections: OpenConnections,
     /// Every open WebSocket's session, for the periodic check.
     pub open_sockets: OpenSockets,
+    /// When the server started: the origin of the sockets' ping grid.
+    pub started: tokio::time::Instant,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
