@@ -389,7 +389,10 @@ mod tests {
             let offset = at.duration_since(epoch);
             assert_eq!(offset.as_nanos() % PING_STEP.as_nanos(), 0, "{offset:?}");
             let wait = at.duration_since(now);
-            assert!(wait >= period / 2 && wait <= period * 3 / 2 + PING_STEP, "{wait:?}");
+            assert!(
+                wait >= period / 2 && wait <= period * 3 / 2 + PING_STEP,
+                "{wait:?}"
+            );
         }
         // A period shorter than the step is its own grid.
         let short = Duration::from_millis(200);
