@@ -6,6 +6,7 @@
 //! than one per socket, and a few at a time (the server hashes on its
 //! blocking pool; more in flight only queue there).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{StreamExt, stream};
@@ -19,6 +20,8 @@ use crate::progress::Progress;
 const PASSWORD: &str = "whisper-bench-password";
 /// Signups in flight at once.
 const CONCURRENCY: usize = 4;
+/// Signups the server accepts from one client address in an hour.
+const SIGNUPS_PER_ADDRESS: usize = 10;
 
 /// `bench-<run>-<n>`: a prefix fresh for each run, so runs against one
 /// database never collide.
@@ -32,20 +35,21 @@ fn run_prefix() -> String {
 
 /// Signs up `count` users on `target` and returns, for each, the `Cookie`
 /// header its WebSockets send (to any node sharing `target`'s database).
+/// A server on loopback is signed up to from 127.0.0.2, 127.0.0.3, ...,
+/// [`SIGNUPS_PER_ADDRESS`] users each: it limits signups per client address.
 pub async fn sign_up(target: &Target, count: usize) -> Result<Vec<String>, BenchError> {
-    let client = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|error| BenchError::Signup(error.to_string()))?;
-    let csrf = csrf_token(&client, target).await?;
+    let csrf = csrf_token(&http_client(None)?, target).await?;
     let prefix = run_prefix();
     let progress = Progress::bar("signing up users", count);
     let signups = stream::iter(0..count)
         .map(|index| {
-            let client = &client;
             let csrf = &csrf;
             let username = format!("{prefix}-{index}");
-            async move { sign_up_one(client, target, csrf, &username).await }
+            let source = signup_source(target, index);
+            async move {
+                let client = http_client(source)?;
+                sign_up_one(&client, target, csrf, &username).await
+            }
         })
         .buffered(CONCURRENCY);
     tokio::pin!(signups);
@@ -56,6 +60,28 @@ pub async fn sign_up(target: &Target, count: usize) -> Result<Vec<String>, Bench
     }
     progress.finish(&format!("signed up {count} users ({prefix}-*)"));
     Ok(cookies)
+}
+
+/// An HTTP client that follows no redirects, sending from `source` when
+/// given.
+fn http_client(source: Option<IpAddr>) -> Result<Client, BenchError> {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(source)
+        .build()
+        .map_err(|error| BenchError::Signup(error.to_string()))
+}
+
+/// Where the `index`th signup comes from: on a loopback IPv4 server, the
+/// `index / SIGNUPS_PER_ADDRESS`th address from 127.0.0.2 on; elsewhere
+/// the system's choice.
+fn signup_source(target: &Target, index: usize) -> Option<IpAddr> {
+    if !target.addr.ip().is_loopback() || !target.addr.is_ipv4() {
+        return None;
+    }
+    let offset = u32::try_from(index / SIGNUPS_PER_ADDRESS).ok()?;
+    let address = u32::from(Ipv4Addr::new(127, 0, 0, 2)).checked_add(offset)?;
+    Some(IpAddr::V4(Ipv4Addr::from(address)))
 }
 
 /// The CSRF token the signup page sets. It is a double-submit token (the
