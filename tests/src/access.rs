@@ -39,6 +39,13 @@ async fn at_once(client: &mut WsClient, what: &str) -> String {
     }
 }
 
+/// `PATCH path` with `body` through node A's admin API, as `session`;
+/// panics unless it is 200.
+async fn patch(nodes: Nodes<'_>, session: &Session, path: &str, body: Value) {
+    let (status, answer) = nodes.a.api(session, Method::PATCH, path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "PATCH {path}: {answer}");
+}
+
 /// The next two text frames, sorted: two notices whose order is not fixed.
 async fn two_at_once(client: &mut WsClient, what: &str) -> Vec<String> {
     let mut frames = vec![at_once(client, what).await, at_once(client, what).await];
@@ -130,16 +137,7 @@ pub async fn a_room_made_staff_only_loses_its_other_members_at_once(nodes: Nodes
     } = Members::of_a_new_room(nodes).await;
 
     let path = format!("/api/admin/rooms/{room}");
-    let (status, _) = nodes
-        .a
-        .api(
-            &ann,
-            Method::PATCH,
-            &path,
-            Some(json!({"staff_only": true})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    patch(nodes, &ann, &path, json!({"staff_only": true})).await;
     assert_eq!(
         at_once(&mut bob_on_b, "bob, v1").await,
         format!(r#"{{"leave":"{room}"}}"#)
@@ -268,16 +266,7 @@ pub async fn losing_staff_leaves_the_staff_rooms_at_once(nodes: Nodes<'_>) {
 
     let me = nodes.a.me(&sue).await;
     let path = format!("/api/admin/users/{}", me["id"]);
-    let (status, _) = nodes
-        .a
-        .api(
-            &root,
-            Method::PATCH,
-            &path,
-            Some(json!({"is_staff": false})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    patch(nodes, &root, &path, json!({"is_staff": false})).await;
     assert_eq!(
         at_once(&mut sue_on_b, "sue").await,
         format!(r#"{{"leave":"{staff_room}"}}"#)
