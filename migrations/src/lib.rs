@@ -38,6 +38,29 @@ impl MigratorTrait for Migrator {
 
 pub use sea_orm_migration::MigratorTrait;
 
+/// The rows `sql` selects, each as the pair of its two columns: how a
+/// migration's test reads back what it wrote.
+#[cfg(test)]
+async fn column_pairs<A, B>(db: &DatabaseConnection, sql: &str) -> Vec<(A, B)>
+where
+    A: sea_orm_migration::sea_orm::TryGetable,
+    B: sea_orm_migration::sea_orm::TryGetable,
+{
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
+    let statement = Statement::from_string(db.get_database_backend(), sql);
+    db.query_all_raw(statement)
+        .await
+        .expect(sql)
+        .iter()
+        .map(|row| {
+            (
+                A::try_get_by_index(row, 0).expect("the first column"),
+                B::try_get_by_index(row, 1).expect("the second column"),
+            )
+        })
+        .collect()
+}
+
 /// Reverts the migration named `name` and every later one, so a test of a
 /// migration's `down` keeps working as migrations are added.
 #[cfg(test)]

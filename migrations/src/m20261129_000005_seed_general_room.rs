@@ -59,28 +59,14 @@ enum Rooms {
 #[cfg(test)]
 mod tests {
     use sea_orm_migration::MigratorTrait;
-    use sea_orm_migration::sea_orm::{
-        ConnectionTrait, Database, DatabaseConnection, Statement, TryGetable,
-    };
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
     use super::*;
     use crate::Migrator;
 
     /// `(title, staff_only)` of every room, by id.
     async fn rooms(db: &DatabaseConnection) -> Vec<(String, bool)> {
-        let sql = "SELECT title, staff_only FROM rooms ORDER BY id";
-        let statement = Statement::from_string(db.get_database_backend(), sql);
-        db.query_all_raw(statement)
-            .await
-            .expect(sql)
-            .iter()
-            .map(|row| {
-                (
-                    String::try_get_by_index(row, 0).expect("title"),
-                    bool::try_get_by_index(row, 1).expect("staff_only"),
-                )
-            })
-            .collect()
+        crate::column_pairs(db, "SELECT title, staff_only FROM rooms ORDER BY id").await
     }
 
     /// How many migrations come before this one, and how many after.

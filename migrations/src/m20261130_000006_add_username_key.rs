@@ -121,9 +121,7 @@ enum Users {
 #[cfg(test)]
 mod tests {
     use sea_orm_migration::MigratorTrait;
-    use sea_orm_migration::sea_orm::{
-        ConnectionTrait, Database, DatabaseConnection, Statement, TryGetable,
-    };
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
     use super::*;
     use crate::Migrator;
@@ -175,19 +173,7 @@ mod tests {
 
     /// `(username, username_key)` of every user, by id.
     async fn keys(db: &DatabaseConnection) -> Vec<(String, String)> {
-        let sql = "SELECT username, username_key FROM users ORDER BY id";
-        let statement = Statement::from_string(db.get_database_backend(), sql);
-        db.query_all_raw(statement)
-            .await
-            .expect(sql)
-            .iter()
-            .map(|row| {
-                (
-                    String::try_get_by_index(row, 0).expect("username"),
-                    String::try_get_by_index(row, 1).expect("username_key"),
-                )
-            })
-            .collect()
+        crate::column_pairs(db, "SELECT username, username_key FROM users ORDER BY id").await
     }
 
     fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
