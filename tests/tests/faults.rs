@@ -143,6 +143,9 @@ impl ChannelLayer for FaultyLayer {
     fn slow_consumer_closes(&self) -> u64 {
         self.0.slow_consumer_closes()
     }
+    fn expendables_dropped(&self) -> u64 {
+        self.0.expendables_dropped()
+    }
     fn room_count(&self) -> usize {
         self.0.room_count()
     }

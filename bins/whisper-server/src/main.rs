@@ -53,6 +53,13 @@ struct Args {
           default_value_t = Config::default().max_rooms_per_connection,
           value_parser = RangedU64ValueParser::<usize>::from(1..))]
     max_rooms_per_connection: usize,
+    /// Bytes of events that may wait for one slow connection: past half,
+    /// its presence and typing notices are dropped; past all, it is closed
+    /// (1013).
+    #[arg(long, env = "WHISPER_MAX_QUEUED_BYTES",
+          default_value_t = LayerConfig::default().max_queued_bytes,
+          value_parser = RangedU64ValueParser::<usize>::from(1024..=1 << 30))]
+    max_queued_bytes: usize,
     /// Seconds a room's presence lives without updates.
     #[arg(long, env = "WHISPER_PRESENCE_TTL_S",
           default_value_t = LayerConfig::default().presence_ttl.as_secs(),
@@ -130,8 +137,8 @@ impl Args {
             ..Config::default()
         };
         let layer = LayerConfig {
+            max_queued_bytes: self.max_queued_bytes,
             presence_ttl: Duration::from_secs(self.presence_ttl_s),
-            ..LayerConfig::default()
         };
         (config, layer, self.redis_url)
     }

@@ -886,7 +886,8 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
             return Err(ErrorCode::RoomAccessDenied);
         }
         if self.chat.typing_allowed(self.user.id, room, now) {
-            let notice = room_event(v2::encode::typing(room, &self.user.user_ref()), "");
+            let notice =
+                room_event(v2::encode::typing(room, &self.user.user_ref()), "").expendable();
             let group = GroupName::for_room(room);
             match self.chat.layer.group_send(&group, notice).await {
                 Ok(()) => {
@@ -1021,8 +1022,11 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Chat<L, D, M> {
                 v2::encode::leave(id, &who, ts),
             ),
         };
+        // Expendable: a member falling behind misses notices, not
+        // messages, and is not closed for a storm of them.
+        let notice = room_event(v2_frame, &v1_frame).expendable();
         self.layer
-            .group_send(&GroupName::for_room(id), room_event(v2_frame, &v1_frame))
+            .group_send(&GroupName::for_room(id), notice)
             .await
     }
 

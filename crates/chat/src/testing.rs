@@ -205,6 +205,10 @@ impl ChannelLayer for ScriptedLayer {
         self.0.inner.slow_consumer_closes()
     }
 
+    fn expendables_dropped(&self) -> u64 {
+        self.0.inner.expendables_dropped()
+    }
+
     fn room_count(&self) -> usize {
         self.0.inner.room_count()
     }

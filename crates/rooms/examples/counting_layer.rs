@@ -99,6 +99,10 @@ impl ChannelLayer for CountingLayer {
         self.inner.slow_consumer_closes()
     }
 
+    fn expendables_dropped(&self) -> u64 {
+        self.inner.expendables_dropped()
+    }
+
     fn room_count(&self) -> usize {
         self.inner.room_count()
     }

@@ -1,12 +1,21 @@
 //! A connection's inbox: the bounded queue between the layer and the task
 //! that writes to the connection's socket.
 //!
-//! The layer holds the sending end ([`InboxSender`]) and never waits on it:
-//! when the queue is full the receiver is too slow, and the layer closes the
-//! inbox instead of blocking the sender (one slow client must not stall a
-//! room) or buffering without limit (one slow client must not exhaust
-//! memory). The connection learns of it as [`InboxClosed::SlowConsumer`] and
-//! closes its socket with code 1013.
+//! The layer holds the sending end ([`InboxSender`]) and never waits on it.
+//! The queue is bounded in bytes ([`LayerConfig::max_queued_bytes`]):
+//!
+//! - Past half the bound, [expendable](Payload::expendable) payloads
+//!   (presence and typing notices) are dropped: new ones are refused, and a
+//!   payload that must be queued first drops those already waiting. A
+//!   storm of notices (a node restarting, and every member rejoining) then
+//!   costs a slow receiver some notices, not its connection.
+//! - Past the bound, the receiver is too slow, and the layer closes the
+//!   inbox instead of blocking the sender (one slow client must not stall a
+//!   room) or buffering without limit (one slow client must not exhaust
+//!   memory). The connection learns of it as [`InboxClosed::SlowConsumer`]
+//!   and closes its socket with code 1013.
+//!
+//! [`LayerConfig::max_queued_bytes`]: crate::LayerConfig::max_queued_bytes
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -19,6 +28,12 @@ use crate::{ChannelName, Payload};
 /// past it the queue is shrunk, so one burst does not cost a connection
 /// memory for the rest of its life.
 const KEPT_CAPACITY: usize = 16;
+
+/// What a queued payload counts against the bound: its bytes and its slot
+/// in the queue, so that many tiny payloads are bounded too.
+fn queued_cost(payload: &Payload) -> usize {
+    payload.len() + std::mem::size_of::<Payload>()
+}
 
 /// Why an inbox stopped delivering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,13 +71,19 @@ pub struct Inbox {
 /// What an inbox and its senders share.
 #[derive(Debug)]
 struct Shared {
-    capacity: usize,
+    /// The bound on `State::queued_bytes`.
+    max_bytes: usize,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
     queue: VecDeque<Payload>,
+    /// The [`queued_cost`] of everything in `queue`.
+    queued_bytes: usize,
+    /// How many payloads in `queue` are expendable, so a queue without any
+    /// is never scanned for them.
+    expendables: usize,
     /// The receiver's waker, kept only while it waits on an empty queue.
     waker: Option<Waker>,
     /// Live [`InboxSender`] clones; none left means closed.
@@ -85,6 +106,8 @@ impl State {
             return Some(Err(InboxClosed::SlowConsumer));
         }
         if let Some(payload) = self.queue.pop_front() {
+            self.queued_bytes -= queued_cost(&payload);
+            self.expendables -= usize::from(payload.is_expendable());
             if self.queue.is_empty() && self.queue.capacity() > KEPT_CAPACITY {
                 self.queue.shrink_to(KEPT_CAPACITY);
             }
@@ -94,6 +117,29 @@ impl State {
             return Some(Err(InboxClosed::Closed));
         }
         None
+    }
+
+    fn push(&mut self, payload: Payload) {
+        self.queued_bytes += queued_cost(&payload);
+        self.expendables += usize::from(payload.is_expendable());
+        self.queue.push_back(payload);
+    }
+
+    /// Drops every expendable payload still queued; returns how many.
+    fn drop_expendables(&mut self) -> usize {
+        let dropped = self.expendables;
+        if dropped > 0 {
+            self.queue.retain(|payload| !payload.is_expendable());
+            self.queued_bytes = self.queue.iter().map(queued_cost).sum();
+            self.expendables = 0;
+        }
+        dropped
+    }
+
+    fn clear(&mut self) {
+        self.queue = VecDeque::new();
+        self.queued_bytes = 0;
+        self.expendables = 0;
     }
 }
 
@@ -145,7 +191,7 @@ impl Drop for Inbox {
         let mut state = self.shared.lock();
         state.receiver_alive = false;
         state.waker = None;
-        state.queue = VecDeque::new();
+        state.clear();
     }
 }
 
@@ -188,6 +234,10 @@ impl Drop for InboxSender {
 pub(crate) enum Delivery {
     /// Queued.
     Delivered,
+    /// The receiver is falling behind, and this many expendable payloads
+    /// were dropped for it: the one offered, or those queued to make room
+    /// for it (it was then queued).
+    Shed(usize),
     /// The queue is full: the receiver fell behind and must be closed.
     Full,
     /// The inbox was dropped; the channel can be forgotten.
@@ -196,24 +246,43 @@ pub(crate) enum Delivery {
 
 impl InboxSender {
     /// Queues `payload` without waiting. Never blocks: a full queue is
-    /// reported, not waited on.
+    /// reported, not waited on. An empty queue takes any payload, however
+    /// large, so one big frame cannot close a receiver that is keeping up.
     pub(crate) fn deliver(&self, payload: Payload) -> Delivery {
-        let waker = {
+        let (waker, shed) = {
             let mut state = self.shared.lock();
             if !state.receiver_alive {
                 return Delivery::Gone;
             }
-            if state.overflowed || state.queue.len() >= self.shared.capacity {
+            if state.overflowed {
                 return Delivery::Full;
             }
-            state.queue.push_back(payload);
-            state.waker.take()
+            let after = state.queued_bytes + queued_cost(&payload);
+            let mut shed = 0;
+            if after > self.shared.max_bytes / 2 && !state.queue.is_empty() {
+                if payload.is_expendable() {
+                    return Delivery::Shed(1);
+                }
+                if after > self.shared.max_bytes {
+                    shed = state.drop_expendables();
+                    let after = state.queued_bytes + queued_cost(&payload);
+                    if after > self.shared.max_bytes && !state.queue.is_empty() {
+                        return Delivery::Full;
+                    }
+                }
+            }
+            state.push(payload);
+            (state.waker.take(), shed)
         };
         // Woken outside the lock, so the receiver does not wake into it.
         if let Some(waker) = waker {
             waker.wake();
         }
-        Delivery::Delivered
+        if shed > 0 {
+            Delivery::Shed(shed)
+        } else {
+            Delivery::Delivered
+        }
     }
 
     /// Closes the inbox for falling behind: the backlog is dropped now and
@@ -223,7 +292,7 @@ impl InboxSender {
         let waker = {
             let mut state = self.shared.lock();
             state.overflowed = true;
-            state.queue = VecDeque::new();
+            state.clear();
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -232,12 +301,15 @@ impl InboxSender {
     }
 }
 
-/// Makes a bounded inbox holding at most `capacity` payloads (at least one).
-pub(crate) fn inbox(name: ChannelName, capacity: usize) -> (InboxSender, Inbox) {
+/// Makes an inbox bounded to `max_bytes` of queued payloads (see
+/// [`queued_cost`]).
+pub(crate) fn inbox(name: ChannelName, max_bytes: usize) -> (InboxSender, Inbox) {
     let shared = Arc::new(Shared {
-        capacity: capacity.max(1),
+        max_bytes,
         state: Mutex::new(State {
             queue: VecDeque::new(),
+            queued_bytes: 0,
+            expendables: 0,
             waker: None,
             senders: 1,
             receiver_alive: true,
@@ -254,9 +326,14 @@ pub(crate) fn inbox(name: ChannelName, capacity: usize) -> (InboxSender, Inbox) 
 mod tests {
     use super::*;
 
+    /// A bound that holds `n` one-byte payloads.
+    fn room_for(n: usize) -> usize {
+        n * queued_cost(&Payload::from("x"))
+    }
+
     #[tokio::test]
     async fn an_overflowed_inbox_reports_slow_consumer_before_its_backlog() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 2);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
         assert_eq!(sender.deliver(Payload::from("a")), Delivery::Delivered);
         assert_eq!(sender.deliver(Payload::from("b")), Delivery::Delivered);
         assert_eq!(sender.deliver(Payload::from("c")), Delivery::Full);
@@ -268,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_normal_close_drains_the_backlog_first() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 2);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
         assert_eq!(inbox.try_recv(), None);
         sender.deliver(Payload::from("a"));
         drop(sender);
@@ -279,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_blocked_receiver_wakes_when_closed_for_overflow() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 2);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
         let waiter = tokio::spawn(async move { inbox.recv().await });
         tokio::task::yield_now().await;
         sender.mark_overflowed();
@@ -290,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_receiver_wakes_on_delivery_in_order() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 8);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(8));
         let waiter = tokio::spawn(async move { (inbox.recv().await, inbox.recv().await) });
         tokio::task::yield_now().await;
         sender.deliver(Payload::from("a"));
@@ -304,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 1024);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(1024));
         for _ in 0..1000 {
             assert_eq!(sender.deliver(Payload::from("x")), Delivery::Delivered);
         }
@@ -314,7 +391,7 @@ mod tests {
 
     #[test]
     fn clones_keep_the_inbox_open_until_the_last_is_dropped() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 2);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
         let clone = sender.clone();
         drop(sender);
         assert_eq!(inbox.try_recv(), None);
@@ -324,8 +401,52 @@ mod tests {
 
     #[test]
     fn a_dropped_inbox_is_reported_gone() {
-        let (sender, inbox) = inbox(ChannelName::new(1), 0);
+        let (sender, inbox) = inbox(ChannelName::new(1), room_for(0));
         drop(inbox);
         assert_eq!(sender.deliver(Payload::from("a")), Delivery::Gone);
+    }
+
+    #[test]
+    fn past_half_the_bound_expendables_are_refused() {
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(4));
+        assert_eq!(sender.deliver(Payload::from("a")), Delivery::Delivered);
+        assert_eq!(sender.deliver(Payload::from("b")), Delivery::Delivered);
+        let notice = Payload::from("n").expendable();
+        assert_eq!(sender.deliver(notice), Delivery::Shed(1));
+        assert_eq!(sender.deliver(Payload::from("c")), Delivery::Delivered);
+        let received: Vec<_> = std::iter::from_fn(|| inbox.try_recv()).collect();
+        let texts: Vec<_> = received.iter().flatten().map(Payload::as_str).collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_message_drops_queued_expendables_before_the_receiver() {
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(4));
+        assert_eq!(
+            sender.deliver(Payload::from("e").expendable()),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            sender.deliver(Payload::from("f").expendable()),
+            Delivery::Delivered
+        );
+        assert_eq!(sender.deliver(Payload::from("1")), Delivery::Delivered);
+        assert_eq!(sender.deliver(Payload::from("2")), Delivery::Delivered);
+        assert_eq!(sender.deliver(Payload::from("3")), Delivery::Shed(2));
+        assert_eq!(sender.deliver(Payload::from("4")), Delivery::Delivered);
+        assert_eq!(sender.deliver(Payload::from("5")), Delivery::Full);
+        let received: Vec<_> = std::iter::from_fn(|| inbox.try_recv()).collect();
+        let texts: Vec<_> = received.iter().flatten().map(Payload::as_str).collect();
+        assert_eq!(texts, ["1", "2", "3", "4"]);
+        assert_eq!(inbox.shared.lock().queued_bytes, 0);
+    }
+
+    #[test]
+    fn an_empty_queue_takes_a_payload_larger_than_the_bound() {
+        let (sender, mut inbox) = inbox(ChannelName::new(1), 10);
+        let big = Payload::from("x".repeat(1000));
+        assert_eq!(sender.deliver(big.clone()), Delivery::Delivered);
+        assert_eq!(sender.deliver(Payload::from("y")), Delivery::Full);
+        assert_eq!(inbox.try_recv(), Some(Ok(big)));
     }
 }

@@ -215,10 +215,15 @@ impl LayerError {
 /// Configuration shared by all backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerConfig {
-    /// How many payloads an inbox holds before its receiver counts as too
-    /// slow and is closed. Bounds memory per connection; a value of 0 is
-    /// treated as 1. Default: 1024.
-    pub inbox_capacity: usize,
+    /// How many bytes of payloads may wait in one inbox (each counted with
+    /// its queue slot, about 40 bytes). Past half of it, expendable
+    /// payloads ([`Payload::expendable`]) to that inbox are dropped; past
+    /// all of it, its receiver counts as too slow and is closed. Bounds
+    /// memory per connection. An empty inbox takes one payload of any
+    /// size. Default: 1 MiB, about 90 ms of a busy room's traffic
+    /// (11 MB/s to each member) for a receiver to fall behind before its
+    /// notices are dropped.
+    pub max_queued_bytes: usize,
     /// How long a room's presence survives without any touch or leave.
     /// Forgets users of a node that died without saying goodbye. Default:
     /// one hour.
@@ -228,7 +233,7 @@ pub struct LayerConfig {
 impl Default for LayerConfig {
     fn default() -> Self {
         LayerConfig {
-            inbox_capacity: 1024,
+            max_queued_bytes: 1024 * 1024,
             presence_ttl: Duration::from_secs(3600),
         }
     }
@@ -302,6 +307,10 @@ pub trait ChannelLayer: Send + Sync + 'static {
 
     /// Number of inboxes closed for falling behind since start, for metrics.
     fn slow_consumer_closes(&self) -> u64;
+
+    /// Number of expendable payloads dropped since start for receivers
+    /// falling behind (see [`LayerConfig::max_queued_bytes`]), for metrics.
+    fn expendables_dropped(&self) -> u64;
 
     /// Number of rooms (groups made by [`GroupName::for_room`]) with at
     /// least one member on this node, for metrics. Other groups (a host's

@@ -35,7 +35,7 @@ impl MemoryLayer {
     /// A layer with no channels and no presence.
     pub fn new(config: LayerConfig) -> Self {
         MemoryLayer {
-            channels: LocalChannels::new(config.inbox_capacity),
+            channels: LocalChannels::new(config.max_queued_bytes),
             presence: Mutex::new(PresenceTable::new(config.presence_ttl, Instant::now())),
         }
     }
@@ -93,6 +93,10 @@ impl ChannelLayer for MemoryLayer {
         self.channels.slow_consumer_closes()
     }
 
+    fn expendables_dropped(&self) -> u64 {
+        self.channels.expendables_dropped()
+    }
+
     fn room_count(&self) -> usize {
         self.channels.room_count()
     }
@@ -138,10 +142,11 @@ pub(crate) type EmptiedGroups = Vec<GroupName>;
 /// slow the receivers are.
 #[derive(Debug)]
 pub(crate) struct LocalChannels {
-    inbox_capacity: usize,
+    max_queued_bytes: usize,
     next_channel: AtomicU64,
     membership: RwLock<Membership>,
     slow_closes: AtomicU64,
+    expendables_dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -161,18 +166,19 @@ struct Member {
 }
 
 impl LocalChannels {
-    pub(crate) fn new(inbox_capacity: usize) -> Self {
+    pub(crate) fn new(max_queued_bytes: usize) -> Self {
         LocalChannels {
-            inbox_capacity,
+            max_queued_bytes,
             next_channel: AtomicU64::new(1),
             membership: RwLock::new(Membership::default()),
             slow_closes: AtomicU64::new(0),
+            expendables_dropped: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn new_channel(&self) -> Inbox {
         let name = ChannelName::new(self.next_channel.fetch_add(1, Ordering::Relaxed));
-        let (sender, inbox) = inbox::inbox(name, self.inbox_capacity);
+        let (sender, inbox) = inbox::inbox(name, self.max_queued_bytes);
         let member = Member {
             sender,
             groups: HashSet::new(),
@@ -213,6 +219,7 @@ impl LocalChannels {
         // Both stay unallocated unless a delivery fails.
         let mut overflowed = Vec::new();
         let mut gone = Vec::new();
+        let mut shed = 0;
         {
             let membership = self.read();
             let Some(members) = membership.groups.get(group) else {
@@ -223,11 +230,13 @@ impl LocalChannels {
                 // same allocation.
                 match sender.deliver(payload.clone()) {
                     Delivery::Delivered => {}
+                    Delivery::Shed(count) => shed += count,
                     Delivery::Full => overflowed.push(channel),
                     Delivery::Gone => gone.push(channel),
                 }
             }
         }
+        self.count_shed(shed);
         // Closing needs the write lock, so it waits until the read lock is
         // released.
         self.drop_failed(&overflowed, &gone)
@@ -242,6 +251,10 @@ impl LocalChannels {
         };
         match delivery {
             Delivery::Delivered => EmptiedGroups::new(),
+            Delivery::Shed(count) => {
+                self.count_shed(count);
+                EmptiedGroups::new()
+            }
             Delivery::Full => self.drop_failed(&[channel], &[]),
             Delivery::Gone => self.drop_failed(&[], &[channel]),
         }
@@ -274,6 +287,19 @@ impl LocalChannels {
 
     pub(crate) fn slow_consumer_closes(&self) -> u64 {
         self.slow_closes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn expendables_dropped(&self) -> u64 {
+        self.expendables_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts expendable payloads dropped for receivers falling behind;
+    /// one atomic add per broadcast, and only when something was dropped.
+    fn count_shed(&self, count: usize) {
+        if count > 0 {
+            self.expendables_dropped
+                .fetch_add(count as u64, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn room_count(&self) -> usize {
@@ -426,7 +452,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_consumer_leaves_no_trace() {
         let layer = MemoryLayer::new(LayerConfig {
-            inbox_capacity: 1,
+            max_queued_bytes: 1,
             ..LayerConfig::default()
         });
         let group = GroupName::new("room-1");

@@ -23,8 +23,16 @@ use bytes::Bytes;
 /// assert_eq!(payload.as_bytes().as_ptr(), copy.as_bytes().as_ptr());
 /// assert_eq!(copy.as_str(), r#"{"join":"1"}"#);
 /// ```
+///
+/// A payload may be marked [expendable](Payload::expendable): a notice
+/// (someone entered, someone is typing) whose loss costs a receiver little,
+/// which the layer drops for a receiver that is falling behind rather than
+/// close that receiver.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Payload(Bytes);
+pub struct Payload {
+    bytes: Bytes,
+    expendable: bool,
+}
 
 impl Payload {
     /// The frame as text, for text WebSocket frames, logs and tests.
@@ -36,28 +44,53 @@ impl Payload {
     /// save nothing on the delivery path and cost a second reference count.
     pub fn as_str(&self) -> &str {
         // Cannot fail: every constructor takes a `String` or `&str`.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(&self.bytes).unwrap_or_default()
     }
 
     /// The frame's bytes, borrowed.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// The frame's bytes as a shared [`Bytes`] handle, for socket writers;
     /// no copy is made.
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.bytes
     }
 
     /// Length of the frame in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Whether the frame is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
+    }
+
+    /// Marks the payload as one a receiver can do without: when a
+    /// receiver's queue is half full, the layer drops expendable payloads
+    /// to it (new ones, and then those already queued) so that the ones
+    /// that matter still fit. Presence and typing notices are expendable;
+    /// messages never are.
+    ///
+    /// ```
+    /// use whisper_rooms::Payload;
+    ///
+    /// let notice = Payload::from(r#"{"msg_type":4}"#).expendable();
+    /// assert!(notice.is_expendable());
+    /// assert!(!Payload::from("a message").is_expendable());
+    /// ```
+    #[must_use]
+    pub fn expendable(mut self) -> Self {
+        self.expendable = true;
+        self
+    }
+
+    /// Whether the layer may drop this payload for a receiver that is
+    /// falling behind (see [`Payload::expendable`]).
+    pub fn is_expendable(&self) -> bool {
+        self.expendable
     }
 
     /// The parts before and after the first `delimiter`, sharing these
@@ -80,22 +113,35 @@ impl Payload {
         let delimiter = delimiter as u8;
         // Every v2 member of a room splits every event: a byte-by-byte scan
         // was 14% of a loaded server's time, memchr's is negligible.
-        let at = memchr::memchr(delimiter, &self.0)?;
-        Some((Payload(self.0.slice(..at)), Payload(self.0.slice(at + 1..))))
+        let at = memchr::memchr(delimiter, &self.bytes)?;
+        let part = |bytes| Payload {
+            bytes,
+            expendable: self.expendable,
+        };
+        Some((
+            part(self.bytes.slice(..at)),
+            part(self.bytes.slice(at + 1..)),
+        ))
     }
 }
 
 impl From<String> for Payload {
     /// Takes over the string's buffer; no copy.
     fn from(text: String) -> Self {
-        Payload(Bytes::from(text))
+        Payload {
+            bytes: Bytes::from(text),
+            expendable: false,
+        }
     }
 }
 
 impl From<&'static str> for Payload {
     /// Points at the static text; no copy, no allocation.
     fn from(text: &'static str) -> Self {
-        Payload(Bytes::from_static(text.as_bytes()))
+        Payload {
+            bytes: Bytes::from_static(text.as_bytes()),
+            expendable: false,
+        }
     }
 }
 
@@ -128,6 +174,13 @@ mod tests {
         assert_eq!(first.as_bytes().as_ptr(), payload.as_bytes().as_ptr());
         assert_eq!(Payload::from("none").split_once('\0'), None);
         assert_eq!(payload.split_once('é'), None, "only ASCII delimiters");
+    }
+
+    #[test]
+    fn split_parts_stay_expendable() {
+        let notice = Payload::from("a\0b").expendable();
+        let (first, rest) = notice.split_once('\0').expect("a delimiter");
+        assert!(first.is_expendable() && rest.is_expendable());
     }
 
     #[test]

@@ -26,8 +26,13 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// arrive.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
-/// The inbox capacity of [`small_inbox_config`].
+/// How many payloads like those the scenarios send (a few bytes each)
+/// fill an inbox of [`small_inbox_config`].
 pub const SMALL_INBOX_CAPACITY: usize = 8;
+
+/// What one payload of a few bytes counts against an inbox's bound: its
+/// bytes and its queue slot.
+const SMALL_PAYLOAD_COST: usize = 4 + std::mem::size_of::<Payload>();
 
 /// The presence TTL of [`short_ttl_config`]. Long enough that a sleep
 /// overshooting by most of a second on a loaded machine (CI shares its
@@ -40,10 +45,11 @@ pub fn default_config() -> LayerConfig {
     LayerConfig::default()
 }
 
-/// Inboxes of [`SMALL_INBOX_CAPACITY`] payloads, to overflow them quickly.
+/// Inboxes of about [`SMALL_INBOX_CAPACITY`] small payloads, to overflow
+/// them quickly.
 pub fn small_inbox_config() -> LayerConfig {
     LayerConfig {
-        inbox_capacity: SMALL_INBOX_CAPACITY,
+        max_queued_bytes: SMALL_INBOX_CAPACITY * SMALL_PAYLOAD_COST,
         ..LayerConfig::default()
     }
 }
@@ -92,6 +98,7 @@ macro_rules! channel_layer_test_suite {
             send_reaches_one_channel: default_config,
             slow_group_member_is_closed_while_others_receive_everything: small_inbox_config,
             slow_channel_is_closed_on_send: small_inbox_config,
+            a_slow_member_loses_notices_not_messages: small_inbox_config,
             presence_tracks_touch_and_leave: default_config,
             presence_expires_after_ttl: short_ttl_config,
         );
@@ -349,6 +356,50 @@ pub async fn slow_channel_is_closed_on_send<L: ChannelLayer>(layer: L) {
     }
     assert_eq!(recv_result(&mut slow).await, Err(InboxClosed::SlowConsumer));
     assert_eq!(layer.slow_consumer_closes(), 1);
+}
+
+/// A member that reads nothing while messages and expendable notices
+/// arrive (more than its inbox holds, but messages alone fit) keeps every
+/// message, in order, and stays open; the notices it missed are counted.
+/// A member that keeps up gets the notices too.
+pub async fn a_slow_member_loses_notices_not_messages<L: ChannelLayer>(layer: L) {
+    const NOTICES_PER_MESSAGE: usize = 5;
+    let room = GroupName::new("room-1");
+    let mut slow = layer.new_channel();
+    let mut fast = layer.new_channel();
+    add(&layer, &room, &slow).await;
+    add(&layer, &room, &fast).await;
+
+    let messages: Vec<String> = (0..SMALL_INBOX_CAPACITY).map(|i| format!("m{i}")).collect();
+    for message in &messages {
+        group_send(&layer, &room, message).await;
+        assert_eq!(recv(&mut fast).await.as_str(), message);
+        for _ in 0..NOTICES_PER_MESSAGE {
+            layer
+                .group_send(&room, Payload::from("n").expendable())
+                .await
+                .expect("send should succeed");
+            let notice = recv(&mut fast).await;
+            assert!(notice.is_expendable(), "the mark travels with the payload");
+        }
+    }
+
+    // Delivered to both in one pass: give the last one time to land.
+    tokio::time::sleep(SETTLE).await;
+    let mut received = Vec::new();
+    while let Some(next) = slow.try_recv() {
+        received.push(next.expect("the slow member stays open"));
+    }
+    let (notices, kept): (Vec<_>, Vec<_>) = received.iter().partition(|p| p.is_expendable());
+    let kept: Vec<&str> = kept.iter().map(|payload| payload.as_str()).collect();
+    assert_eq!(kept, messages, "every message, in order");
+    assert_eq!(layer.slow_consumer_closes(), 0);
+    let sent = SMALL_INBOX_CAPACITY * NOTICES_PER_MESSAGE;
+    assert!(notices.len() < sent, "some notices were dropped");
+    assert_eq!(
+        layer.expendables_dropped(),
+        u64::try_from(sent - notices.len()).expect("a small count")
+    );
 }
 
 /// Touch records users (ordered by id), leave flags them, both refresh

@@ -63,6 +63,11 @@ impl Metrics {
             ConstCounter::new(layer.slow_consumer_closes()),
         );
         registry.register(
+            "notices_dropped",
+            "Presence and typing notices dropped for connections falling behind",
+            ConstCounter::new(layer.expendables_dropped()),
+        );
+        registry.register(
             "layer_errors",
             "Channel layer calls that failed",
             ConstCounter::new(counters.layer_errors()),

@@ -41,12 +41,13 @@
 //!
 //! | key | kind | contents |
 //! |---|---|---|
-//! | `{prefix}:group:{group name}` | pub/sub channel | one message per broadcast: the frame's bytes |
+//! | `{prefix}:group:{group name}` | pub/sub channel | one message per broadcast: the frame's bytes, after a byte `0xFF` for an [expendable](Payload::expendable) one |
 //! | `{prefix}:presence:{room id}` | hash, expires `presence_ttl` after its last write | field: user id; value: `{"left":false,"last_update":1700000000.5,"username":"ann","name":"Ann"}` |
 
 mod presence;
 mod publisher;
 mod subscriber;
+mod wire;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -194,7 +195,7 @@ impl RedisLayer {
 
         let keys = Keys { prefix: key_prefix };
         let node = Arc::new(Node {
-            channels: LocalChannels::new(layer.inbox_capacity),
+            channels: LocalChannels::new(layer.max_queued_bytes),
             pubsub_up: AtomicBool::new(false),
         });
         let (requests, subscriber) = Subscriber::new(Arc::clone(&node), client, keys.clone());
@@ -333,6 +334,10 @@ impl ChannelLayer for RedisLayer {
 
     fn slow_consumer_closes(&self) -> u64 {
         self.node.channels.slow_consumer_closes()
+    }
+
+    fn expendables_dropped(&self) -> u64 {
+        self.node.channels.expendables_dropped()
     }
 
     fn room_count(&self) -> usize {

@@ -13,7 +13,7 @@
 use deadpool_redis::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{COMMAND_TIMEOUT, Failure, bounded, within};
+use super::{COMMAND_TIMEOUT, Failure, bounded, wire, within};
 use crate::{LayerError, Payload};
 
 /// Most PUBLISHes in one pipeline.
@@ -74,7 +74,7 @@ async fn publish_queued(pool: Pool, mut requests: mpsc::UnboundedReceiver<Publis
             pipeline
                 .cmd("PUBLISH")
                 .arg(&publish.channel)
-                .arg(publish.payload.as_bytes())
+                .arg(wire::encode(&publish.payload).as_ref())
                 .ignore();
         }
         let written = bounded("PUBLISH", COMMAND_TIMEOUT, async {

@@ -4,7 +4,7 @@
 //! nothing but messages and (un)subscription replies. One task owns it and
 //! does everything that touches it:
 //!
-//! - **Fan-out.** Each message is turned into one [`Payload`] and handed to
+//! - **Fan-out.** Each message is turned into one [`Payload`](crate::Payload) and handed to
 //!   every local member of its group by
 //!   [`LocalChannels`](crate::memory::LocalChannels), without waiting
 //!   on any of them.
@@ -45,8 +45,8 @@ use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{COMMAND_TIMEOUT, Keys, Node, bounded};
-use crate::{ChannelName, GroupName, LayerError, Payload};
+use super::{COMMAND_TIMEOUT, Keys, Node, bounded, wire};
+use crate::{ChannelName, GroupName, LayerError};
 
 /// The first wait before reconnecting; doubled after each failed attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -202,13 +202,12 @@ impl Subscriber {
         let Some(group) = self.subscribed.get(message.get_channel_name()) else {
             return;
         };
-        let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
+        // The one copy of the frame on this node: out of the connection's
+        // read buffer into a Payload that every local member then shares.
+        let Some(payload) = wire::decode(message.get_payload_bytes()) else {
             tracing::warn!(%group, "dropping a broadcast that is not UTF-8");
             return;
         };
-        // The one copy of the frame on this node: out of the connection's
-        // read buffer into a Payload that every local member then shares.
-        let payload = Payload::from(text.to_owned());
         let emptied = self.node.channels.group_send(group, &payload);
         self.released.extend(emptied);
     }
