@@ -29,7 +29,8 @@ async fn a_database_outage_gives_errors_not_panics_and_recovers() {
     let (status, _) = server.get("/api/rooms").await;
     assert_eq!(status, 401, "no session can be read: anonymous");
     let page = server.get_as(&ann, "/api/me").await;
-    assert_eq!(page.status(), 500);
+    assert_eq!(page.status(), 503, "no connection to the database in time");
+    assert_eq!(page.headers()["retry-after"], "1");
     a.send_json(json!({"command": "join", "room": room})).await;
     assert_eq!(a.recv_text().await, r#"{"error":"UNAVAILABLE"}"#);
 

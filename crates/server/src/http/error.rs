@@ -10,6 +10,7 @@ use std::fmt;
 
 use axum::response::IntoResponse;
 use http::{HeaderValue, StatusCode, header};
+use sea_orm::{ConnAcquireErr, DbErr};
 use thiserror::Error;
 use whisper_auth::AuthError;
 
@@ -59,6 +60,13 @@ pub(crate) enum HttpError {
     /// for this request ([`AuthError::Busy`]).
     #[error("password hashing is busy")]
     Busy,
+    /// No database connection could be had within the pool's acquire
+    /// timeout: the node is overloaded (a reconnect storm's handshakes,
+    /// say) or the database is down. Either way the request did nothing
+    /// and may succeed later: answered 503 with `Retry-After`, so clients
+    /// back off and retry, and logged as a warning with its cause.
+    #[error("no database connection in time")]
+    DatabaseUnavailable(#[source] AuthError),
     /// Users or sessions could not be read or written.
     #[error("accounts")]
     Auth(#[source] AuthError),
@@ -120,16 +128,10 @@ impl IntoResponse for HttpError {
                 text,
                 "Too many open connections for this user\n",
             ),
-            HttpError::Busy => {
-                let mut response = respond(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    text,
-                    "Too many logins at once: try again in a second\n",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
+            HttpError::Busy => try_again(text, "Too many logins at once: try again in a second\n"),
+            HttpError::DatabaseUnavailable(_) => {
+                tracing::warn!(error = %Chain(&self), "request refused");
+                try_again(text, "Server busy: try again in a second\n")
             }
             HttpError::Auth(_)
             | HttpError::Catalog(_)
@@ -163,12 +165,25 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// A 503 with `Retry-After: 1`: nothing was done, and the same request
+/// a second later may well succeed.
+fn try_again(text: &'static str, body: &'static str) -> Response {
+    let mut response = respond(StatusCode::SERVICE_UNAVAILABLE, text, body);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 impl From<AuthError> for HttpError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::NoSuchUser => HttpError::NotFound,
             AuthError::SuperuserIsStaff => HttpError::ChangeRefused(SUPERUSER_IS_STAFF),
             AuthError::Busy => HttpError::Busy,
+            AuthError::Storage(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) => {
+                HttpError::DatabaseUnavailable(error)
+            }
             other => HttpError::Auth(other),
         }
     }
