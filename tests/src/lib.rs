@@ -518,6 +518,19 @@ impl Site {
         &self,
         extra: &[(&str, &str)],
     ) -> Result<(WsClient, Option<String>), tungstenite::Error> {
+        let request = self.chat_request(extra);
+        let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+        let answered = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok((WsClient { ws }, answered))
+    }
+
+    /// The chat WebSocket's handshake request with these extra headers, for
+    /// a test that opens the socket over a transport of its own.
+    pub fn chat_request(&self, extra: &[(&str, &str)]) -> tungstenite::handshake::client::Request {
         let mut request = format!("ws://{}/chat/stream/", self.addr)
             .into_client_request()
             .expect("request");
@@ -528,13 +541,7 @@ impl Site {
                 HeaderValue::from_str(value).expect("header value"),
             );
         }
-        let (ws, response) = tokio_tungstenite::connect_async(request).await?;
-        let answered = response
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        Ok((WsClient { ws }, answered))
+        request
     }
 
     /// Polls `/healthz` until it answers `status`, for at most fifteen
@@ -791,6 +798,14 @@ fn leave_event(room: i64, username: &str) -> String {
     format!(r#"{{"msg_type":5,"room":{room},"username":"{username}"}}"#)
 }
 
+/// The value of the sample `name` in a `/metrics` answer (a line
+/// `name value`); panics when there is none.
+pub fn metric_sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
 /// One chat WebSocket.
 pub struct WsClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -948,5 +963,20 @@ impl WsClient {
     /// browser or a lost network would.
     pub fn vanish(self) {
         drop(self.ws);
+    }
+
+    /// The WebSocket itself, for a test that reads and writes at once
+    /// (split into its two halves).
+    pub fn into_websocket(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+
+    /// The TCP connection under the WebSocket, for a test that reads what
+    /// the server writes without decoding it.
+    pub fn into_tcp(self) -> TcpStream {
+        match self.ws.into_inner() {
+            MaybeTlsStream::Plain(tcp) => tcp,
+            _ => panic!("test sockets are plain TCP"),
+        }
     }
 }

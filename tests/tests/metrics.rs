@@ -2,13 +2,7 @@
 
 use serde_json::json;
 use whisper_tests::TestServer;
-
-/// The value of one sample line `name value`.
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
-}
+use whisper_tests::metric_sample as sample;
 
 #[tokio::test]
 async fn metrics_count_connections_rooms_messages_and_deliveries() {
@@ -36,6 +30,7 @@ async fn metrics_count_connections_rooms_messages_and_deliveries() {
     assert_eq!(sample(&text, "whisper_deliveries_total"), 3.0);
     assert!(sample(&text, "whisper_frames_dropped_total") >= 2.0);
     assert_eq!(sample(&text, "whisper_slow_consumer_closes_total"), 0.0);
+    assert_eq!(sample(&text, "whisper_notices_dropped_total"), 0.0);
     assert_eq!(sample(&text, "whisper_layer_errors_total"), 0.0);
     assert!(sample(&text, "whisper_http_requests_total") >= 4.0);
     server.stop().await;
