@@ -139,6 +139,7 @@ impl Args {
         let layer = LayerConfig {
             max_queued_bytes: self.max_queued_bytes,
             presence_ttl: Duration::from_secs(self.presence_ttl_s),
+            ..LayerConfig::default()
         };
         (config, layer, self.redis_url)
     }

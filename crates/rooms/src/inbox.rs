@@ -15,12 +15,25 @@
 //!   memory). The connection learns of it as [`InboxClosed::SlowConsumer`]
 //!   and closes its socket with code 1013.
 //!
+//! Expendable payloads also wait for company: while only they are queued,
+//! [`Inbox::recv`] holds them back for up to
+//! [`LayerConfig::expendable_delay`], and their arrival does not wake the
+//! receiver meanwhile. A burst of notices (members joining a room one
+//! after another) then reaches a connection as one batch, one write to
+//! its socket instead of one each; anything else arriving ends the wait
+//! at once, so messages are never delayed.
+//!
+//! [`LayerConfig::expendable_delay`]: crate::LayerConfig::expendable_delay
 //! [`LayerConfig::max_queued_bytes`]: crate::LayerConfig::max_queued_bytes
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::time::Sleep;
 
 use crate::{ChannelName, Payload};
 
@@ -66,6 +79,9 @@ pub enum InboxClosed {
 pub struct Inbox {
     name: ChannelName,
     shared: Arc<Shared>,
+    /// While only expendable payloads are queued: when they are handed
+    /// over anyway. Allocated only while holding them.
+    hold: Option<Pin<Box<Sleep>>>,
 }
 
 /// What an inbox and its senders share.
@@ -73,6 +89,8 @@ pub struct Inbox {
 struct Shared {
     /// The bound on `State::queued_bytes`.
     max_bytes: usize,
+    /// How long expendable payloads alone wait for company.
+    expendable_delay: Duration,
     state: Mutex<State>,
 }
 
@@ -84,8 +102,12 @@ struct State {
     /// How many payloads in `queue` are expendable, so a queue without any
     /// is never scanned for them.
     expendables: usize,
-    /// The receiver's waker, kept only while it waits on an empty queue.
+    /// The receiver's waker, kept only while it waits.
     waker: Option<Waker>,
+    /// Whether the receiver waits for anything, or (while holding
+    /// expendable payloads back) only for a payload that is not
+    /// expendable.
+    wakes_for_expendables: bool,
     /// Live [`InboxSender`] clones; none left means closed.
     senders: usize,
     receiver_alive: bool,
@@ -117,6 +139,20 @@ impl State {
             return Some(Err(InboxClosed::Closed));
         }
         None
+    }
+
+    /// Keeps the receiver's waker, to be woken by the next payload (or,
+    /// without `wakes_for_expendables`, by the next that is not
+    /// expendable).
+    fn register(&mut self, waker: &Waker, wakes_for_expendables: bool) {
+        self.wakes_for_expendables = wakes_for_expendables;
+        if !self
+            .waker
+            .as_ref()
+            .is_some_and(|kept| kept.will_wake(waker))
+        {
+            self.waker = Some(waker.clone());
+        }
     }
 
     fn push(&mut self, payload: Payload) {
@@ -151,6 +187,12 @@ impl Inbox {
 
     /// Waits for the next payload.
     ///
+    /// While only expendable payloads are queued, they are held back for
+    /// up to the layer's `expendable_delay` (from the first poll that finds
+    /// them), so that those arriving meanwhile come out together; a payload
+    /// that is not expendable ends the wait at once, and comes after them.
+    /// [`try_recv`](Self::try_recv) never waits.
+    ///
     /// Once the layer has closed the inbox for falling behind, this returns
     /// [`InboxClosed::SlowConsumer`] at once, without draining the backlog:
     /// the client is already too far behind for those frames to matter, and
@@ -158,23 +200,33 @@ impl Inbox {
     /// what is still queued, then [`InboxClosed::Closed`].
     ///
     /// Cancel safe: if the future is dropped (e.g. in `tokio::select!`), no
-    /// payload is lost.
+    /// payload is lost, and a hold under way goes on. Needs a tokio
+    /// runtime with its timer enabled.
     pub async fn recv(&mut self) -> Result<Payload, InboxClosed> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Payload, InboxClosed>> {
         let mut state = self.shared.lock();
+        let only_expendables = !state.queue.is_empty()
+            && state.expendables == state.queue.len()
+            && state.senders > 0
+            && !state.overflowed;
+        if only_expendables && !self.shared.expendable_delay.is_zero() {
+            let delay = self.shared.expendable_delay;
+            let hold = self
+                .hold
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            if hold.as_mut().poll(cx).is_pending() {
+                state.register(cx.waker(), false);
+                return Poll::Pending;
+            }
+        }
         if let Some(next) = state.take() {
+            self.hold = None;
             return Poll::Ready(next);
         }
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
-            state.waker = Some(cx.waker().clone());
-        }
+        state.register(cx.waker(), true);
         Poll::Pending
     }
 
@@ -271,8 +323,9 @@ impl InboxSender {
                     }
                 }
             }
+            let wake = !payload.is_expendable() || state.wakes_for_expendables;
             state.push(payload);
-            (state.waker.take(), shed)
+            (if wake { state.waker.take() } else { None }, shed)
         };
         // Woken outside the lock, so the receiver does not wake into it.
         if let Some(waker) = waker {
@@ -302,15 +355,22 @@ impl InboxSender {
 }
 
 /// Makes an inbox bounded to `max_bytes` of queued payloads (see
-/// [`queued_cost`]).
-pub(crate) fn inbox(name: ChannelName, max_bytes: usize) -> (InboxSender, Inbox) {
+/// [`queued_cost`]), where expendable payloads alone wait up to
+/// `expendable_delay` for company.
+pub(crate) fn inbox(
+    name: ChannelName,
+    max_bytes: usize,
+    expendable_delay: Duration,
+) -> (InboxSender, Inbox) {
     let shared = Arc::new(Shared {
         max_bytes,
+        expendable_delay,
         state: Mutex::new(State {
             queue: VecDeque::new(),
             queued_bytes: 0,
             expendables: 0,
             waker: None,
+            wakes_for_expendables: true,
             senders: 1,
             receiver_alive: true,
             overflowed: false,
@@ -319,7 +379,12 @@ pub(crate) fn inbox(name: ChannelName, max_bytes: usize) -> (InboxSender, Inbox)
     let sender = InboxSender {
         shared: Arc::clone(&shared),
     };
-    (sender, Inbox { name, shared })
+    let inbox = Inbox {
+        name,
+        shared,
+        hold: None,
+    };
+    (sender, inbox)
 }
 
 #[cfg(test)]
@@ -333,7 +398,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_overflowed_inbox_reports_slow_consumer_before_its_backlog() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2), Duration::ZERO);
         assert_eq!(sender.deliver(Payload::from("a")), Delivery::Delivered);
         assert_eq!(sender.deliver(Payload::from("b")), Delivery::Delivered);
         assert_eq!(sender.deliver(Payload::from("c")), Delivery::Full);
@@ -345,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_normal_close_drains_the_backlog_first() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2), Duration::ZERO);
         assert_eq!(inbox.try_recv(), None);
         sender.deliver(Payload::from("a"));
         drop(sender);
@@ -356,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_blocked_receiver_wakes_when_closed_for_overflow() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2), Duration::ZERO);
         let waiter = tokio::spawn(async move { inbox.recv().await });
         tokio::task::yield_now().await;
         sender.mark_overflowed();
@@ -367,7 +432,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_receiver_wakes_on_delivery_in_order() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(8));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(8), Duration::ZERO);
         let waiter = tokio::spawn(async move { (inbox.recv().await, inbox.recv().await) });
         tokio::task::yield_now().await;
         sender.deliver(Payload::from("a"));
@@ -381,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(1024));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(1024), Duration::ZERO);
         for _ in 0..1000 {
             assert_eq!(sender.deliver(Payload::from("x")), Delivery::Delivered);
         }
@@ -391,7 +456,7 @@ mod tests {
 
     #[test]
     fn clones_keep_the_inbox_open_until_the_last_is_dropped() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(2), Duration::ZERO);
         let clone = sender.clone();
         drop(sender);
         assert_eq!(inbox.try_recv(), None);
@@ -401,14 +466,14 @@ mod tests {
 
     #[test]
     fn a_dropped_inbox_is_reported_gone() {
-        let (sender, inbox) = inbox(ChannelName::new(1), room_for(0));
+        let (sender, inbox) = inbox(ChannelName::new(1), room_for(0), Duration::ZERO);
         drop(inbox);
         assert_eq!(sender.deliver(Payload::from("a")), Delivery::Gone);
     }
 
     #[test]
     fn past_half_the_bound_expendables_are_refused() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(4));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(4), Duration::ZERO);
         assert_eq!(sender.deliver(Payload::from("a")), Delivery::Delivered);
         assert_eq!(sender.deliver(Payload::from("b")), Delivery::Delivered);
         let notice = Payload::from("n").expendable();
@@ -421,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_message_drops_queued_expendables_before_the_receiver() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(4));
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(4), Duration::ZERO);
         assert_eq!(
             sender.deliver(Payload::from("e").expendable()),
             Delivery::Delivered
@@ -443,10 +508,69 @@ mod tests {
 
     #[test]
     fn an_empty_queue_takes_a_payload_larger_than_the_bound() {
-        let (sender, mut inbox) = inbox(ChannelName::new(1), 10);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), 10, Duration::ZERO);
         let big = Payload::from("x".repeat(1000));
         assert_eq!(sender.deliver(big.clone()), Delivery::Delivered);
         assert_eq!(sender.deliver(Payload::from("y")), Delivery::Full);
         assert_eq!(inbox.try_recv(), Some(Ok(big)));
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn expendables_alone_wait_without_waking_until_a_message_comes() {
+        let (sender, mut inbox) =
+            inbox(ChannelName::new(1), room_for(100), Duration::from_secs(60));
+        let wakes = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let count = || wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+
+        assert!(inbox.poll_recv(&mut cx).is_pending());
+        sender.deliver(Payload::from("n1").expendable());
+        assert_eq!(count(), 1, "the first payload wakes the receiver");
+        assert!(inbox.poll_recv(&mut cx).is_pending(), "held back");
+        sender.deliver(Payload::from("n2").expendable());
+        assert_eq!(count(), 1, "more notices do not wake it");
+        sender.deliver(Payload::from("m"));
+        assert_eq!(count(), 2, "a message does");
+        let handed: Vec<_> = std::iter::from_fn(|| match inbox.poll_recv(&mut cx) {
+            Poll::Ready(next) => Some(next),
+            Poll::Pending => None,
+        })
+        .collect();
+        let texts: Vec<_> = handed.iter().flatten().map(Payload::as_str).collect();
+        assert_eq!(texts, ["n1", "n2", "m"], "in order, nothing held");
+    }
+
+    #[tokio::test]
+    async fn a_lone_expendable_is_handed_over_after_the_delay() {
+        let delay = Duration::from_millis(30);
+        let (sender, mut inbox) = inbox(ChannelName::new(1), room_for(100), delay);
+        let started = tokio::time::Instant::now();
+        sender.deliver(Payload::from("n").expendable());
+        let handed = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await;
+        assert_eq!(handed, Ok(Ok(Payload::from("n").expendable())));
+        assert!(started.elapsed() >= delay);
+        assert!(inbox.hold.is_none(), "the next notice waits afresh");
+    }
+
+    #[tokio::test]
+    async fn held_expendables_are_handed_over_at_once_when_the_senders_go() {
+        let (sender, mut inbox) =
+            inbox(ChannelName::new(1), room_for(100), Duration::from_secs(60));
+        sender.deliver(Payload::from("n").expendable());
+        drop(sender);
+        let handed = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await;
+        assert_eq!(handed, Ok(Ok(Payload::from("n").expendable())));
+        assert_eq!(inbox.recv().await, Err(InboxClosed::Closed));
     }
 }

@@ -224,6 +224,13 @@ pub struct LayerConfig {
     /// (11 MB/s to each member) for a receiver to fall behind before its
     /// notices are dropped.
     pub max_queued_bytes: usize,
+    /// How long expendable payloads, while nothing else is queued, wait in
+    /// an inbox for other payloads to go with them (see
+    /// [`Inbox::recv`]). Members joining a room one after another then
+    /// cost each member one socket write per delay, not one per notice;
+    /// anything else ends the wait at once. Zero hands every payload over
+    /// as it comes. Default: 50 ms.
+    pub expendable_delay: Duration,
     /// How long a room's presence survives without any touch or leave.
     /// Forgets users of a node that died without saying goodbye. Default:
     /// one hour.
@@ -234,6 +241,7 @@ impl Default for LayerConfig {
     fn default() -> Self {
         LayerConfig {
             max_queued_bytes: 1024 * 1024,
+            expendable_delay: Duration::from_millis(50),
             presence_ttl: Duration::from_secs(3600),
         }
     }

@@ -35,7 +35,7 @@ impl MemoryLayer {
     /// A layer with no channels and no presence.
     pub fn new(config: LayerConfig) -> Self {
         MemoryLayer {
-            channels: LocalChannels::new(config.max_queued_bytes),
+            channels: LocalChannels::new(&config),
             presence: Mutex::new(PresenceTable::new(config.presence_ttl, Instant::now())),
         }
     }
@@ -143,6 +143,7 @@ pub(crate) type EmptiedGroups = Vec<GroupName>;
 #[derive(Debug)]
 pub(crate) struct LocalChannels {
     max_queued_bytes: usize,
+    expendable_delay: Duration,
     next_channel: AtomicU64,
     membership: RwLock<Membership>,
     slow_closes: AtomicU64,
@@ -166,9 +167,10 @@ struct Member {
 }
 
 impl LocalChannels {
-    pub(crate) fn new(max_queued_bytes: usize) -> Self {
+    pub(crate) fn new(config: &LayerConfig) -> Self {
         LocalChannels {
-            max_queued_bytes,
+            max_queued_bytes: config.max_queued_bytes,
+            expendable_delay: config.expendable_delay,
             next_channel: AtomicU64::new(1),
             membership: RwLock::new(Membership::default()),
             slow_closes: AtomicU64::new(0),
@@ -178,7 +180,7 @@ impl LocalChannels {
 
     pub(crate) fn new_channel(&self) -> Inbox {
         let name = ChannelName::new(self.next_channel.fetch_add(1, Ordering::Relaxed));
-        let (sender, inbox) = inbox::inbox(name, self.max_queued_bytes);
+        let (sender, inbox) = inbox::inbox(name, self.max_queued_bytes, self.expendable_delay);
         let member = Member {
             sender,
             groups: HashSet::new(),
@@ -482,7 +484,11 @@ mod tests {
 
     #[test]
     fn local_channels_report_the_groups_that_lose_their_last_member() {
-        let channels = LocalChannels::new(1);
+        // Inboxes of one payload.
+        let channels = LocalChannels::new(&LayerConfig {
+            max_queued_bytes: 1,
+            ..LayerConfig::default()
+        });
         let (one, two) = (
             GroupName::for_room(RoomId(1)),
             GroupName::for_room(RoomId(2)),

@@ -195,7 +195,7 @@ impl RedisLayer {
 
         let keys = Keys { prefix: key_prefix };
         let node = Arc::new(Node {
-            channels: LocalChannels::new(layer.max_queued_bytes),
+            channels: LocalChannels::new(&layer),
             pubsub_up: AtomicBool::new(false),
         });
         let (requests, subscriber) = Subscriber::new(Arc::clone(&node), client, keys.clone());
