@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -223,14 +223,51 @@ async fn keep_alive_closes_silent_peers_and_keeps_live_ones() {
     let bob = server.user("bob", false).await;
     let mut live = server.connect(&ann).await;
     let mut silent = server.connect(&bob).await;
-    // Ann's client reads, so it answers the pings; Bob's does not read at all.
+    // Ann's client reads, so it answers the pings; Bob's does not read at
+    // all. He is closed at the first ping after two intervals of silence
+    // (0.4 to 0.6 s), then the server waits a second for his close: his
+    // close frame is read in the middle of that window.
     assert!(
-        live.stay_idle(Duration::from_millis(1500)).await,
+        live.stay_idle(Duration::from_millis(1000)).await,
         "a peer answering pings stays"
     );
     let frame = silent.close_frame().await.expect("a close frame");
     assert_eq!(frame.code, CloseCode::Away);
     assert_eq!(frame.reason.as_str(), "no answer to pings");
+    server.stop().await;
+}
+
+/// Two intervals of silence, not one: the server closes a silent peer at
+/// the first ping after two intervals without a frame from it, and its
+/// room sees it leave once the server's wait for its close (a second, see
+/// the README) ran out.
+#[tokio::test]
+async fn a_silent_peer_is_closed_after_two_intervals_of_silence() {
+    let interval = Duration::from_millis(200);
+    let linger = Duration::from_secs(1);
+    let server = TestServer::start_with(|config| config.ping_interval = interval).await;
+    let room = server.create_room("Lobby", false).await;
+    let ann = server.user("ann", false).await;
+    let bob = server.user("bob", false).await;
+    let mut live = server.connect(&ann).await;
+    live.join(room).await;
+    let mut silent = server.connect(&bob).await;
+    silent.join(room).await;
+    // Bob is last heard with his join (or a pong before its reply), then
+    // reads nothing, so answers no ping; Ann reads, so answers them.
+    let heard = Instant::now();
+    assert_eq!(live.recv_json().await["msg_type"], 4, "Bob's ENTER");
+    live.expect_leave(room, "bob").await;
+    let left_after = heard.elapsed();
+    assert!(
+        left_after >= 2 * interval + linger - Duration::from_millis(50),
+        "{left_after:?}"
+    );
+    // Three intervals at most, and room for a busy machine.
+    assert!(
+        left_after < 3 * interval + linger + Duration::from_secs(1),
+        "{left_after:?}"
+    );
     server.stop().await;
 }
 

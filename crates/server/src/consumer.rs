@@ -111,13 +111,7 @@ pub(crate) async fn run<L: ChannelLayer>(
 ) {
     let mut inbox = state.chat.layer().new_channel();
     let shutdown = state.shutdown.clone();
-    let config = &state.config;
-    let mut keep_alive = tokio::time::interval_at(
-        first_ping(state.started, config.ping_interval),
-        config.ping_interval,
-    );
-    // Skip, not Delay: a late tick must not move the socket off the grid.
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let ping_turn = state.ping_wheel.join();
     let now = Instant::now();
     let opened = Connection::open(
         state.chat.clone(),
@@ -147,11 +141,18 @@ pub(crate) async fn run<L: ChannelLayer>(
         last_heard: now,
         _slot: admitted.slot,
     };
+    // Made once, not on every turn of the loop: each new one is linked
+    // into, and unlinked from, the waiters of a token every socket shares.
+    let shutting_down = shutdown.cancelled();
+    tokio::pin!(shutting_down);
+    let mut gap = consumer.connection.gap_deadline();
     let ending = loop {
-        let gap = consumer.connection.gap_deadline();
         let wakeup = tokio::select! {
             biased;
-            () = shutdown.cancelled() => Wakeup::Shutdown,
+            () = &mut shutting_down => Wakeup::Shutdown,
+            // Ready once an interval: polled early, it spares the socket
+            // (whose every poll clears tungstenite's read buffer) a poll.
+            () = ping_turn.due() => Wakeup::KeepAlive,
             payload = inbox.recv() => Wakeup::Payload(payload),
             // Before the socket: a send is under way (its layer call
             // started) before the next frame is read.
@@ -159,9 +160,14 @@ pub(crate) async fn run<L: ChannelLayer>(
             frame = socket.next(), if consumer.connection.accepts_frames() => {
                 Wakeup::Frame(frame)
             }
-            _ = keep_alive.tick() => Wakeup::KeepAlive,
             () = sleep_until(gap), if gap.is_some() => Wakeup::Gap,
         };
+        // Held messages change only when the rules are called, which a
+        // ping, or a client's ping or pong, does not do.
+        let rules_called = !matches!(
+            wakeup,
+            Wakeup::KeepAlive | Wakeup::Frame(Some(Ok(Message::Ping(_) | Message::Pong(_))))
+        );
         let step = match wakeup {
             Wakeup::Shutdown => Err(Ending::Close(CloseCode::Away, "server shutting down")),
             Wakeup::Payload(Ok(payload)) => {
@@ -186,6 +192,9 @@ pub(crate) async fn run<L: ChannelLayer>(
         };
         if let Err(ending) = step {
             break ending;
+        }
+        if rules_called {
+            gap = consumer.connection.gap_deadline();
         }
     };
     if let Ending::Close(code, reason) = ending {
@@ -287,8 +296,9 @@ impl<L: ChannelLayer> Consumer<L> {
         if silence > self.state.config.ping_interval * 2 {
             return Err(Ending::Close(CloseCode::Away, "no answer to pings"));
         }
-        socket
-            .send(Message::Ping(bytes::Bytes::new()))
+        // Whatever tungstenite still holds goes first (see `write_events`).
+        socket.flush().await.map_err(|_| Ending::ClientGone)?;
+        frames::write_ping(socket.get_mut())
             .await
             .map_err(|_| Ending::ClientGone)
     }
@@ -349,54 +359,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The grid pings are sent on, counted from the server's start: sockets
-/// whose pings fall on the same step are pinged in one wake-up of the
-/// runtime instead of one each. With 10,000 idle sockets (333 pings a
-/// second) the wake-ups, not the pings, were most of the idle cost.
-const PING_STEP: Duration = Duration::from_secs(1);
-
-/// When a new socket is first pinged: half to one and a half `period` from
-/// now, at random (sockets opened together, a reconnect storm after a
-/// restart, then ping at different moments instead of all at once,
-/// forever), rounded up to the next step of the ping grid started at
-/// `epoch` ([`PING_STEP`], or `period` when shorter).
-fn first_ping(epoch: tokio::time::Instant, period: Duration) -> tokio::time::Instant {
-    let mut bytes = [0u8; 2];
-    // Without randomness the period itself is still correct.
-    let _ = getrandom::fill(&mut bytes);
-    let jitter = period.mul_f64(0.5 + f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX));
-    let at = tokio::time::Instant::now() + jitter;
-    let step = PING_STEP.min(period).as_nanos().max(1);
-    let since = at.saturating_duration_since(epoch).as_nanos();
-    let on_grid = since.div_ceil(step).saturating_mul(step);
-    epoch + Duration::from_nanos(u64::try_from(on_grid).unwrap_or(u64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn first_pings_fall_on_the_grid_within_the_jitter() {
-        let epoch = tokio::time::Instant::now() - Duration::from_millis(1234);
-        let period = Duration::from_secs(30);
-        for _ in 0..100 {
-            let now = tokio::time::Instant::now();
-            let at = first_ping(epoch, period);
-            let offset = at.duration_since(epoch);
-            assert_eq!(offset.as_nanos() % PING_STEP.as_nanos(), 0, "{offset:?}");
-            let wait = at.duration_since(now);
-            assert!(
-                wait >= period / 2 && wait <= period * 3 / 2 + PING_STEP,
-                "{wait:?}"
-            );
-        }
-        // A period shorter than the step is its own grid.
-        let short = Duration::from_millis(200);
-        let offset = first_ping(epoch, short).duration_since(epoch);
-        assert_eq!(offset.as_nanos() % short.as_nanos(), 0);
     }
 }

@@ -1,14 +1,15 @@
 //! Writing room events to a socket as WebSocket text frames, straight from
-//! their shared payloads.
+//! their shared payloads, and keep-alive pings.
 //!
 //! tungstenite copies every frame into its own write buffer before writing
 //! it; that buffer then stays as large as the largest batch for the rest of
 //! the connection. Room events are the bulk of what a server writes, and
 //! their bytes are already encoded and shared by every member, so they skip
 //! it: each frame is a 2 to 10-byte header plus the payload's own bytes,
-//! and a batch of frames is one vectored write. Replies and control frames
-//! still go through tungstenite, which is flushed first so frames never
-//! interleave.
+//! and a batch of frames is one vectored write. Pings skip it too: an idle
+//! node sends hundreds a second, each two bytes. Replies, pongs and close
+//! frames still go through tungstenite, which is flushed first so frames
+//! never interleave.
 
 use std::io::{self, IoSlice};
 
@@ -19,6 +20,9 @@ use whisper_rooms::Payload;
 const FIN_TEXT: u8 = 0x81;
 /// The longest frame header a server sends (no mask): 1 + 1 + 8 bytes.
 const MAX_HEADER: usize = 10;
+
+/// A ping with no payload: FIN set, opcode 9, length 0.
+const PING: [u8; 2] = [0x89, 0x00];
 
 /// The header of an unmasked, unfragmented text frame of `len` bytes
 /// (RFC 6455 §5.2), and how many of its bytes are used.
@@ -69,6 +73,15 @@ where
         }
         IoSlice::advance_slices(&mut unwritten, written);
     }
+    socket.flush().await
+}
+
+/// Writes a ping with no payload: two bytes and one `send`.
+pub(crate) async fn write_ping<W>(socket: &mut W) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    socket.write_all(&PING).await?;
     socket.flush().await
 }
 
@@ -130,6 +143,21 @@ mod tests {
                 assert_eq!(message, Message::Text(Utf8Bytes::from(text.as_str())));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_ping_reads_back_as_an_empty_ping() {
+        let mut socket = Trickle {
+            written: Vec::new(),
+            step: 1,
+        };
+        write_ping(&mut socket).await.expect("written");
+        let mut client =
+            WebSocket::from_raw_socket(io::Cursor::new(socket.written), Role::Client, None);
+        assert_eq!(
+            client.read().expect("a frame"),
+            Message::Ping(Vec::new().into())
+        );
     }
 
     #[test]

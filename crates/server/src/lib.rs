@@ -38,6 +38,7 @@ mod frames;
 pub(crate) mod http;
 mod metrics;
 mod open_sockets;
+mod ping_wheel;
 mod server;
 mod state;
 mod websocket;

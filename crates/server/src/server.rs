@@ -25,6 +25,7 @@ use whisper_store::{ChangeFeed, MessageStore};
 use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
 use crate::open_sockets::{self, OpenSockets};
+use crate::ping_wheel::PingWheel;
 use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 
@@ -150,8 +151,8 @@ impl<L: ChannelLayer> Server<L> {
             open_sockets: OpenSockets::default(),
             metrics: Default::default(),
             db,
+            ping_wheel: PingWheel::new(config.ping_interval),
             config,
-            started: tokio::time::Instant::now(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -185,6 +186,7 @@ impl<L: ChannelLayer> Server<L> {
         state.tasks.spawn(follow_room_changes(state.clone()));
         state.tasks.spawn(follow_recorded_changes(state.clone()));
         state.tasks.spawn(check_open_sessions(state.clone()));
+        state.tasks.spawn(ping_sockets(state.clone()));
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -322,6 +324,12 @@ async fn check_open_sessions<L: ChannelLayer>(state: Arc<AppState<L>>) {
             _ = rounds.tick() => open_sockets::sweep(&state).await,
         }
     }
+}
+
+/// Marks the WebSockets due for a ping, a step at a time, until shutdown
+/// (see [`PingWheel`]).
+async fn ping_sockets<L: ChannelLayer>(state: Arc<AppState<L>>) {
+    state.ping_wheel.run(&state.shutdown).await;
 }
 
 /// The time now, in Unix milliseconds, as the tables store it.

@@ -14,6 +14,7 @@ use whisper_store::{MessageStore, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
 use crate::open_sockets::OpenSockets;
+use crate::ping_wheel::PingWheel;
 use crate::{CatalogError, Config, Room, RoomCatalog};
 
 /// What every request and connection shares. Built once by
@@ -39,8 +40,8 @@ pub(crate) struct AppState<L> {
     pub open_connections: OpenConnections,
     /// Every open WebSocket's session, for the periodic check.
     pub open_sockets: OpenSockets,
-    /// When the server started: the origin of the sockets' ping grid.
-    pub started: tokio::time::Instant,
+    /// When each WebSocket is pinged.
+    pub ping_wheel: PingWheel,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
