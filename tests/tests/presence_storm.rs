@@ -16,8 +16,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -101,7 +99,7 @@ async fn a_rejoin_storm_costs_slow_members_notices_not_messages() {
     let slow = server.user("slow", false).await;
     let ann = server.user("ann", false).await;
 
-    let (sender, entered) = Sender::join(&server, &ann, rooms).await;
+    let sender = Sender::join(&server, &ann, rooms).await;
     let mut members = Vec::with_capacity(CROWD);
     for batch in (0..CROWD).collect::<Vec<_>>().chunks(CONNECTING_AT_ONCE) {
         let joining = batch
@@ -109,11 +107,9 @@ async fn a_rejoin_storm_costs_slow_members_notices_not_messages() {
             .map(|_| Drained::join(&server, &crowd, rooms.square));
         members.extend(join_all(joining).await);
     }
-    wait_until("the crowd's ENTERs reach the sender", || {
-        entered.load(Ordering::Relaxed) >= CROWD
-    })
-    .await;
 
+    // Notices are expendable now, so readiness is each join's answer.
+    let (ready, mut readied) = mpsc::unbounded_channel();
     let readers: Vec<JoinHandle<Result<Received, String>>> = (0..SLOW)
         .map(|i| {
             let v2 = !i.is_multiple_of(2);
@@ -121,14 +117,16 @@ async fn a_rejoin_storm_costs_slow_members_notices_not_messages() {
             let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             let request = server.chat_request(&pairs);
             let addr = server.addr;
-            tokio::spawn(async move { read_slowly(addr, request, rooms, v2).await })
+            let ready = ready.clone();
+            tokio::spawn(async move { read_slowly(addr, request, rooms, v2, ready).await })
         })
         .collect();
-    // Each slow reader enters both rooms.
-    wait_until("the slow readers' ENTERs reach the sender", || {
-        entered.load(Ordering::Relaxed) >= CROWD + 2 * SLOW
-    })
-    .await;
+    for _ in 0..SLOW {
+        tokio::time::timeout(STEP_TIMEOUT, readied.recv())
+            .await
+            .expect("every slow reader joins both rooms")
+            .expect("a slow reader says so");
+    }
 
     let started = Instant::now();
     let rejoins = members
@@ -231,15 +229,6 @@ fn chat_headers<'a>(server: &'a TestServer, session: &Session, v2: bool) -> Vec<
     headers
 }
 
-/// Polls `done` every 20 ms, for at most [`STEP_TIMEOUT`].
-async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The member who talks, on a v2 socket in both rooms: its sending half,
 /// while a task reads the other half, counts the `enter` events it sees
 /// and passes the replies on.
@@ -252,11 +241,7 @@ struct Sender {
 }
 
 impl Sender {
-    async fn join(
-        server: &TestServer,
-        session: &Session,
-        rooms: Rooms,
-    ) -> (Sender, Arc<AtomicUsize>) {
+    async fn join(server: &TestServer, session: &Session, rooms: Rooms) -> Sender {
         let mut client = server.connect_v2(session).await;
         for room in [rooms.square, rooms.feed] {
             let joined = client
@@ -265,20 +250,16 @@ impl Sender {
             assert_eq!(joined["result"]["room"], room, "{joined}");
         }
         let (sink, mut stream) = client.into_websocket().split();
-        let entered = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&entered);
         let (reply, replies) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let Message::Text(text) = frame else { continue };
-                if text.starts_with(r#"{"event":"enter","#) {
-                    count.fetch_add(1, Ordering::Relaxed);
-                } else if !text.starts_with(r#"{"event":"#) {
+                if !text.starts_with(r#"{"event":"#) {
                     let _ = reply.send(serde_json::from_str(&text).expect("JSON frames"));
                 }
             }
         });
-        (Sender { sink, replies }, entered)
+        Sender { sink, replies }
     }
 
     /// Sends [`MESSAGES`] messages at [`MESSAGES_PER_SECOND`], each once
@@ -322,14 +303,14 @@ struct Drained {
 
 impl Drained {
     async fn join(server: &TestServer, session: &Session, room: i64) -> Drained {
-        let (mut incoming, commands) = server.connect(session).await.into_tcp().into_split();
+        let mut client = server.connect(session).await;
+        client.join(room).await;
+        let (mut incoming, commands) = client.into_tcp().into_split();
         tokio::spawn(async move {
             let mut buffer = vec![0; 16 * 1024];
             while let Ok(1..) = incoming.read(&mut buffer).await {}
         });
-        let mut member = Drained { commands };
-        member.command("join", room).await;
-        member
+        Drained { commands }
     }
 
     /// Leaves the room and joins it again, as its client does after a
@@ -363,6 +344,7 @@ async fn read_slowly(
     request: tokio_tungstenite::tungstenite::handshake::client::Request,
     rooms: Rooms,
     v2: bool,
+    ready: mpsc::UnboundedSender<()>,
 ) -> Result<Received, String> {
     let socket = TcpSocket::new_v4().expect("a TCP socket");
     socket
@@ -378,6 +360,7 @@ async fn read_slowly(
     }
     let mut got = Vec::with_capacity(MESSAGES);
     let mut notices = 0;
+    let mut joined = 0;
     while got.len() < MESSAGES {
         let Ok(next) = tokio::time::timeout(SILENCE_TIMEOUT, ws.next()).await else {
             return Err(format!("silent after {} messages", got.len()));
@@ -402,6 +385,12 @@ async fn read_slowly(
             )
         };
         notices += usize::from(notice);
+        if frame["join"].is_string() || frame["result"]["room"].is_i64() {
+            joined += 1;
+            if joined == 2 {
+                let _ = ready.send(());
+            }
+        }
         if let (Some(Value::String(text)), Some(room)) = (text, frame["room"].as_i64()) {
             got.push((room, text.clone()));
         }
