@@ -17,7 +17,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,7 +117,7 @@ pub fn slow_rate_limits() -> Limits {
 
 /// A [`MemoryLayer`] that records the calls the rules make and fails the
 /// ones a scenario asks it to: every broadcast containing
-/// [`FAILING_TEXT`], and the next `group_add` after
+/// [`FAILING_TEXT`], and the next `group_add` to the group named in
 /// [`fail_next_group_add`](Self::fail_next_group_add).
 ///
 /// Clones share one layer, so a test keeps a handle on the layer it gave
@@ -129,14 +128,17 @@ pub struct ScriptedLayer(Arc<ScriptedState>);
 #[derive(Debug, Default)]
 struct ScriptedState {
     inner: MemoryLayer,
-    fail_group_add: AtomicBool,
+    fail_group_add: Mutex<Option<GroupName>>,
     calls: Mutex<Vec<String>>,
 }
 
 impl ScriptedLayer {
-    /// Makes the next `group_add` fail as a broker that went away would.
-    pub fn fail_next_group_add(&self) {
-        self.0.fail_group_add.store(true, Ordering::SeqCst);
+    /// Makes the next `group_add` to `group` fail as a broker that went
+    /// away would. Naming the group keeps a connection that is still
+    /// opening (and adding itself to its user's group) from taking the
+    /// failure meant for a join.
+    pub fn fail_next_group_add(&self, group: GroupName) {
+        *self.lock(&self.0.fail_group_add) = Some(group);
     }
 
     /// The calls so far, oldest first, as `"group_send room-1 {..}"`,
@@ -146,7 +148,24 @@ impl ScriptedLayer {
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.0.calls.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock(&self.0.calls)
+    }
+
+    /// Locks one of the layer's records; a test that panicked while
+    /// holding it leaves it as it was, which is still worth reading.
+    fn lock<'a, T>(&self, record: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+        record.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this `group_add` to `group` is the one to fail; clears the
+    /// request if so.
+    fn take_failure_for(&self, group: &GroupName) -> bool {
+        let mut failing = self.lock(&self.0.fail_group_add);
+        let matches = failing.as_ref() == Some(group);
+        if matches {
+            *failing = None;
+        }
+        matches
     }
 
     fn record(&self, call: String) {
@@ -170,7 +189,7 @@ impl ChannelLayer for ScriptedLayer {
 
     async fn group_add(&self, group: &GroupName, channel: ChannelName) -> Result<(), LayerError> {
         self.record(format!("group_add {group}"));
-        if self.0.fail_group_add.swap(false, Ordering::SeqCst) {
+        if self.take_failure_for(group) {
             return Err(injected());
         }
         self.0.inner.group_add(group, channel).await
@@ -459,7 +478,7 @@ pub async fn a_failed_join_is_compensated(host: impl ScenarioHost) {
     let mut ann = host.connect(ann()).await;
     let mut bob = host.connect(bob()).await;
     join(&mut ann, lobby, "Lobby").await;
-    host.layer().fail_next_group_add();
+    host.layer().fail_next_group_add(GroupName::for_room(lobby));
     bob.send(&command("join", lobby)).await;
     expect_frames(&mut bob, &[&error("UNAVAILABLE")]).await;
     expect_frames(
