@@ -235,7 +235,7 @@ impl Client {
             Client::Thread(thread) => thread
                 .join()
                 .map_err(|_| LimitError::PartnerGone("client thread panicked".into()))?,
-            Client::Process(child) => child.wait(),
+            Client::Process(mut child) => child.wait("client process"),
         }
     }
 }
