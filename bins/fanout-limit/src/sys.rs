@@ -19,6 +19,33 @@ pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// Sleeps until `CLOCK_MONOTONIC` reads `ns` (returns at once if it
+/// already has): how server processes start a broadcast at the same
+/// instant, each on its own.
+pub fn sleep_until(ns: u64) {
+    let at = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        // SAFETY: `at` is a valid timespec, read during the call only; an
+        // absolute sleep writes no remaining time, so null is allowed.
+        let error = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &at,
+                std::ptr::null_mut(),
+            )
+        };
+        // A signal cuts the sleep short; with a valid clock and time
+        // nothing else can fail.
+        if error != libc::EINTR {
+            return;
+        }
+    }
+}
+
 /// The calling thread's CPU time in ns (`CLOCK_THREAD_CPUTIME_ID`): exact,
 /// unlike getrusage's tick-based figure on this kernel.
 pub fn thread_cpu_ns() -> u64 {
