@@ -16,12 +16,17 @@
 //!
 //! N connections need 2N descriptors in one process. When they do not fit
 //! (or with `--procs`) the process forks before any thread starts, and
-//! server and client become two single-threaded processes.
+//! server and client become two single-threaded processes. With
+//! `--servers K` the connections are split over K such pairs, which start
+//! every broadcast at the same instant ([`servers`]).
 
-use std::io::{ErrorKind, Read, Write};
+mod control;
+mod servers;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +39,8 @@ use crate::frame::{payload, server_frame};
 use crate::net;
 use crate::report::{JsonLine, Samples};
 use crate::sys::{self, ChildProcess, Forked};
+
+use control::{ClientReport, ServerRound, Totals};
 
 /// Descriptors besides the sockets: stdio, listener, epoll, the control
 /// socket pair, and slack.
@@ -50,124 +57,140 @@ const READ_BUFFER: usize = 64 * 1024;
 /// Runs the mode and returns its report line.
 pub fn run(args: &BroadcastArgs) -> Result<String, LimitError> {
     let limit = net::raise_nofile()?;
-    let (layout, conns) = Layout::choose(args.conns, limit, args.procs)?;
+    let (layout, shares) = Layout::choose(args.conns, limit, args.procs, args.servers)?;
     let load = loadavg_1m()?;
     let frame = server_frame(&payload(args.common.size));
-    let listener = net::listen()?;
-    let (control, client_control) =
-        UnixStream::pair().map_err(|error| LimitError::sys("socketpair", error))?;
-    control
-        .set_read_timeout(Some(CONTROL_TIMEOUT))
-        .map_err(|error| LimitError::sys("SO_RCVTIMEO on the control socket", error))?;
-    let job = ClientJob {
-        addr: net::local_addr(&listener)?,
-        conns,
-        rounds: args.warmup_samples + args.samples,
-        frame_len: frame.len(),
-        pin: args.common.pin,
-    };
-    let client = match layout {
-        Layout::Processes => match sys::fork()? {
-            Forked::Child => {
-                let code = match job.run(client_control) {
-                    Ok(()) => 0,
-                    Err(error) => {
-                        whisper_cli::report(&format!("client process: {error}"), FAILED);
-                        i32::from(FAILED)
-                    }
-                };
-                sys::exit_child(code)
-            }
-            Forked::Parent(child) => {
-                drop(client_control);
-                Client::Process(child)
-            }
-        },
-        Layout::Threads => Client::Thread(std::thread::spawn(move || job.run(client_control))),
-    };
     let frame_len = frame.len();
-    let measured = match serve(listener, conns, frame, control, args) {
-        Ok(measured) => measured,
-        // The client failed first: its error says why.
-        Err(error) if error.follows_partner_failure() => {
-            return Err(client.finish().err().unwrap_or(error));
+    let measured = match layout {
+        Layout::Threads | Layout::Processes => {
+            measure_pair(layout, shares.iter().sum(), frame, args)?
         }
-        // Returning drops the client: a thread ends with the process, a
-        // child process is killed.
-        Err(error) => return Err(error),
+        Layout::Servers(_) => servers::measure_servers(&shares, &frame, args)?,
     };
-    client.finish()?;
-    Ok(measured.report(args, layout, conns, limit, frame_len, load))
+    Ok(measured.report(args, layout, &shares, limit, frame_len, load))
 }
 
-/// Where the two sides run.
+/// Where the sides run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layout {
     /// One process, a server thread and a client thread.
     Threads,
     /// Two single-threaded processes.
     Processes,
+    /// `--servers K`: K single-threaded server processes and K client
+    /// processes, started and coordinated by this one.
+    Servers(usize),
 }
 
 impl Layout {
-    /// The layout for `wanted` connections under an open-files `limit`,
-    /// and how many connections it can hold.
-    fn choose(wanted: usize, limit: usize, procs: bool) -> Result<(Layout, usize), LimitError> {
-        if !procs && 2 * wanted + SPARE_FDS <= limit {
-            return Ok((Layout::Threads, wanted));
+    /// The layout for `wanted` connections over `servers` servers under an
+    /// open-files `limit`, and how many connections each server can hold.
+    fn choose(
+        wanted: usize,
+        limit: usize,
+        procs: bool,
+        servers: usize,
+    ) -> Result<(Layout, Vec<usize>), LimitError> {
+        if servers == 1 && !procs && 2 * wanted + SPARE_FDS <= limit {
+            return Ok((Layout::Threads, vec![wanted]));
         }
-        match wanted.min(limit.saturating_sub(SPARE_FDS)) {
-            0 => Err(LimitError::FdLimit(limit)),
-            conns => Ok((Layout::Processes, conns)),
+        // A server or client process of several also holds the
+        // coordinator's ends of the earlier servers' control sockets.
+        let room = limit.saturating_sub(SPARE_FDS + servers - 1);
+        if room == 0 {
+            return Err(LimitError::FdLimit(limit));
         }
+        let shares = split(wanted, servers)
+            .into_iter()
+            .map(|share| share.min(room))
+            .collect();
+        let layout = match servers {
+            1 => Layout::Processes,
+            servers => Layout::Servers(servers),
+        };
+        Ok((layout, shares))
     }
 
-    fn describe(self) -> &'static str {
+    fn describe(self) -> String {
         match self {
-            Layout::Threads => "1 process x 2 threads",
-            Layout::Processes => "2 processes x 1 thread",
+            Layout::Threads => "1 process x 2 threads".into(),
+            Layout::Processes => "2 processes x 1 thread".into(),
+            Layout::Servers(k) => {
+                format!("{k} server + {k} client processes x 1 thread, 1 coordinator")
+            }
         }
     }
 }
 
-/// What the client tells the server once connected and after each round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ClientReport {
-    /// When it read the round's last frame (0 for the first report).
-    last_read_ns: u64,
-    /// Its CPU time so far.
-    cpu: ThreadCpu,
+/// `conns` split over `servers` as evenly as they go: the first servers
+/// take one more.
+fn split(conns: usize, servers: usize) -> Vec<usize> {
+    (0..servers)
+        .map(|i| conns / servers + usize::from(i < conns % servers))
+        .collect()
 }
 
-impl ClientReport {
-    const BYTES: usize = 40;
-
-    fn encode(&self) -> [u8; ClientReport::BYTES] {
-        let words = [
-            self.last_read_ns,
-            self.cpu.user_us,
-            self.cpu.sys_us,
-            self.cpu.on_cpu_ns,
-            self.cpu.runq_wait_ns,
-        ];
-        let mut bytes = [0; ClientReport::BYTES];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.to_le_bytes());
+/// Runs `work` in a child process (see [`sys::fork`]) and returns the
+/// child. A child that fails says why on stderr itself, as `name`: its
+/// parent only sees the exit status.
+fn spawn(
+    name: &str,
+    work: impl FnOnce() -> Result<(), LimitError>,
+) -> Result<ChildProcess, LimitError> {
+    match sys::fork()? {
+        Forked::Child => {
+            // A panic must not unwind into the parent's code this process
+            // copied (which would kill the parent's other children).
+            let code = match std::panic::catch_unwind(AssertUnwindSafe(work)) {
+                Ok(Ok(())) => 0,
+                Ok(Err(error)) => {
+                    whisper_cli::report(&format!("{name}: {error}"), FAILED);
+                    i32::from(FAILED)
+                }
+                Err(_) => i32::from(FAILED),
+            };
+            sys::exit_child(code)
         }
-        bytes
+        Forked::Parent(child) => Ok(child),
     }
+}
 
-    fn decode(bytes: &[u8; ClientReport::BYTES]) -> ClientReport {
-        let word = |i: usize| u64::from_le_bytes(std::array::from_fn(|j| bytes[8 * i + j]));
-        ClientReport {
-            last_read_ns: word(0),
-            cpu: ThreadCpu {
-                user_us: word(1),
-                sys_us: word(2),
-                on_cpu_ns: word(3),
-                runq_wait_ns: word(4),
-            },
+/// One server and its client, as threads of this process or as this
+/// process and a child.
+fn measure_pair(
+    layout: Layout,
+    conns: usize,
+    frame: Vec<u8>,
+    args: &BroadcastArgs,
+) -> Result<Measured, LimitError> {
+    let listener = net::listen()?;
+    let (control, client_control) = control::pair()?;
+    control::time_out(&control, CONTROL_TIMEOUT)?;
+    let job = ClientJob::new(&listener, conns, frame.len(), args)?;
+    let client = match layout {
+        Layout::Threads => Client::Thread(std::thread::spawn(move || job.run(client_control))),
+        _ => Client::Process(spawn("client process", move || job.run(client_control))?),
+    };
+    let measured =
+        Server::accept(listener, conns, frame, control, args.common.pin).and_then(|server| {
+            let mut paced = Paced {
+                server,
+                gap: Duration::from_millis(args.gap_ms),
+            };
+            measure(&mut paced, args)
+        });
+    match measured {
+        Ok(measured) => {
+            client.finish()?;
+            Ok(measured)
         }
+        // The client failed first: its error says why.
+        Err(error) if error.follows_partner_failure() => {
+            Err(client.finish().err().unwrap_or(error))
+        }
+        // Returning drops the client: a thread ends with the process, a
+        // child process is killed.
+        Err(error) => Err(error),
     }
 }
 
@@ -182,6 +205,22 @@ struct ClientJob {
 }
 
 impl ClientJob {
+    /// The client of `conns` connections to `listener`.
+    fn new(
+        listener: &TcpListener,
+        conns: usize,
+        frame_len: usize,
+        args: &BroadcastArgs,
+    ) -> Result<ClientJob, LimitError> {
+        Ok(ClientJob {
+            addr: net::local_addr(listener)?,
+            conns,
+            rounds: args.warmup_samples + args.samples,
+            frame_len,
+            pin: args.common.pin,
+        })
+    }
+
     /// Connects, then for every round drains the sockets until all frames
     /// are in and reports when.
     fn run(self, mut control: UnixStream) -> Result<(), LimitError> {
@@ -217,9 +256,7 @@ fn report(control: &mut UnixStream, last_read_ns: u64) -> Result<(), LimitError>
         last_read_ns,
         cpu: ThreadCpu::now(),
     };
-    control
-        .write_all(&report.encode())
-        .map_err(|error| LimitError::sys("client report", error))
+    control::send(control, &report, "server")
 }
 
 /// The client as it runs: a thread of this process, or a forked one.
@@ -235,86 +272,54 @@ impl Client {
             Client::Thread(thread) => thread
                 .join()
                 .map_err(|_| LimitError::PartnerGone("client thread panicked".into()))?,
-            Client::Process(child) => child.wait(),
+            Client::Process(mut child) => child.wait("client process"),
         }
     }
 }
 
-/// The server's side.
+/// The server's side: one thread, its accepted sockets and the control
+/// socket its client reports on.
 struct Server {
     sockets: Vec<TcpStream>,
     frame: Vec<u8>,
-    gap: Duration,
     control: UnixStream,
-    /// The client's CPU time as of its last report.
-    client_cpu: ThreadCpu,
-}
-
-/// One broadcast, as the server saw it.
-struct Round {
-    latency_ms: f64,
-    write_loop_ms: f64,
-    /// The server thread's CPU over the write loop.
-    server_cpu: ThreadCpu,
-}
-
-/// Everything the report is made of.
-struct Measured {
-    warmup: Vec<Round>,
-    rounds: Vec<Round>,
-    /// From the first measured round on.
-    wall_s: f64,
-    machine: MachineTicks,
-    server_cpu: ThreadCpu,
-    client_cpu: ThreadCpu,
-}
-
-/// The server's side: accepts the connections, then runs the warm-up and
-/// the measured rounds.
-fn serve(
-    listener: TcpListener,
-    conns: usize,
-    frame: Vec<u8>,
-    control: UnixStream,
-    args: &BroadcastArgs,
-) -> Result<Measured, LimitError> {
-    if args.common.pin {
-        sys::pin_to_cpu(0)?;
-    }
-    let sockets = net::accept_n(&listener, conns)?;
-    drop(listener);
-    let mut server = Server {
-        sockets,
-        frame,
-        gap: Duration::from_millis(args.gap_ms),
-        control,
-        client_cpu: ThreadCpu::default(),
-    };
-    // The first report: the client has connected every socket and watches
-    // them all.
-    server.client_cpu = server.receive()?.cpu;
-    let warmup = (0..args.warmup_samples)
-        .map(|_| server.round())
-        .collect::<Result<Vec<_>, _>>()?;
-    let (server_from, client_from) = (ThreadCpu::now(), server.client_cpu);
-    let (machine_from, started) = (MachineTicks::now()?, Instant::now());
-    let rounds = (0..args.samples)
-        .map(|_| server.round())
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Measured {
-        warmup,
-        rounds,
-        wall_s: started.elapsed().as_secs_f64(),
-        machine: MachineTicks::now()?.since(machine_from),
-        server_cpu: ThreadCpu::now().since(server_from),
-        client_cpu: server.client_cpu.since(client_from),
-    })
 }
 
 impl Server {
-    /// One broadcast: the frame to every socket, then the client's report.
-    fn round(&mut self) -> Result<Round, LimitError> {
-        std::thread::sleep(self.gap);
+    /// Takes the server's CPU (with `--pin`) and accepts its `conns`
+    /// connections.
+    fn accept(
+        listener: TcpListener,
+        conns: usize,
+        frame: Vec<u8>,
+        control: UnixStream,
+        pin: bool,
+    ) -> Result<Server, LimitError> {
+        if pin {
+            sys::pin_to_cpu(0)?;
+        }
+        let sockets = net::accept_n(&listener, conns)?;
+        drop(listener);
+        Ok(Server {
+            sockets,
+            frame,
+            control,
+        })
+    }
+
+    /// Waits for the client's first report (it has connected every socket
+    /// and watches them all): both sides' CPU so far.
+    fn ready(&mut self) -> Result<Totals, LimitError> {
+        let client: ClientReport = control::receive(&mut self.control, "client")?;
+        Ok(Totals {
+            server: ThreadCpu::now(),
+            client: client.cpu,
+        })
+    }
+
+    /// One broadcast, at once: the frame to every socket, then the
+    /// client's report.
+    fn round(&mut self) -> Result<ServerRound, LimitError> {
         let cpu_from = ThreadCpu::now();
         let started_ns = sys::monotonic_ns();
         // The measured work: one write() per socket.
@@ -329,60 +334,266 @@ impl Server {
             }
         }
         let written_ns = sys::monotonic_ns();
-        let server_cpu = ThreadCpu::now().since(cpu_from);
-        let client = self.receive()?;
-        self.client_cpu = client.cpu;
-        Ok(Round {
-            latency_ms: client.last_read_ns.saturating_sub(started_ns) as f64 / 1e6,
-            write_loop_ms: (written_ns - started_ns) as f64 / 1e6,
-            server_cpu,
+        let write_cpu = ThreadCpu::now().since(cpu_from);
+        let client: ClientReport = control::receive(&mut self.control, "client")?;
+        Ok(ServerRound {
+            started_ns,
+            written_ns,
+            last_read_ns: client.last_read_ns,
+            write_cpu,
+            totals: Totals {
+                server: ThreadCpu::now(),
+                client: client.cpu,
+            },
         })
     }
+}
 
-    fn receive(&mut self) -> Result<ClientReport, LimitError> {
-        let mut bytes = [0; ClientReport::BYTES];
-        self.control
-            .read_exact(&mut bytes)
-            .map_err(|error| match error.kind() {
-                ErrorKind::UnexpectedEof => {
-                    LimitError::PartnerGone("client ended without reporting".into())
-                }
-                _ => LimitError::sys("reading the client's report", error),
-            })?;
-        Ok(ClientReport::decode(&bytes))
+/// The servers of a run as the measuring side drives them: the one server
+/// of this process ([`Paced`]), or K server processes
+/// ([`servers`]).
+trait Broadcasts {
+    /// Waits until every client has connected all its sockets: each
+    /// server's and client's CPU so far, one [`Totals`] per server.
+    fn ready(&mut self) -> Result<Vec<Totals>, LimitError>;
+
+    /// One broadcast, `--gap-ms` after the previous one ended.
+    fn broadcast(&mut self) -> Result<Sample, LimitError>;
+}
+
+/// The one server of an unsplit run, keeping its own pace.
+struct Paced {
+    server: Server,
+    gap: Duration,
+}
+
+impl Broadcasts for Paced {
+    fn ready(&mut self) -> Result<Vec<Totals>, LimitError> {
+        Ok(vec![self.server.ready()?])
+    }
+
+    fn broadcast(&mut self) -> Result<Sample, LimitError> {
+        std::thread::sleep(self.gap);
+        let round = self.server.round()?;
+        Ok(Sample {
+            start_ns: round.started_ns,
+            servers: vec![round],
+        })
+    }
+}
+
+/// One broadcast to every connection of the run.
+struct Sample {
+    /// When it started: a single server's first write, or the instant
+    /// several servers were told to start at.
+    start_ns: u64,
+    /// What each server saw of it.
+    servers: Vec<ServerRound>,
+}
+
+impl Sample {
+    /// From the start to the last frame read by any client, ms.
+    fn latency_ms(&self) -> f64 {
+        let last_read_ns = self.servers.iter().map(|server| server.last_read_ns).max();
+        ms(last_read_ns.unwrap_or(0).saturating_sub(self.start_ns))
+    }
+
+    /// From the start to the first write of the server that began last,
+    /// ms: how far the servers missed the instant they were given.
+    fn start_lag_ms(&self) -> f64 {
+        let started_ns = self.servers.iter().map(|server| server.started_ns).max();
+        ms(started_ns.unwrap_or(0).saturating_sub(self.start_ns))
+    }
+
+    /// The longest write loop, ms.
+    fn write_loop_ms(&self) -> f64 {
+        self.servers
+            .iter()
+            .map(ServerRound::write_loop_ms)
+            .fold(0.0, f64::max)
+    }
+
+    /// The write loops added up, per connection, µs.
+    fn us_per_write(&self, conns: usize) -> f64 {
+        let loops_ms: f64 = self.servers.iter().map(ServerRound::write_loop_ms).sum();
+        loops_ms * 1e3 / conns as f64
+    }
+
+    fn totals(&self) -> Vec<Totals> {
+        self.servers.iter().map(|server| server.totals).collect()
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Everything the report is made of.
+struct Measured {
+    warmup: Vec<Sample>,
+    rounds: Vec<Sample>,
+    /// From the first measured round on.
+    wall_s: f64,
+    machine: MachineTicks,
+    /// Each server's and client's CPU over the measured rounds, one per
+    /// server.
+    spent: Vec<Totals>,
+}
+
+/// Runs the warm-up and the measured broadcasts.
+fn measure(servers: &mut impl Broadcasts, args: &BroadcastArgs) -> Result<Measured, LimitError> {
+    let ready = servers.ready()?;
+    let warmup = (0..args.warmup_samples)
+        .map(|_| servers.broadcast())
+        .collect::<Result<Vec<_>, _>>()?;
+    let from = warmup.last().map_or(ready, Sample::totals);
+    let (machine_from, started) = (MachineTicks::now()?, Instant::now());
+    let rounds = (0..args.samples)
+        .map(|_| servers.broadcast())
+        .collect::<Result<Vec<_>, _>>()?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let machine = MachineTicks::now()?.since(machine_from);
+    let to = rounds.last().map_or_else(|| from.clone(), Sample::totals);
+    Ok(Measured {
+        warmup,
+        rounds,
+        wall_s,
+        machine,
+        spent: to
+            .iter()
+            .zip(&from)
+            .map(|(to, from)| to.since(*from))
+            .collect(),
+    })
+}
+
+/// The keys of one side's CPU fields, in the order they are printed: each
+/// figure for the whole side (added up over its processes), then per
+/// process (`_each`, in server order).
+struct CpuKeys {
+    cpu: [&'static str; 2],
+    rusage: [&'static str; 2],
+    runq_wait: [&'static str; 2],
+    sys_frac: [&'static str; 2],
+}
+
+const SERVER_KEYS: CpuKeys = CpuKeys {
+    cpu: ["server_cpu_ms_per_bcast", "server_cpu_ms_per_bcast_each"],
+    rusage: [
+        "server_cpu_ms_per_bcast_rusage",
+        "server_cpu_ms_per_bcast_rusage_each",
+    ],
+    runq_wait: [
+        "server_runq_wait_ms_per_bcast",
+        "server_runq_wait_ms_per_bcast_each",
+    ],
+    sys_frac: ["server_sys_frac", "server_sys_frac_each"],
+};
+
+const CLIENT_KEYS: CpuKeys = CpuKeys {
+    cpu: ["client_cpu_ms_per_bcast", "client_cpu_ms_per_bcast_each"],
+    rusage: [
+        "client_cpu_ms_per_bcast_rusage",
+        "client_cpu_ms_per_bcast_rusage_each",
+    ],
+    runq_wait: [
+        "client_runq_wait_ms_per_bcast",
+        "client_runq_wait_ms_per_bcast_each",
+    ],
+    sys_frac: ["client_sys_frac", "client_sys_frac_each"],
+};
+
+/// How a CPU figure, in ms, is read from a thread's CPU time.
+type Figure = fn(ThreadCpu) -> f64;
+
+impl CpuKeys {
+    /// Adds one side's CPU fields to `line`: `per_bcast` is each
+    /// process's CPU over the figures per broadcast, `whole` its CPU over
+    /// the measured rounds (for the kernel's share).
+    fn add(
+        &self,
+        line: &mut JsonLine,
+        per_bcast: &[ThreadCpu],
+        whole: &[ThreadCpu],
+        samples: usize,
+    ) {
+        let sum = |cpus: &[ThreadCpu]| {
+            cpus.iter()
+                .fold(ThreadCpu::default(), |sum, cpu| sum.plus(*cpu))
+        };
+        let figures: [(&[&'static str; 2], Figure); 3] = [
+            (&self.cpu, |cpu| cpu.on_cpu_ns as f64 / 1e6),
+            (&self.rusage, ThreadCpu::rusage_ms),
+            (&self.runq_wait, |cpu| cpu.runq_wait_ns as f64 / 1e6),
+        ];
+        for ([key, each], figure) in figures {
+            let per_bcast_of = |cpu: ThreadCpu| figure(cpu) / samples as f64;
+            line.number(key, per_bcast_of(sum(per_bcast)))
+                .maybe_list(each, per_bcast.iter().map(|cpu| Some(per_bcast_of(*cpu))));
+        }
+        let [key, each] = self.sys_frac;
+        line.number(key, sum(whole).sys_frac())
+            .maybe_list(each, whole.iter().map(|cpu| Some(cpu.sys_frac())));
     }
 }
 
 impl Measured {
+    /// The measured rounds as each server saw them, one list per server.
+    fn by_server(&self) -> Vec<Vec<&ServerRound>> {
+        let mut lists = vec![Vec::with_capacity(self.rounds.len()); self.spent.len()];
+        for sample in &self.rounds {
+            for (list, round) in lists.iter_mut().zip(&sample.servers) {
+                list.push(round);
+            }
+        }
+        lists
+    }
+
     fn report(
         &self,
         args: &BroadcastArgs,
         layout: Layout,
-        conns: usize,
+        shares: &[usize],
         limit: usize,
         frame_len: usize,
         load: f64,
     ) -> String {
-        let latency = Samples::new(self.rounds.iter().map(|round| round.latency_ms).collect());
-        let write_loop = Samples::new(
+        let conns: usize = shares.iter().sum();
+        let over_rounds =
+            |figure: fn(&Sample) -> f64| Samples::new(self.rounds.iter().map(figure).collect());
+        let latency = over_rounds(Sample::latency_ms);
+        let write_loop = over_rounds(Sample::write_loop_ms);
+        let warmup = Samples::new(self.warmup.iter().map(Sample::latency_ms).collect());
+        let by_server = self.by_server();
+        let write_loop_each = by_server.iter().map(|rounds| {
+            Samples::new(rounds.iter().map(|round| round.write_loop_ms()).collect()).percentile(0.5)
+        });
+        let us_per_write = Samples::new(
             self.rounds
                 .iter()
-                .map(|round| round.write_loop_ms)
+                .map(|sample| sample.us_per_write(conns))
                 .collect(),
         );
-        let warmup = Samples::new(self.warmup.iter().map(|round| round.latency_ms).collect());
-        let server = self.rounds.iter().fold(ThreadCpu::default(), |sum, round| {
-            sum.plus(round.server_cpu)
-        });
-        let (client, machine) = (self.client_cpu, self.machine);
+        let write_cpu: Vec<ThreadCpu> = by_server
+            .iter()
+            .map(|rounds| {
+                rounds
+                    .iter()
+                    .fold(ThreadCpu::default(), |sum, round| sum.plus(round.write_cpu))
+            })
+            .collect();
+        let server_whole: Vec<ThreadCpu> = self.spent.iter().map(|spent| spent.server).collect();
+        let client_whole: Vec<ThreadCpu> = self.spent.iter().map(|spent| spent.client).collect();
+        let machine = self.machine;
         let per_bcast = |ms: f64| ms / args.samples as f64;
         let tick_ms = 1000.0 / TICKS_PER_S;
-        let write_loop_p50 = write_loop.percentile(0.5);
         let mut line = JsonLine::default();
         line.text("mode", "broadcast")
             .plain("conns", conns)
             .plain("conns_requested", args.conns)
-            .text("layout", layout.describe())
+            .text("layout", &layout.describe())
+            .plain("servers", shares.len())
+            .plain_list("server_conns", shares)
             .plain("pinned", args.common.pin)
             .plain("nofile_limit", limit)
             .plain("samples", args.samples)
@@ -395,51 +606,29 @@ impl Measured {
             .maybe("max_ms", latency.max())
             .maybe("mean_ms", latency.mean())
             .maybe("warmup_p50_ms", warmup.percentile(0.5))
-            .maybe("write_loop_p50_ms", write_loop_p50)
             .maybe(
-                "server_us_per_write",
-                write_loop_p50.map(|ms| ms * 1e3 / conns as f64),
+                "start_lag_p50_ms",
+                over_rounds(Sample::start_lag_ms).percentile(0.5),
             )
-            .number(
-                "server_cpu_ms_per_bcast",
-                per_bcast(server.on_cpu_ns as f64 / 1e6),
-            )
-            .number(
-                "server_cpu_ms_per_bcast_rusage",
-                per_bcast(server.rusage_ms()),
-            )
-            .number(
-                "server_runq_wait_ms_per_bcast",
-                per_bcast(server.runq_wait_ns as f64 / 1e6),
-            )
-            .number("server_sys_frac", self.server_cpu.sys_frac())
-            .number(
-                "client_cpu_ms_per_bcast",
-                per_bcast(client.on_cpu_ns as f64 / 1e6),
-            )
-            .number(
-                "client_cpu_ms_per_bcast_rusage",
-                per_bcast(client.rusage_ms()),
-            )
-            .number(
-                "client_runq_wait_ms_per_bcast",
-                per_bcast(client.runq_wait_ns as f64 / 1e6),
-            )
-            .number("client_sys_frac", client.sys_frac())
-            .number(
-                "machine_cpu_ms_per_bcast",
-                per_bcast(machine.busy as f64 * tick_ms),
-            )
-            .number(
-                "softirq_ms_per_bcast",
-                per_bcast(machine.softirq as f64 * tick_ms),
-            )
-            .number(
-                "steal_cores",
-                machine.steal as f64 / TICKS_PER_S / self.wall_s,
-            )
-            .number("wall_s", self.wall_s)
-            .number("loadavg_1m", load);
+            .maybe("write_loop_p50_ms", write_loop.percentile(0.5))
+            .maybe_list("write_loop_p50_ms_each", write_loop_each)
+            .maybe("server_us_per_write", us_per_write.percentile(0.5));
+        SERVER_KEYS.add(&mut line, &write_cpu, &server_whole, args.samples);
+        CLIENT_KEYS.add(&mut line, &client_whole, &client_whole, args.samples);
+        line.number(
+            "machine_cpu_ms_per_bcast",
+            per_bcast(machine.busy as f64 * tick_ms),
+        )
+        .number(
+            "softirq_ms_per_bcast",
+            per_bcast(machine.softirq as f64 * tick_ms),
+        )
+        .number(
+            "steal_cores",
+            machine.steal as f64 / TICKS_PER_S / self.wall_s,
+        )
+        .number("wall_s", self.wall_s)
+        .number("loadavg_1m", load);
         line.render()
     }
 }
@@ -448,51 +637,121 @@ impl Measured {
 mod tests {
     use super::*;
 
+    fn choose(wanted: usize, procs: bool, servers: usize) -> Option<(Layout, Vec<usize>)> {
+        Layout::choose(wanted, 20_000, procs, servers).ok()
+    }
+
     #[test]
     fn one_process_while_both_sides_fit() {
-        assert_eq!(
-            Layout::choose(1000, 20_000, false).ok(),
-            Some((Layout::Threads, 1000))
-        );
-        assert_eq!(
-            Layout::choose(9984, 20_000, false).ok(),
-            Some((Layout::Threads, 9984))
-        );
+        assert_eq!(choose(1000, false, 1), Some((Layout::Threads, vec![1000])));
+        assert_eq!(choose(9984, false, 1), Some((Layout::Threads, vec![9984])));
     }
 
     #[test]
     fn two_processes_when_asked_or_past_the_limit() {
+        assert_eq!(choose(1000, true, 1), Some((Layout::Processes, vec![1000])));
         assert_eq!(
-            Layout::choose(1000, 20_000, true).ok(),
-            Some((Layout::Processes, 1000))
-        );
-        assert_eq!(
-            Layout::choose(10_000, 20_000, false).ok(),
-            Some((Layout::Processes, 10_000))
+            choose(10_000, false, 1),
+            Some((Layout::Processes, vec![10_000]))
         );
     }
 
     #[test]
     fn past_one_process_per_side_the_count_is_cut() {
         assert_eq!(
-            Layout::choose(25_000, 20_000, false).ok(),
-            Some((Layout::Processes, 19_968))
+            choose(25_000, false, 1),
+            Some((Layout::Processes, vec![19_968]))
         );
-        assert!(Layout::choose(10, 32, false).is_err());
+        assert!(Layout::choose(10, 32, false, 1).is_err());
     }
 
     #[test]
-    fn a_client_report_reads_back_as_sent() {
-        let report = ClientReport {
-            last_read_ns: 1_234_567_890_123,
-            cpu: ThreadCpu {
-                user_us: 1,
-                sys_us: u64::MAX,
-                on_cpu_ns: 3 << 40,
-                runq_wait_ns: 0,
-            },
+    fn several_servers_share_the_connections() {
+        assert_eq!(
+            choose(50_000, false, 3),
+            Some((Layout::Servers(3), vec![16_667, 16_667, 16_666]))
+        );
+        assert_eq!(
+            choose(600, false, 3),
+            Some((Layout::Servers(3), vec![200, 200, 200]))
+        );
+        // Small runs too: one process per side per server, always.
+        assert_eq!(choose(2, false, 2), Some((Layout::Servers(2), vec![1, 1])));
+    }
+
+    #[test]
+    fn each_server_is_cut_to_what_its_processes_hold() {
+        // The coordinator's ends of the other servers' sockets count too.
+        assert_eq!(
+            choose(70_000, false, 3),
+            Some((Layout::Servers(3), vec![19_966, 19_966, 19_966]))
+        );
+        assert!(Layout::choose(10, 34, false, 3).is_err());
+    }
+
+    #[test]
+    fn a_split_is_even_to_one_connection() {
+        for (conns, servers) in [(1, 1), (7, 7), (50_000, 3), (10, 4), (19_999, 16)] {
+            let shares = split(conns, servers);
+            assert_eq!(shares.len(), servers);
+            assert_eq!(shares.iter().sum::<usize>(), conns);
+            let (least, most) = (shares.iter().min(), shares.iter().max());
+            assert!(
+                least
+                    .zip(most)
+                    .is_some_and(|(least, most)| most - least <= 1),
+                "{shares:?}"
+            );
+            assert!(shares.is_sorted_by(|a, b| a >= b), "{shares:?}");
+        }
+    }
+
+    #[test]
+    fn the_layout_says_what_ran() {
+        assert_eq!(Layout::Threads.describe(), "1 process x 2 threads");
+        assert_eq!(Layout::Processes.describe(), "2 processes x 1 thread");
+        assert_eq!(
+            Layout::Servers(3).describe(),
+            "3 server + 3 client processes x 1 thread, 1 coordinator"
+        );
+    }
+
+    fn round(started_ns: u64, written_ns: u64, last_read_ns: u64) -> ServerRound {
+        ServerRound {
+            started_ns,
+            written_ns,
+            last_read_ns,
+            write_cpu: ThreadCpu::default(),
+            totals: Totals::default(),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_lasts_from_its_start_to_the_last_read_of_any_client() {
+        let sample = Sample {
+            start_ns: 1_000_000,
+            servers: vec![
+                round(1_100_000, 3_100_000, 9_000_000),
+                round(1_500_000, 2_500_000, 11_000_000),
+                round(1_200_000, 5_200_000, 7_000_000),
+            ],
         };
-        assert_eq!(ClientReport::decode(&report.encode()), report);
-        assert_eq!(report.encode()[..8], 1_234_567_890_123u64.to_le_bytes());
+        assert_eq!(sample.latency_ms(), 10.0);
+        assert_eq!(sample.start_lag_ms(), 0.5);
+        assert_eq!(sample.write_loop_ms(), 4.0);
+        // 2 + 1 + 4 ms of writing for 1000 connections.
+        assert_eq!(sample.us_per_write(1000), 7.0);
+    }
+
+    #[test]
+    fn one_server_starts_at_its_first_write() {
+        let sample = Sample {
+            start_ns: 2_000_000,
+            servers: vec![round(2_000_000, 4_000_000, 5_000_000)],
+        };
+        assert_eq!(sample.latency_ms(), 3.0);
+        assert_eq!(sample.start_lag_ms(), 0.0);
+        assert_eq!(sample.write_loop_ms(), 2.0);
+        assert_eq!(sample.us_per_write(100), 20.0);
     }
 }

@@ -11,7 +11,9 @@ use crate::frame::MAX_PAYLOAD;
 const AFTER_HELP: &str = "\
 Everything runs on 127.0.0.1 with exactly two busy threads, a server and a
 client (the load generator), as on a 2-core machine shared by a server and
-its load. Every wait is bounded: a stuck peer ends the run within 10-30 s.
+its load; `broadcast --servers K` runs K of each instead, as a chat server
+of K nodes and a load generator of K processes. Every wait is bounded: a
+stuck peer ends the run within 10-40 s.
 
 Output: one JSON line on stdout per run (its fields are explained in
 bins/fanout-limit/README.md). Exit codes: 0 the run completed, 1 it could
@@ -25,6 +27,16 @@ pub struct Cli {
     /// What to measure.
     #[command(subcommand)]
     pub mode: Mode,
+}
+
+impl Cli {
+    /// The checks clap cannot make (see [`BroadcastArgs::check`]).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.mode {
+            Mode::Broadcast(args) => args.check(),
+            Mode::Fanout(_) => Ok(()),
+        }
+    }
 }
 
 /// The two measurements.
@@ -55,12 +67,33 @@ pub struct BroadcastArgs {
     pub gap_ms: u64,
     /// Server and client in two processes even when one would hold all
     /// the sockets (as it must from about 10,000), to compare like with
-    /// like.
+    /// like. Implied by `--servers` above 1.
     #[arg(long)]
     pub procs: bool,
+    /// Server processes the connections are split over, each with its own
+    /// client process, all starting every broadcast at the same instant:
+    /// to compare with a server of that many nodes (and to go past the
+    /// ~20,000 connections one pair of processes can hold). At most
+    /// `--conns`.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    pub servers: usize,
     /// Flags both modes take.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl BroadcastArgs {
+    /// What clap cannot check flag by flag: a server process needs a
+    /// connection of its own. The message to end with, exit code 2.
+    pub fn check(&self) -> Result<(), String> {
+        if self.servers > self.conns {
+            return Err(format!(
+                "--servers {} is more than --conns {}: every server needs a connection",
+                self.servers, self.conns
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Flags of `fanout`.
@@ -93,8 +126,9 @@ pub struct CommonArgs {
     /// Payload bytes of each message.
     #[arg(long, default_value_t = 100, value_parser = payload_size())]
     pub size: usize,
-    /// Server thread on CPU 0, client thread on CPU 1 (otherwise the
-    /// scheduler places them).
+    /// Server thread on CPU 0, client thread on CPU 1 (with `--servers`,
+    /// every server's and every client's); otherwise the scheduler places
+    /// them.
     #[arg(long)]
     pub pin: bool,
 }
@@ -144,8 +178,8 @@ mod tests {
             (1000, 100, 20, 10)
         );
         assert_eq!(
-            (args.common.size, args.common.pin, args.procs),
-            (100, false, false)
+            (args.common.size, args.common.pin, args.procs, args.servers),
+            (100, false, false, 1)
         );
     }
 
@@ -173,6 +207,8 @@ mod tests {
             "--gap-ms",
             "300",
             "--procs",
+            "--servers",
+            "3",
             "--pin",
         ]);
         assert_eq!(
@@ -180,8 +216,8 @@ mod tests {
             (10000, 5, 0, 300)
         );
         assert_eq!(
-            (args.common.size, args.common.pin, args.procs),
-            (126, true, true)
+            (args.common.size, args.common.pin, args.procs, args.servers),
+            (126, true, true, 3)
         );
 
         let args = fanout(&[
@@ -213,6 +249,8 @@ mod tests {
             &["broadcast", "--size", "65536"],
             &["broadcast", "--conns", "many"],
             &["broadcast", "--writev"],
+            &["broadcast", "--servers", "0"],
+            &["fanout", "--servers", "2"],
             &["fanout", "--members", "0"],
             &["fanout", "--window", "0"],
             &["fanout", "--duration", "-1"],
@@ -223,5 +261,17 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_server_needs_a_connection() {
+        let check = |args: &[&str]| parse(args).expect("parses").check();
+        assert_eq!(
+            check(&["broadcast", "--conns", "3", "--servers", "3"]),
+            Ok(())
+        );
+        assert_eq!(check(&["broadcast", "--servers", "1000"]), Ok(()));
+        assert!(check(&["broadcast", "--conns", "2", "--servers", "3"]).is_err());
+        assert_eq!(check(&["fanout"]), Ok(()));
     }
 }

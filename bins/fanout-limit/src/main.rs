@@ -1,6 +1,7 @@
 //! `fanout-limit`: the kernel-bound ceiling of WebSocket-style chat
 //! fan-out over loopback TCP on this machine, measured with exactly two
-//! busy threads, a server and a client, and no server logic at all (no
+//! busy threads, a server and a client (or K of each, in processes of
+//! their own, with `broadcast --servers K`), and no server logic at all (no
 //! HTTP upgrade, no JSON, no database, no async runtime). What it reports
 //! is roughly the best any chat server can do here, so Whisper's figures
 //! are read against it. `README.md` says what each mode measures and how
@@ -35,6 +36,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if let Err(message) = cli.check() {
+        return whisper_cli::report(&message, whisper_cli::BAD_INPUT);
+    }
     let outcome = match &cli.mode {
         Mode::Broadcast(args) => broadcast::run(args),
         Mode::Fanout(args) => fanout::run(args),

@@ -64,6 +64,35 @@ impl JsonLine {
         }
     }
 
+    /// A list of whole numbers (one per process, say).
+    pub fn plain_list(
+        &mut self,
+        key: &'static str,
+        values: impl IntoIterator<Item: Display>,
+    ) -> &mut JsonLine {
+        let items: Vec<String> = values.into_iter().map(|value| value.to_string()).collect();
+        self.list(key, items)
+    }
+
+    /// A list of measurements that may be missing, each as
+    /// [`maybe`](JsonLine::maybe) prints one.
+    pub fn maybe_list(
+        &mut self,
+        key: &'static str,
+        values: impl IntoIterator<Item = Option<f64>>,
+    ) -> &mut JsonLine {
+        let items: Vec<String> = values
+            .into_iter()
+            .map(|value| value.map_or_else(|| "null".into(), |value| format!("{value:.4}")))
+            .collect();
+        self.list(key, items)
+    }
+
+    fn list(&mut self, key: &'static str, items: Vec<String>) -> &mut JsonLine {
+        self.0.push((key, format!("[{}]", items.join(","))));
+        self
+    }
+
     /// The line, without a newline.
     pub fn render(&self) -> String {
         let fields: Vec<String> = self
@@ -116,10 +145,13 @@ mod tests {
             .plain("pinned", false)
             .number("p50_ms", 5.22404)
             .maybe("warmup_p50_ms", None)
-            .maybe("max_ms", Some(2.0));
+            .maybe("max_ms", Some(2.0))
+            .plain_list("server_conns", [334, 333])
+            .maybe_list("each_ms", [Some(1.0), None])
+            .maybe_list("none_ms", []);
         assert_eq!(
             line.render(),
-            r#"{"mode":"broadcast","conns":1000,"pinned":false,"p50_ms":5.2240,"warmup_p50_ms":null,"max_ms":2.0000}"#
+            r#"{"mode":"broadcast","conns":1000,"pinned":false,"p50_ms":5.2240,"warmup_p50_ms":null,"max_ms":2.0000,"server_conns":[334,333],"each_ms":[1.0000,null],"none_ms":[]}"#
         );
     }
 }

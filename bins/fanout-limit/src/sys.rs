@@ -19,6 +19,33 @@ pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// Sleeps until `CLOCK_MONOTONIC` reads `ns` (returns at once if it
+/// already has): how server processes start a broadcast at the same
+/// instant, each on its own.
+pub fn sleep_until(ns: u64) {
+    let at = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        // SAFETY: `at` is a valid timespec, read during the call only; an
+        // absolute sleep writes no remaining time, so null is allowed.
+        let error = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &at,
+                std::ptr::null_mut(),
+            )
+        };
+        // A signal cuts the sleep short; with a valid clock and time
+        // nothing else can fail.
+        if error != libc::EINTR {
+            return;
+        }
+    }
+}
+
 /// The calling thread's CPU time in ns (`CLOCK_THREAD_CPUTIME_ID`): exact,
 /// unlike getrusage's tick-based figure on this kernel.
 pub fn thread_cpu_ns() -> u64 {
@@ -228,6 +255,8 @@ pub enum Forked {
 /// Splits the process in two. Only while it runs one thread: the child of
 /// a threaded process may call nothing but async-signal-safe functions
 /// (no allocation), and checking here keeps that off the caller's mind.
+/// The child is killed when the parent ends, however it ends, so a run
+/// killed from outside leaves no process behind.
 pub fn fork() -> Result<Forked, LimitError> {
     let threads = std::fs::read_dir("/proc/self/task")
         .map_err(|source| LimitError::Proc {
@@ -238,11 +267,21 @@ pub fn fork() -> Result<Forked, LimitError> {
     if threads != 1 {
         return Err(LimitError::Threaded(threads));
     }
+    let parent = std::process::id();
     // SAFETY: the process has one thread (checked above, and only this
     // thread could start another), so the child is a full copy that may
     // run any code.
     match unsafe { libc::fork() } {
-        0 => Ok(Forked::Child),
+        0 => {
+            // SAFETY: no pointers; PR_SET_PDEATHSIG takes a signal number
+            // and cannot fail with a valid one.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+            // A parent that ended before that call sent no signal.
+            if std::os::unix::process::parent_id() != parent {
+                exit_child(1);
+            }
+            Ok(Forked::Child)
+        }
         pid if pid > 0 => Ok(Forked::Parent(ChildProcess { pid, reaped: false })),
         _ => Err(LimitError::last_os("fork")),
     }
@@ -264,14 +303,15 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    /// Waits for the child to end; an error unless it exited with 0.
-    pub fn wait(mut self) -> Result<(), LimitError> {
+    /// Waits for the child, the `name`d side of the run, to end; an error
+    /// unless it exited with 0.
+    pub fn wait(&mut self, name: &str) -> Result<(), LimitError> {
         let status = self.reap()?;
         if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
             Ok(())
         } else {
             Err(LimitError::PartnerGone(format!(
-                "client process failed (wait status {status})"
+                "{name} failed (wait status {status})"
             )))
         }
     }

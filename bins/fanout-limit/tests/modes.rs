@@ -19,21 +19,28 @@ struct Run {
 
 /// Runs `fanout-limit ARGS`, killed if it outlives [`DEADLINE`].
 fn fanout_limit(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout-limit"))
-        .args(args)
+    run_command(
+        Command::new(env!("CARGO_BIN_EXE_fanout-limit")).args(args),
+        &format!("fanout-limit {args:?}"),
+    )
+}
+
+/// Runs `command` (`what` names it), killed if it outlives [`DEADLINE`].
+fn run_command(command: &mut Command, what: &str) -> Run {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("fanout-limit starts");
+        .unwrap_or_else(|error| panic!("{what} starts: {error}"));
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for fanout-limit") {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
             break status;
         }
         if started.elapsed() > DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("fanout-limit {args:?} still ran after {DEADLINE:?}");
+            panic!("{what} still ran after {DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -85,6 +92,8 @@ const BROADCAST_FIELDS: &[&str] = &[
     "conns",
     "conns_requested",
     "layout",
+    "servers",
+    "server_conns",
     "pinned",
     "nofile_limit",
     "samples",
@@ -97,16 +106,26 @@ const BROADCAST_FIELDS: &[&str] = &[
     "max_ms",
     "mean_ms",
     "warmup_p50_ms",
+    "start_lag_p50_ms",
     "write_loop_p50_ms",
+    "write_loop_p50_ms_each",
     "server_us_per_write",
     "server_cpu_ms_per_bcast",
+    "server_cpu_ms_per_bcast_each",
     "server_cpu_ms_per_bcast_rusage",
+    "server_cpu_ms_per_bcast_rusage_each",
     "server_runq_wait_ms_per_bcast",
+    "server_runq_wait_ms_per_bcast_each",
     "server_sys_frac",
+    "server_sys_frac_each",
     "client_cpu_ms_per_bcast",
+    "client_cpu_ms_per_bcast_each",
     "client_cpu_ms_per_bcast_rusage",
+    "client_cpu_ms_per_bcast_rusage_each",
     "client_runq_wait_ms_per_bcast",
+    "client_runq_wait_ms_per_bcast_each",
     "client_sys_frac",
+    "client_sys_frac_each",
     "machine_cpu_ms_per_bcast",
     "softirq_ms_per_bcast",
     "steal_cores",
@@ -143,10 +162,26 @@ const FANOUT_FIELDS: &[&str] = &[
     "loadavg_1m",
 ];
 
-fn assert_sane_broadcast(report: &Value, layout: &str) {
+/// The numbers of list `field` of `report`, one per server.
+fn each(report: &Value, field: &str) -> Vec<f64> {
+    report[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field} is a list in {report}"))
+        .iter()
+        .map(|value| {
+            value
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} holds numbers in {report}"))
+        })
+        .collect()
+}
+
+fn assert_sane_broadcast(report: &Value, layout: &str, server_conns: &[u64]) {
     assert_eq!(report["mode"], "broadcast");
     assert_eq!(report["layout"], layout);
-    assert_eq!(report["conns"], 20);
+    assert_eq!(report["conns"], server_conns.iter().sum::<u64>());
+    assert_eq!(report["servers"], server_conns.len());
+    assert_eq!(report["server_conns"], serde_json::json!(server_conns));
     assert_eq!(report["samples"], 5);
     assert_eq!(report["frame_bytes"], 102);
     let p50 = number(report, "p50_ms");
@@ -157,9 +192,25 @@ fn assert_sane_broadcast(report: &Value, layout: &str) {
         "{report}"
     );
     assert!(number(report, "warmup_p50_ms") > 0.0, "{report}");
+    assert!(number(report, "start_lag_p50_ms") >= 0.0, "{report}");
     assert!(number(report, "write_loop_p50_ms") > 0.0, "{report}");
     assert!(number(report, "server_cpu_ms_per_bcast") > 0.0, "{report}");
     assert!(number(report, "client_cpu_ms_per_bcast") > 0.0, "{report}");
+    for field in [
+        "write_loop_p50_ms_each",
+        "server_cpu_ms_per_bcast_each",
+        "client_cpu_ms_per_bcast_each",
+    ] {
+        let each = each(report, field);
+        assert_eq!(each.len(), server_conns.len(), "{field} in {report}");
+        assert!(each.iter().all(|&value| value > 0.0), "{field} in {report}");
+    }
+    // The whole side's CPU is its processes' added up (to rounding).
+    let servers: f64 = each(report, "server_cpu_ms_per_bcast_each").iter().sum();
+    assert!(
+        (servers - number(report, "server_cpu_ms_per_bcast")).abs() < 1e-3,
+        "{report}"
+    );
 }
 
 #[test]
@@ -168,7 +219,7 @@ fn a_broadcast_to_twenty_sockets_reports_its_latency() {
         &["broadcast", "--conns", "20", "--samples", "5"],
         BROADCAST_FIELDS,
     );
-    assert_sane_broadcast(&report, "1 process x 2 threads");
+    assert_sane_broadcast(&report, "1 process x 2 threads", &[20]);
 }
 
 #[test]
@@ -177,7 +228,68 @@ fn a_broadcast_from_two_processes_reports_the_same_fields() {
         &["broadcast", "--conns", "20", "--samples", "5", "--procs"],
         BROADCAST_FIELDS,
     );
-    assert_sane_broadcast(&report, "2 processes x 1 thread");
+    assert_sane_broadcast(&report, "2 processes x 1 thread", &[20]);
+}
+
+#[test]
+fn a_broadcast_over_three_server_processes_counts_every_connection() {
+    let report = report(
+        &[
+            "broadcast",
+            "--conns",
+            "600",
+            "--servers",
+            "3",
+            "--samples",
+            "5",
+        ],
+        BROADCAST_FIELDS,
+    );
+    assert_sane_broadcast(
+        &report,
+        "3 server + 3 client processes x 1 thread, 1 coordinator",
+        &[200, 200, 200],
+    );
+    // Each broadcast's slowest write loop is at least every server's.
+    let slowest = each(&report, "write_loop_p50_ms_each")
+        .into_iter()
+        .fold(0.0, f64::max);
+    assert!(
+        number(&report, "write_loop_p50_ms") + 1e-4 >= slowest,
+        "{report}"
+    );
+}
+
+#[test]
+fn past_the_open_files_limit_each_server_gets_what_fits() {
+    // 100 descriptors per process: 32 spare, 2 for the coordinator's
+    // other sockets, 66 connections.
+    let binary = env!("CARGO_BIN_EXE_fanout-limit");
+    let script = format!("ulimit -n 100 && exec {binary} \"$@\"");
+    let run = run_command(
+        Command::new("sh").args([
+            "-c",
+            &script,
+            "sh",
+            "broadcast",
+            "--conns",
+            "600",
+            "--servers",
+            "3",
+            "--samples",
+            "5",
+        ]),
+        "sh -c 'ulimit -n 100 && fanout-limit broadcast --conns 600 --servers 3'",
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("the line is JSON");
+    assert_eq!(report["conns_requested"], 600);
+    assert_eq!(report["nofile_limit"], 100);
+    assert_sane_broadcast(
+        &report,
+        "3 server + 3 client processes x 1 thread, 1 coordinator",
+        &[66, 66, 66],
+    );
 }
 
 fn assert_sane_fanout(report: &Value, variant: &str) {
@@ -222,6 +334,8 @@ fn a_room_of_ten_fans_out_with_writev() {
 fn a_bad_command_line_is_one_error_line_and_exit_code_2() {
     for args in [
         &["broadcast", "--samples", "0"][..],
+        &["broadcast", "--servers", "0"],
+        &["broadcast", "--conns", "2", "--servers", "3"],
         &["fanout", "--procs"],
         &[],
     ] {
