@@ -50,7 +50,6 @@ fn main() -> ExitCode {
     if let Err(error) = cli.validate() {
         return error.report();
     }
-    stamp::start_clock();
     let threads = cli.common.threads.map_or_else(
         || std::thread::available_parallelism().map_or(2, usize::from),
         |threads| threads as usize,
