@@ -33,6 +33,11 @@ Several nodes sharing rooms through Redis (each started with the same
 of each room connects to node i mod N; the report sums the nodes' CPU and
 memory.
 
+More connections than one process may hold open files for (conns
+--connections 50000): `conns --processes K` splits them over this process
+and K - 1 workers it starts (the same binary), sharing one clock
+(CLOCK_MONOTONIC) to time the broadcasts.
+
 Users are signed up through /accounts/signup/ (signup must be open), one per
 --connections-per-user sockets, with fresh names each run.
 
@@ -198,6 +203,18 @@ pub struct ConnsArgs {
     /// open connections cost by themselves. 0 skips it.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=86_400))]
     pub idle_s: u32,
+    /// Bench processes the connections are split over (contiguous shares
+    /// of the connection indices, placed in rooms and on nodes as in one
+    /// process): this one and K - 1 workers it starts, since one process
+    /// may hold only so many open files. --connect-concurrency is split
+    /// over them too; --threads is per process. At most --connections.
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub processes: u32,
+    /// Run as a worker of the bench process that started this one: orders
+    /// on stdin, reports on stdout (see the `workers` module).
+    #[arg(long = "worker", hide = true)]
+    pub worker: bool,
 }
 
 /// `recovery`: v2 sockets drop, miss messages, and rejoin with `since`.
@@ -265,6 +282,14 @@ impl Cli {
             return Err(BenchError::Usage(format!(
                 "--senders ({}) cannot exceed --members ({})",
                 fanout.senders, fanout.members
+            )));
+        }
+        if let Scenario::Conns(conns) = &self.scenario
+            && conns.processes > conns.connections
+        {
+            return Err(BenchError::Usage(format!(
+                "--processes ({}) cannot exceed --connections ({})",
+                conns.processes, conns.connections
             )));
         }
         if let Scenario::Recovery(recovery) = &self.scenario
@@ -345,6 +370,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -473,6 +500,7 @@ mod tests {
             "recovery --rooms 2 --room-ids 1",
             "fanout --members 2 --senders 3 --room-ids 1",
             "conns --rooms 3 --room-ids 1,2",
+            "conns --connections 2 --processes 3 --room-ids 1",
             "conns",
         ] {
             let args: Vec<&str> = line.split(' ').collect();
@@ -490,5 +518,46 @@ mod tests {
         assert!(parse(&["fanout", "--rate", "-1"]).is_err());
         assert!(parse(&["--url", "https://x", "conns"]).is_err());
         assert!(parse(&["conns", "--rooms", "0"]).is_err());
+        assert!(parse(&["conns", "--processes", "0"]).is_err());
+    }
+
+    #[test]
+    fn one_process_unless_asked_and_workers_are_told_by_a_hidden_flag() {
+        let conns = |args: &[&str]| match parse(args).expect("parses").scenario {
+            Scenario::Conns(conns) => conns,
+            _ => panic!("conns expected"),
+        };
+        let one = conns(&["conns", "--room-ids", "1"]);
+        assert_eq!((one.processes, one.worker), (1, false));
+        let three = conns(&[
+            "conns",
+            "--connections",
+            "300",
+            "--processes",
+            "3",
+            "--room-ids",
+            "1",
+            crate::workers::WORKER_FLAG,
+        ]);
+        assert_eq!((three.processes, three.worker), (3, true));
+        let cli = parse(&[
+            "conns",
+            "--connections",
+            "3",
+            "--processes",
+            "3",
+            "--room-ids",
+            "1",
+        ])
+        .expect("parses");
+        cli.validate().expect("one connection each");
+        let mut command = Cli::command();
+        let conns_help = command
+            .find_subcommand_mut("conns")
+            .expect("conns")
+            .render_long_help()
+            .to_string();
+        assert!(conns_help.contains("--processes <K>"), "{conns_help}");
+        assert!(!conns_help.contains("--worker"), "{conns_help}");
     }
 }

@@ -51,6 +51,26 @@ pub enum BenchError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// One process of a `conns --processes` run failed, died or stopped
+    /// answering; the run cannot add up its connections.
+    #[error("bench process {process} of {processes}: {reason}")]
+    Worker {
+        /// Which: 0 is the process the user started, 1.. its workers.
+        process: usize,
+        /// How many processes the run has.
+        processes: usize,
+        /// What went wrong, and in which phase.
+        reason: String,
+    },
+    /// A worker's orders broke off or came out of turn: the process that
+    /// started it went away, or the two disagree about the phase.
+    #[error("worker control: {0}")]
+    Control(String),
+    /// A worker's failure, already sent to the process that started it
+    /// (which reports it); the worker exits without a line of its own, so
+    /// the run still ends with one `error:` line.
+    #[error("reported to the coordinating process")]
+    Relayed,
 }
 
 impl BenchError {
@@ -63,12 +83,20 @@ impl BenchError {
             | BenchError::Connect(_)
             | BenchError::RoomShort { .. }
             | BenchError::Limits(_)
-            | BenchError::Runtime(_) => FAILED,
+            | BenchError::Runtime(_)
+            | BenchError::Worker { .. }
+            | BenchError::Control(_)
+            | BenchError::Relayed => FAILED,
         }
     }
 
-    /// Prints exactly one `error: ` line on stderr and returns the exit code.
+    /// Prints exactly one `error: ` line on stderr (none for
+    /// [`BenchError::Relayed`], whose line the coordinator prints) and
+    /// returns the exit code.
     pub fn report(&self) -> ExitCode {
+        if let BenchError::Relayed = self {
+            return ExitCode::from(self.exit_code());
+        }
         whisper_cli::report(&self.to_string(), self.exit_code())
     }
 }

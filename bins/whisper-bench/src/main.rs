@@ -7,10 +7,11 @@
 //! v2), [`frame`] is WebSocket framing, [`incoming`] reads server frames
 //! cheaply, [`stamp`] is what every message carries, [`sequence`] checks
 //! v2 seqs, [`fill`] stores messages in rooms, and the scenarios are
-//! [`fanout`], [`conns`], [`recovery`] and [`history`]. [`window`] is a
-//! run's measured part, [`procfs`] reads CPU and memory, [`latency`] holds
-//! histograms, [`xorshift`] draws cheap random numbers, [`progress`] talks
-//! to the human on stderr.
+//! [`fanout`], [`conns`], [`recovery`] and [`history`]; `conns` runs its
+//! connections as [`crowd`]s, over several processes with [`workers`].
+//! [`window`] is a run's measured part, [`procfs`] reads CPU and memory,
+//! [`latency`] holds histograms, [`xorshift`] draws cheap random numbers,
+//! [`progress`] talks to the human on stderr.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,6 +20,7 @@ mod accounts;
 mod cli;
 mod connection;
 mod conns;
+mod crowd;
 mod error;
 mod fanout;
 mod fill;
@@ -35,6 +37,7 @@ mod sequence;
 mod setup;
 mod stamp;
 mod window;
+mod workers;
 mod xorshift;
 
 use cli::{Cli, Scenario};
@@ -50,7 +53,6 @@ fn main() -> ExitCode {
     if let Err(error) = cli.validate() {
         return error.report();
     }
-    stamp::start_clock();
     let threads = cli.common.threads.map_or_else(
         || std::thread::available_parallelism().map_or(2, usize::from),
         |threads| threads as usize,
@@ -67,24 +69,28 @@ fn main() -> ExitCode {
     // Tasks still reading are not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match outcome {
-        Ok(report) => {
+        Ok(Some(report)) => {
             println!("{report}");
             ExitCode::SUCCESS
         }
+        Ok(None) => ExitCode::SUCCESS,
         Err(error) => error.report(),
     }
 }
 
-async fn run(cli: Cli, threads: usize) -> Result<serde_json::Value, BenchError> {
+/// Runs the scenario; its report, or `None` for a `conns` worker, whose
+/// reports went to the process that started it as the run went.
+async fn run(cli: Cli, threads: usize) -> Result<Option<serde_json::Value>, BenchError> {
     let setup = Setup {
         nodes: Nodes::resolve(&cli.common.urls).await?,
         common: cli.common,
         threads,
     };
     match &cli.scenario {
-        Scenario::Fanout(args) => fanout::run(args, &setup).await,
-        Scenario::Conns(args) => conns::run(args, &setup).await,
-        Scenario::Recovery(args) => recovery::run(args, &setup).await,
-        Scenario::History(args) => history::run(args, &setup).await,
+        Scenario::Conns(args) if args.worker => workers::serve(&setup).await.map(|()| None),
+        Scenario::Fanout(args) => fanout::run(args, &setup).await.map(Some),
+        Scenario::Conns(args) => conns::run(args, &setup).await.map(Some),
+        Scenario::Recovery(args) => recovery::run(args, &setup).await.map(Some),
+        Scenario::History(args) => history::run(args, &setup).await.map(Some),
     }
 }

@@ -62,13 +62,19 @@ pub struct CpuSample {
 impl CpuSample {
     /// Reads the bench's CPU time and every server node's now.
     pub fn take(server_pids: &[u32]) -> CpuSample {
+        CpuSample::take_with_workers(server_pids, &[])
+    }
+
+    /// [`CpuSample::take`] for a bench spread over processes
+    /// (`conns --processes`): the workers' CPU time counts as the bench's.
+    pub fn take_with_workers(server_pids: &[u32], worker_pids: &[u32]) -> CpuSample {
+        let seconds = |pid: &u32| cpu_seconds(&pid.to_string());
         CpuSample {
             at: Instant::now(),
-            servers: server_pids
-                .iter()
-                .map(|pid| cpu_seconds(&pid.to_string()))
-                .collect(),
-            bench: cpu_seconds("self"),
+            servers: server_pids.iter().map(seconds).collect(),
+            bench: std::iter::once(cpu_seconds("self"))
+                .chain(worker_pids.iter().map(seconds))
+                .sum(),
         }
     }
 
@@ -134,8 +140,8 @@ pub fn ensure_open_files(needed: u64) -> Result<u64, String> {
     if limit < needed {
         return Err(format!(
             "this run needs about {needed} open files but RLIMIT_NOFILE allows {limit} \
-             (its hard limit); lower the connection count or raise the hard limit \
-             (the server needs as many)"
+             (its hard limit); lower the connection count, spread `conns` over more \
+             --processes, or raise the hard limit (the server needs as many)"
         ));
     }
     Ok(limit)

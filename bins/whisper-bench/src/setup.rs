@@ -94,7 +94,21 @@ impl Setup {
         connections: usize,
         rooms: usize,
     ) -> Result<Resources, BenchError> {
-        procfs::ensure_open_files(connections as u64 + SPARE_FILES).map_err(BenchError::Limits)?;
+        self.resources_opening(connections, rooms, connections)
+            .await
+    }
+
+    /// [`Setup::resources`] for a run that spreads its `connections` over
+    /// several processes: this one opens only `here` files (sockets and
+    /// pipes), so only those are checked against its open-files limit;
+    /// users and source addresses are still provided for all.
+    pub async fn resources_opening(
+        &self,
+        connections: usize,
+        rooms: usize,
+        here: usize,
+    ) -> Result<Resources, BenchError> {
+        ensure_sockets(here)?;
         let room_ids = rooms::provide(&self.common, rooms).await?;
         let per_user = self.common.connections_per_user as usize;
         let users = connections.div_ceil(per_user).max(1);
@@ -108,6 +122,14 @@ impl Setup {
             sources: SourceAddresses::new(source_ips, self.nodes.addrs()),
         })
     }
+}
+
+/// Raises the open-files limit for `sockets` sockets and the few files
+/// every run needs besides, or says why it cannot.
+pub fn ensure_sockets(sockets: usize) -> Result<(), BenchError> {
+    procfs::ensure_open_files(sockets as u64 + SPARE_FILES)
+        .map(drop)
+        .map_err(BenchError::Limits)
 }
 
 /// How the sockets' joins went, shared by the tasks that make them: the

@@ -3,30 +3,54 @@
 //!
 //! The server relays the text untouched, so receivers learn per-sender
 //! order and latency from the text alone, without trusting usernames
-//! (several connections may share one user). Times are nanoseconds on one
-//! monotonic clock shared by every task of this process ([`now_ns`]), so
-//! sender and receivers need no clock agreement.
+//! (several connections may share one user). Times are nanoseconds of
+//! `CLOCK_MONOTONIC` ([`now_ns`]): one clock for every task of this process
+//! and for every process on the machine, so a sender and receivers need no
+//! clock agreement even when `conns --processes` puts them in different
+//! processes.
 
 use std::fmt::Write as _;
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// The zero of [`now_ns`]: the first time anything asked for the time.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+use rustix::time::{ClockId, clock_gettime};
 
-/// Nanoseconds since this process's [`EPOCH`], on a monotonic clock.
+/// An [`Instant`] and the [`now_ns`] reading taken with it, to place other
+/// instants on the same scale ([`to_ns`]).
+struct Anchor {
+    instant: Instant,
+    ns: u64,
+}
+
+/// Taken the first time an instant is converted.
+static ANCHOR: LazyLock<Anchor> = LazyLock::new(|| Anchor {
+    instant: Instant::now(),
+    ns: now_ns(),
+});
+
+/// Nanoseconds of `CLOCK_MONOTONIC` (since boot, suspends excluded): the
+/// same reading in every process, so times taken by different processes
+/// can be subtracted.
 pub fn now_ns() -> u64 {
-    to_ns(Instant::now())
+    let now = clock_gettime(ClockId::Monotonic);
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
-/// Nanoseconds from [`EPOCH`] to `instant` (0 for instants before it).
+/// `instant` on the [`now_ns`] scale (for timers and deadlines, which tokio
+/// gives as instants). Exact up to the few nanoseconds between the two
+/// readings of [`ANCHOR`]: on Linux, `Instant` reads `CLOCK_MONOTONIC` too.
 pub fn to_ns(instant: Instant) -> u64 {
-    u64::try_from(instant.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX)
+    let anchor = &*ANCHOR;
+    match instant.checked_duration_since(anchor.instant) {
+        Some(after) => anchor.ns.saturating_add(nanos(after)),
+        None => anchor.ns.saturating_sub(nanos(anchor.instant - instant)),
+    }
 }
 
-/// Fixes the epoch now, so that later readings are small and positive.
-pub fn start_clock() {
-    LazyLock::force(&EPOCH);
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What a bench message says about itself.
@@ -116,6 +140,22 @@ mod tests {
         };
         assert_eq!(stamp.to_text(1), "1 2 3 ");
         assert_eq!(Stamp::parse(b"1 2 3 "), Some(stamp));
+    }
+
+    #[test]
+    fn instants_and_readings_share_one_scale() {
+        let before = now_ns();
+        let converted = to_ns(Instant::now());
+        let after = now_ns();
+        // The anchor's two readings may be a few microseconds apart on a
+        // busy machine; nothing near a millisecond.
+        assert!(converted + 1_000_000 >= before, "{before} {converted}");
+        assert!(converted <= after + 1_000_000, "{converted} {after}");
+        let later = Instant::now() + Duration::from_secs(2);
+        assert_eq!(
+            to_ns(later) - to_ns(later - Duration::from_secs(1)),
+            1_000_000_000
+        );
     }
 
     #[test]

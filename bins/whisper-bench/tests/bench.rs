@@ -594,6 +594,143 @@ async fn conns_reach_every_connection_measure_memory_and_hold_idle() {
     server.stop().await;
 }
 
+/// The options of a `conns` run of 300 connections in one room over three
+/// bench processes, against `server`.
+fn conns_over_three_processes(server: &TestServer, room: i64, extra: &[&str]) -> Vec<String> {
+    let mut all = args(&[
+        "--url",
+        &server.url(""),
+        "--room-ids",
+        &room.to_string(),
+        "--server-pid",
+        &std::process::id().to_string(),
+        "--connections-per-user",
+        "100",
+        "conns",
+        "--connections",
+        "300",
+        "--processes",
+        "3",
+    ]);
+    all.extend(args(extra));
+    all
+}
+
+/// The pids of bench workers started against `url` (from their command
+/// lines in /proc), to kill one or to see that none is left.
+fn workers_against(url: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let words: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+            words.contains(&&b"--worker"[..]) && words.contains(&url.as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conns_over_three_processes_reach_every_connection() {
+    let server = bench_server().await;
+    let room = server.create_room("three processes", false).await;
+    let output = bench(conns_over_three_processes(
+        &server,
+        room,
+        &["--broadcasts", "3"],
+    ))
+    .await;
+    let line = report(&output);
+    assert_eq!(line["params"]["processes"], 3, "{line}");
+    // 301 sockets (the announcer too), 100 per user.
+    assert_eq!(line["params"]["users"], 4, "{line}");
+    let results = &line["results"];
+    assert_eq!(results["connected"], 300, "{line}");
+    assert_zero(
+        results,
+        &["failed", "incomplete_broadcasts", "disconnected"],
+    );
+    let times = results["broadcast_ms"]["all"].as_array().expect("times");
+    assert_eq!(times.len(), 3, "{line}");
+    assert!(
+        times
+            .iter()
+            .all(|time| time.as_f64().is_some_and(|ms| ms > 0.0 && ms < 10_000.0)),
+        "{line}"
+    );
+    assert!(results["connects_per_s"].as_f64().expect("rate") > 0.0);
+    assert!(
+        results["server_rss_per_connection_kib"].as_f64().is_some(),
+        "{line}"
+    );
+    assert!(
+        line["cpu"]["connect"]["bench_s"].as_f64().is_some(),
+        "{line}"
+    );
+    assert_eq!(workers_against(&server.url("")), Vec::<u32>::new());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_ends_the_run_in_one_line_and_none_is_left() {
+    let server = bench_server().await;
+    let room = server.create_room("a worker dies", false).await;
+    let url = server.url("");
+    let child = Command::new(BENCH)
+        .args(conns_over_three_processes(
+            &server,
+            room,
+            &["--idle-s", "30"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("whisper-bench starts");
+    let victim = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let workers = workers_against(&url);
+            if workers.len() == 2 || std::time::Instant::now() > deadline {
+                return workers.first().copied();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("the search's thread")
+    .expect("two workers started");
+    let killed = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the bench's thread")
+        .expect("whisper-bench ends");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with("error: bench process ") && errors[0].contains(" of 3: "),
+        "{stderr}"
+    );
+    assert!(
+        errors[0].contains("SIGKILL") || errors[0].contains("signal: 9"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    // The other worker was killed with the run: none is left.
+    assert_eq!(workers_against(&server.url("")), Vec::<u32>::new());
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_that_does_not_exist_fails_the_run_in_one_line() {
     let server = bench_server().await;
@@ -648,6 +785,16 @@ fn bad_arguments_get_one_line_and_exit_2() {
             "1",
         ],
         &["--url", "ftp://example", "conns", "--room-ids", "1"],
+        &["conns", "--processes", "0", "--room-ids", "1"],
+        &[
+            "conns",
+            "--connections",
+            "2",
+            "--processes",
+            "3",
+            "--room-ids",
+            "1",
+        ],
         &[],
     ] {
         let output = Command::new(BENCH).args(bad).output().expect("runs");
@@ -684,6 +831,7 @@ fn help_tells_how_to_start_the_server() {
     assert!(help.contains("recovery"), "{help}");
     for (scenario, flag) in [
         ("fanout", "--protocol <PROTOCOL>"),
+        ("conns", "--processes <K>"),
         ("recovery", "--sockets"),
         ("history", "--fill-sockets"),
     ] {
