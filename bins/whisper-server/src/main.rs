@@ -60,6 +60,14 @@ struct Args {
           default_value_t = LayerConfig::default().max_queued_bytes,
           value_parser = RangedU64ValueParser::<usize>::from(1024..=1 << 30))]
     max_queued_bytes: usize,
+    /// Milliseconds presence and typing notices may wait for a
+    /// connection's next write while nothing else is queued for it: in a
+    /// burst of joins, each member gets one write per wait, not one per
+    /// notice. 0 writes every notice at once.
+    #[arg(long, env = "WHISPER_NOTICE_DELAY_MS",
+          default_value_t = millis(LayerConfig::default().expendable_delay),
+          value_parser = clap::value_parser!(u64).range(0..=5000))]
+    notice_delay_ms: u64,
     /// Seconds a room's presence lives without updates.
     #[arg(long, env = "WHISPER_PRESENCE_TTL_S",
           default_value_t = LayerConfig::default().presence_ttl.as_secs(),
@@ -138,11 +146,16 @@ impl Args {
         };
         let layer = LayerConfig {
             max_queued_bytes: self.max_queued_bytes,
+            expendable_delay: Duration::from_millis(self.notice_delay_ms),
             presence_ttl: Duration::from_secs(self.presence_ttl_s),
-            ..LayerConfig::default()
         };
         (config, layer, self.redis_url)
     }
+}
+
+/// A default delay as the flag shows it.
+fn millis(delay: Duration) -> u64 {
+    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), in `format`.

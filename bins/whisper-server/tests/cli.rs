@@ -15,6 +15,8 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
         vec!["--no-such-flag"],
         vec!["--bind", "not-an-address"],
         vec!["--max-message-bytes", "0"],
+        vec!["--notice-delay-ms", "5001"],
+        vec!["--notice-delay-ms", "-1"],
         vec!["--open-signup", "maybe"],
         vec!["--log-format", "xml"],
         vec!["--max-connections", "0"],
