@@ -68,10 +68,11 @@ pub enum Command {
     ChangePassword(ChangePassword),
     /// Deactivate a user: they can no longer log in, their sessions end and
     /// their open sockets close within a second. The account and its
-    /// messages stay; `activate` undoes it. An inactive user stays so.
+    /// messages stay; `activate` undoes it. A user already inactive is not
+    /// an error (the output says so).
     Deactivate(Account),
     /// Reactivate a deactivated user, who may log in again (their old
-    /// sessions stay ended). An active user stays so.
+    /// sessions stay ended). A user already active is not an error.
     Activate(Account),
     /// Print a room's latest stored messages, oldest first, one per line:
     /// seq, time (RFC 3339, UTC), username and text.
