@@ -62,8 +62,9 @@ fn v2_removal(room: i64, code: &str) -> Value {
     json!({"error": {"code": code, "room": room}})
 }
 
-/// A socket that must close with 1008 `session ended` within [`AT_ONCE`].
-async fn closed_at_once(client: &mut WsClient, node: &str) {
+/// A socket that must close with 1008 `session ended` within [`AT_ONCE`];
+/// `node` names where it is in the failure.
+pub async fn closed_at_once(client: &mut WsClient, node: &str) {
     let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
         .await
         .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
