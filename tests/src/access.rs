@@ -1,7 +1,8 @@
 //! Access that follows changes at once, as scenarios run on one server
 //! (`tests/tests/access.rs`) and on two nodes sharing PostgreSQL and Redis
 //! (`bins/whisper-server/tests/multinode.rs`): a room deleted or made
-//! staff-only, a session logged out, staff status taken away. The change
+//! staff-only, a session logged out, staff status taken away, a user
+//! deactivated. The change
 //! is made through the HTTP API on node A; the sockets it concerns are on
 //! node B as well, and each must hear of it within [`AT_ONCE`] of the
 //! API's answer. The servers keep the default periodic re-check (30 s),
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::{Nodes, Session, WsClient};
+use crate::{Nodes, Session, WsClient, csrf_token, http_client, set_cookie_value};
 
 /// How soon after the API answered a socket on any node acts on the change.
 pub const AT_ONCE: Duration = Duration::from_secs(1);
@@ -61,8 +62,9 @@ fn v2_removal(room: i64, code: &str) -> Value {
     json!({"error": {"code": code, "room": room}})
 }
 
-/// A socket that must close with 1008 `session ended` within [`AT_ONCE`].
-async fn closed_at_once(client: &mut WsClient, node: &str) {
+/// A socket that must close with 1008 `session ended` within [`AT_ONCE`];
+/// `node` names where it is in the failure.
+pub async fn closed_at_once(client: &mut WsClient, node: &str) {
     let closed = tokio::time::timeout(AT_ONCE, client.close_frame())
         .await
         .unwrap_or_else(|_| panic!("the socket on {node} still open after {AT_ONCE:?}"));
@@ -250,6 +252,59 @@ pub async fn a_password_changed_by_the_operator_closes_the_users_sockets_at_once
     for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
         closed_at_once(client, node).await;
     }
+}
+
+/// A user deactivated by the operator (`whisper-manage deactivate`) is
+/// logged out on both nodes within a second: every socket closes (1008)
+/// and every session is gone. Logging in is refused as a wrong password
+/// is. Reactivated (`whisper-manage activate`), they log in again, but
+/// the old session stays ended.
+pub async fn a_user_deactivated_by_the_operator_is_logged_out_everywhere_at_once(nodes: Nodes<'_>) {
+    let bob = nodes.person("bob", false).await;
+    let mut on_a = nodes.a.connect(&bob).await;
+    let mut on_b = nodes.b.connect(&bob).await;
+    nodes.db.set_active("bob", false).await;
+    for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
+        closed_at_once(client, node).await;
+    }
+    assert_eq!(nodes.db.session_rows_of("bob").await, 0);
+    assert_login_refused(nodes, "bob").await;
+
+    nodes.db.set_active("bob", true).await;
+    let again = nodes.b.login("bob", PASSWORD).await.expect("login");
+    assert_eq!(nodes.a.me(&again).await["username"], "bob");
+    assert_eq!(nodes.a.me(&bob).await["username"], Value::Null);
+}
+
+/// A user deactivated by a superuser on the admin page of node A is
+/// logged out on node B at once, as when the operator does it.
+pub async fn a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once(
+    nodes: Nodes<'_>,
+) {
+    nodes.db.create_superuser("root", PASSWORD).await;
+    let root = nodes.a.login("root", PASSWORD).await.expect("login");
+    let bob = nodes.person("bob", false).await;
+    let mut bob_on_b = nodes.b.connect(&bob).await;
+
+    let path = format!("/api/admin/users/{}/active", nodes.a.me(&bob).await["id"]);
+    let body = json!({"is_active": false});
+    let (status, answer) = nodes.a.api(&root, Method::POST, &path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "POST {path}: {answer}");
+    assert_eq!(answer["is_active"], false);
+    closed_at_once(&mut bob_on_b, "B").await;
+    assert_login_refused(nodes, "bob").await;
+}
+
+/// Logging in as `username` with the right password is refused on node B
+/// with the wrong-password message: no session, the form again.
+async fn assert_login_refused(nodes: Nodes<'_>, username: &str) {
+    let csrf = csrf_token(&http_client(), &nodes.b.url("/accounts/login/")).await;
+    let fields = [("username", username), ("password", PASSWORD)];
+    let response = nodes.b.post_form("/accounts/login/", &csrf, &fields).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookie_value(&response, "sessionid").is_none());
+    let page = response.text().await.expect("the login page");
+    assert!(page.contains("correct username and password"), "{page}");
 }
 
 /// A staff member demoted by a superuser on node A leaves the staff-only

@@ -276,8 +276,26 @@ impl TestDatabase {
             .delete_all_for(user.id)
             .await
             .expect("sessions ended");
+        self.record(AccessChange::User(user.id.0)).await;
+    }
+
+    /// Deactivates or reactivates `username` as `whisper-manage deactivate`
+    /// and `activate` do: the flag (and, deactivating, every session
+    /// ended), and the change recorded for the running servers.
+    pub async fn set_active(&self, username: &str, is_active: bool) {
+        let user = self
+            .users
+            .set_active(username, is_active)
+            .await
+            .expect("active changed");
+        self.record(AccessChange::User(user.id.0)).await;
+    }
+
+    /// Records `change` for the running servers, as `whisper-manage` does
+    /// after changing access: every node reads it within a second.
+    async fn record(&self, change: AccessChange) {
         ChangeFeed::new(self.db.clone())
-            .record(&AccessChange::User(user.id.0).to_string())
+            .record(&change.to_string())
             .await
             .expect("change recorded");
     }

@@ -41,3 +41,23 @@ async fn a_password_changed_by_the_operator_closes_the_users_sockets_at_once() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_deactivated_by_the_operator_is_logged_out_everywhere_at_once() {
+    let server = TestServer::start().await;
+    access::a_user_deactivated_by_the_operator_is_logged_out_everywhere_at_once(Nodes::one(
+        &server,
+    ))
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once() {
+    let server = TestServer::start().await;
+    access::a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once(Nodes::one(
+        &server,
+    ))
+    .await;
+    server.stop().await;
+}

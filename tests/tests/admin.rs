@@ -1,6 +1,6 @@
 //! The staff-only admin page and its JSON API: staff can manage rooms,
-//! superusers staff flags (never their own); everyone else gets 401 or
-//! 403; every change is CSRF-checked.
+//! superusers staff flags and who is active (never their own); everyone
+//! else gets 401 or 403; every change is CSRF-checked.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -175,6 +175,11 @@ async fn non_staff_and_forged_requests_change_nothing() {
             "/api/admin/users/2".to_owned(),
             Some(json!({"is_staff": true})),
         ),
+        (
+            Method::POST,
+            "/api/admin/users/1/active".to_owned(),
+            Some(json!({"is_active": false})),
+        ),
     ];
     for (method, path, body) in &attempts {
         let (status, _) = server.api(&ann, method.clone(), path, body.clone()).await;
@@ -316,6 +321,108 @@ async fn only_a_superuser_changes_staff_flags_and_never_their_own() {
         .expect(StatusCode::FORBIDDEN, Method::PATCH, &rex_path, demote())
         .await;
     assert_eq!(answer, superuser_is_staff);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_superuser_deactivates_users_and_never_themselves() {
+    let server = TestServer::start().await;
+    let root = server.superuser("root").await;
+    let ann = server.user("ann", true).await;
+    let bob = server.user("bob", false).await;
+    let active_path = |user: &Value| format!("/api/admin/users/{}/active", user["id"]);
+    let root_path = active_path(&server.me(&root).await);
+    let ann_path = active_path(&server.me(&ann).await);
+    let bob_path = active_path(&server.me(&bob).await);
+    let as_root = AdminPage {
+        server: &server,
+        session: &root,
+    };
+    let as_ann = AdminPage {
+        server: &server,
+        session: &ann,
+    };
+    let refused = |why: &str| json!({"error": why});
+    let only_superusers = refused("Only a superuser can deactivate or reactivate users.");
+    let not_yourself = refused("Nobody can deactivate themselves.");
+    let off = || Some(json!({"is_active": false}));
+    let on = || Some(json!({"is_active": true}));
+
+    // Staff who are not superusers deactivate nobody, and each answer says
+    // why; the list tells the page so.
+    for (path, why) in [
+        (&bob_path, &only_superusers),
+        (&root_path, &only_superusers),
+        (&ann_path, &not_yourself),
+    ] {
+        let answer = as_ann
+            .expect(StatusCode::FORBIDDEN, Method::POST, path, off())
+            .await;
+        assert_eq!(answer, *why, "Ann: POST {path}");
+    }
+    let locked = |user: Value| user["active_locked"].clone();
+    assert_eq!(
+        locked(listed(&server, &ann, "bob").await.0),
+        only_superusers["error"]
+    );
+    assert_eq!(
+        locked(listed(&server, &ann, "ann").await.0),
+        not_yourself["error"]
+    );
+    // Nor does anyone else; a superuser not themselves, and never without
+    // the CSRF token.
+    let (status, _) = server.api(&bob, Method::POST, &ann_path, off()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "non-staff");
+    let answer = as_root
+        .expect(StatusCode::FORBIDDEN, Method::POST, &root_path, off())
+        .await;
+    assert_eq!(answer, not_yourself);
+    assert_eq!(
+        locked(listed(&server, &root, "root").await.0),
+        not_yourself["error"]
+    );
+    for csrf in [None, Some("forged-token-forged-token-forged-token")] {
+        let (status, _) = server
+            .api_call(&root, csrf, Method::POST, &bob_path, off())
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "without CSRF: {csrf:?}");
+    }
+    as_root
+        .expect(StatusCode::BAD_REQUEST, Method::POST, &bob_path, None)
+        .await;
+    let extra = Some(json!({"is_active": false, "is_superuser": true}));
+    as_root
+        .expect(StatusCode::BAD_REQUEST, Method::POST, &bob_path, extra)
+        .await;
+    as_root
+        .expect(
+            StatusCode::NOT_FOUND,
+            Method::POST,
+            "/api/admin/users/999/active",
+            off(),
+        )
+        .await;
+    assert_eq!(server.me(&bob).await["username"], "bob", "still logged in");
+
+    // The superuser deactivates Bob, whose session ends, and reactivates
+    // him, who must log in again.
+    let (bob_seen, _) = listed(&server, &root, "bob").await;
+    assert_eq!(
+        (bob_seen["is_active"].clone(), locked(bob_seen)),
+        (json!(true), Value::Null)
+    );
+    let answer = as_root
+        .expect(StatusCode::OK, Method::POST, &bob_path, off())
+        .await;
+    assert_eq!(answer["is_active"], false);
+    assert_eq!(listed(&server, &root, "bob").await.0["is_active"], false);
+    assert_eq!(server.me(&bob).await["username"], Value::Null);
+    assert!(server.login("bob", "correct horse").await.is_none());
+    let answer = as_root
+        .expect(StatusCode::OK, Method::POST, &bob_path, on())
+        .await;
+    assert_eq!(answer["is_active"], true);
+    assert!(server.login("bob", "correct horse").await.is_some());
     server.stop().await;
 }
 

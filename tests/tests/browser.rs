@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use whisper_tests::browser::{Browser, BrowserDriver, ShownMessage, WAIT_TIMEOUT};
-use whisper_tests::{RECV_TIMEOUT, TestServer, WsClient};
+use whisper_tests::{RECV_TIMEOUT, TestServer, WsClient, access};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -397,6 +397,41 @@ async fn a_newcomer_finds_general_and_an_empty_list_says_who_makes_rooms() {
     ann.close().await;
     sam.close().await;
     server.stop().await;
+}
+
+/// A superuser deactivates Bob with the button on his row of the admin
+/// page: Bob's open socket closes at once, the row then offers to
+/// reactivate him, and the superuser's own row offers no such button.
+#[tokio::test]
+async fn a_superuser_deactivates_a_user_from_the_admin_page() {
+    let driver = BrowserDriver::start("admin-deactivate");
+    let server = TestServer::start().await;
+    server.db.create_superuser("root", PASSWORD).await;
+    let root = driver.open("root").await;
+    root.log_in(&server, "root", PASSWORD).await;
+    let bob = server.user("bob", false).await;
+    let mut bob_socket = server.connect(&bob).await;
+
+    root.goto(&server.url("/admin/")).await;
+    root.record_script_errors().await;
+    let row = format!(
+        "#admin-users tr[data-user-id='{}']",
+        server.me(&bob).await["id"]
+    );
+    let button = format!("{row} .toggle-active");
+    root.wait_for_element(&button).await;
+    assert_eq!(root.text_of(&button).await, Some("Deactivate".to_owned()));
+    assert_eq!(root.count(".toggle-active").await, 1, "none on root's row");
+    root.click(&button).await;
+    access::closed_at_once(&mut bob_socket, "the server").await;
+    root.wait_for_js(
+        "Bob's row offers to reactivate him",
+        "return document.querySelector(arguments[0])?.textContent === 'Reactivate';",
+        vec![json!(button)],
+    )
+    .await;
+    assert_eq!(server.me(&bob).await["username"], Value::Null);
+    root.assert_no_script_errors().await;
 }
 
 /// Creates a room through the admin page's form and returns its id once the

@@ -1,9 +1,10 @@
 // Whisper admin page (staff only): rooms (create, delete, staff-only flag) and
-// users (staff flag), through the JSON admin API (see the README). Every change
-// is re-rendered from the server's answer, never from what the page assumed.
-// Only superusers change staff flags, never their own: the server says, per
-// user, why the viewer may not (staff_locked), and the row shows that instead
-// of a toggle.
+// users (staff flag, deactivate / reactivate), through the JSON admin API (see
+// the README). Every change is re-rendered from the server's answer, never from
+// what the page assumed. Only superusers change staff flags or deactivate
+// users, never their own account: the server says, per user, why the viewer
+// may not (staff_locked, active_locked), and the row shows that instead of a
+// button.
 //
 // Unsafe requests carry the CSRF token from #csrf-token in X-CSRFToken.
 // Deleting a room takes two clicks on the same button ("Delete", then
@@ -195,8 +196,27 @@ function fillUserRow(row, user) {
     userCell(user, self),
     el('td', { class: 'user-name', text: user.name || '' }),
     el('td', {}, userRoles(user)),
-    el('td', { class: 'actions' }, staffControl(row, user)),
+    el('td', { class: 'actions' }, staffControl(row, user), activeControl(row, user)),
   );
+}
+
+// The deactivate / reactivate button, or nothing when the viewer may not use
+// it (its reason is the staff column's, or the viewer's own row).
+function activeControl(row, user) {
+  if (user.active_locked) return '';
+  const toggle = el('button', {
+    type: 'button', class: `toggle-active${user.is_active ? ' danger' : ''}`,
+    text: user.is_active ? 'Deactivate' : 'Reactivate',
+  });
+  toggle.addEventListener('click', () => busy(toggle, async () => {
+    const updated = await api('POST', `/api/admin/users/${user.id}/active`, { is_active: !user.is_active });
+    fillUserRow(row, updated);
+    row.querySelector('.toggle-active')?.focus();
+    setStatus(updated.is_active
+      ? `${updated.username} may log in again.`
+      : `${updated.username} is deactivated: logged out everywhere and cannot log in.`);
+  }));
+  return toggle;
 }
 
 // The staff toggle, or why the viewer may not change this user's staff flag.

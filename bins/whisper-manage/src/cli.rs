@@ -10,9 +10,9 @@ use whisper_protocol::RoomId;
 /// their history.
 ///
 /// Every command except `migrate` first applies pending migrations without a
-/// word, so a fresh database file just works. `deleteroom`, `setstaff` and
-/// `changepassword` also record the change for the running servers, whose
-/// open sockets follow within a second.
+/// word, so a fresh database file just works. `deleteroom`, `setstaff`,
+/// `changepassword`, `deactivate` and `activate` also record the change for
+/// the running servers, whose open sockets follow within a second.
 #[derive(Debug, Parser)]
 #[command(
     name = "whisper-manage",
@@ -66,6 +66,14 @@ pub enum Command {
     /// Without --password, prompts for the new password twice, as
     /// createsuperuser does.
     ChangePassword(ChangePassword),
+    /// Deactivate a user: they can no longer log in, their sessions end and
+    /// their open sockets close within a second. The account and its
+    /// messages stay; `activate` undoes it. A user already inactive is not
+    /// an error (the output says so).
+    Deactivate(Account),
+    /// Reactivate a deactivated user, who may log in again (their old
+    /// sessions stay ended). A user already active is not an error.
+    Activate(Account),
     /// Print a room's latest stored messages, oldest first, one per line:
     /// seq, time (RFC 3339, UTC), username and text.
     History(History),
@@ -158,6 +166,14 @@ pub struct ChangePassword {
     pub password: Option<String>,
 }
 
+/// The argument of `deactivate` and `activate`: whom they concern.
+#[derive(Debug, Args)]
+pub struct Account {
+    /// The user's login name.
+    #[arg(value_name = "USER")]
+    pub username: String,
+}
+
 /// Options of `history`.
 #[derive(Debug, Args)]
 pub struct History {
@@ -196,6 +212,42 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The account `args` name for `deactivate` or `activate`, or clap's
+    /// refusal.
+    fn account_of(args: &[&str]) -> Result<(String, bool), clap::Error> {
+        let cli = Cli::try_parse_from([&["whisper-manage"], args].concat())?;
+        match cli.command {
+            Command::Deactivate(account) => Ok((account.username, false)),
+            Command::Activate(account) => Ok((account.username, true)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deactivate_and_activate_take_one_username() {
+        assert_eq!(
+            account_of(&["deactivate", "bob"]).ok(),
+            Some(("bob".to_owned(), false))
+        );
+        assert_eq!(
+            account_of(&["activate", "bob"]).ok(),
+            Some(("bob".to_owned(), true))
+        );
+        // The name is taken as it is: the library says whether it exists.
+        assert_eq!(
+            account_of(&["deactivate", "--", "-x"]).ok(),
+            Some(("-x".to_owned(), false))
+        );
+        for bad in [
+            &["deactivate"][..],
+            &["activate"],
+            &["deactivate", "bob", "ann"],
+            &["deactivate", "--username", "bob"],
+        ] {
+            assert!(account_of(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

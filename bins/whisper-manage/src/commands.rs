@@ -18,7 +18,7 @@ use whisper_protocol::v2::Message;
 use whisper_store::{CatalogError, ChangeFeed, MessageStore, Room, RoomCatalog};
 
 use crate::cli::{
-    ChangePassword, ClearHistory, Cli, Command, CreateRoom, CreateSuperuser, CreateUser,
+    Account, ChangePassword, ClearHistory, Cli, Command, CreateRoom, CreateSuperuser, CreateUser,
     DeleteRoom, History, SetStaff,
 };
 use crate::error::ManageError;
@@ -45,6 +45,8 @@ pub async fn run(cli: Cli) -> Result<String, ManageError> {
         Command::ChangePassword(args) => {
             record(&db, change_password(db.clone(), args).await?).await
         }
+        Command::Deactivate(args) => record(&db, set_active(db.clone(), args, false).await?).await,
+        Command::Activate(args) => record(&db, set_active(db.clone(), args, true).await?).await,
         Command::History(args) => history(db, args).await,
         Command::ClearHistory(args) => clear_history(db, args).await,
     }
@@ -234,6 +236,39 @@ async fn change_password(
             "changed the password of \"{}\" and ended their sessions\n",
             user.username
         ),
+        change: AccessChange::User(user.id.0),
+    })
+}
+
+/// Deactivates or reactivates an account. Deactivating ends the user's
+/// sessions with it ([`UserStore::set_active`]), and the recorded change
+/// closes their sockets on every node.
+///
+/// An account already in that state is not an error: the output says so,
+/// and the change is made and recorded again all the same, which is
+/// harmless and ends any session an inactive user still had.
+async fn set_active(
+    db: DatabaseConnection,
+    args: Account,
+    is_active: bool,
+) -> Result<Changed, ManageError> {
+    let users = UserStore::new(db);
+    let before = users
+        .find_by_username(&args.username)
+        .await?
+        .ok_or(AuthError::NoSuchUser)?;
+    let user = users.set_active(&before.username, is_active).await?;
+    let name = &user.username;
+    let out = match (before.is_active, is_active) {
+        (true, false) => {
+            format!("deactivated \"{name}\": they cannot log in, and their sessions ended\n")
+        }
+        (false, false) => format!("\"{name}\" was already inactive; they cannot log in\n"),
+        (false, true) => format!("reactivated \"{name}\": they may log in again\n"),
+        (true, true) => format!("\"{name}\" was already active; nothing changed\n"),
+    };
+    Ok(Changed {
+        out,
         change: AccessChange::User(user.id.0),
     })
 }

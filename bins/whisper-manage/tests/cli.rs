@@ -570,6 +570,27 @@ fn changepassword_replaces_the_password() {
 }
 
 #[test]
+fn deactivate_and_activate_say_what_changed() {
+    let db = Database::new();
+    db.create_user("bob", "correct horse").assert_success();
+    for (args, said, active) in [
+        (["deactivate", "bob"], "deactivated \"bob\"", false),
+        (["deactivate", "bob"], "\"bob\" was already inactive", false),
+        (["activate", "bob"], "reactivated \"bob\"", true),
+        (["activate", "bob"], "\"bob\" was already active", true),
+    ] {
+        let run = db.run(&args);
+        run.assert_success();
+        assert!(run.stdout.starts_with(said), "{run:#?}");
+        assert_eq!(db.user("bob").expect("bob").is_active, active, "{args:?}");
+        assert_eq!(db.authenticates("bob", "correct horse"), active, "{args:?}");
+    }
+    db.assert_refused(&["deactivate", "nobody"], "no such user");
+    db.assert_refused(&["activate", "nobody"], "no such user");
+    assert_eq!(db.user_count(), 1);
+}
+
+#[test]
 fn command_line_mistakes_get_one_line_and_exit_2() {
     let db = Database::new();
     db.run(&["frobnicate"]).assert_error(2);
@@ -590,6 +611,8 @@ fn help_and_version_succeed() {
         "createroom",
         "deleteroom",
         "setstaff",
+        "deactivate",
+        "activate",
         "history",
         "clearhistory",
     ] {
@@ -640,6 +663,10 @@ fn every_command_works_on_postgres_too() {
     ])
     .assert_success();
     assert!(db.authenticates("ann", "battery staple"));
+    db.run(&["deactivate", "ann"]).assert_success();
+    assert!(!db.authenticates("ann", "battery staple"));
+    db.run(&["activate", "ann"]).assert_success();
+    assert!(db.authenticates("ann", "battery staple"));
 
     let id = db.create_room(&["--title", "Lobby", "--staff-only"]);
     assert!(
@@ -675,6 +702,8 @@ fn access_changes_are_recorded_for_the_running_servers() {
             "new horse battery",
         ],
         vec!["setstaff", "--username", "bob"],
+        vec!["deactivate", "bob"],
+        vec!["activate", "bob"],
         vec!["deleteroom", room.as_str()],
     ] {
         db.run(&args).assert_success();
@@ -689,6 +718,8 @@ fn access_changes_are_recorded_for_the_running_servers() {
     assert_eq!(
         changes,
         [
+            AccessChange::User(bob),
+            AccessChange::User(bob),
             AccessChange::User(bob),
             AccessChange::User(bob),
             AccessChange::RoomDeleted(room_id)

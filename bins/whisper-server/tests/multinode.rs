@@ -228,3 +228,21 @@ async fn a_password_changed_by_the_operator_closes_the_sockets_on_both_nodes() {
     ))
     .await;
 }
+
+#[tokio::test]
+async fn a_user_deactivated_by_the_operator_is_logged_out_on_both_nodes() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_user_deactivated_by_the_operator_is_logged_out_everywhere_at_once(Nodes::two(
+        &cluster,
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_deactivated_on_one_nodes_admin_page_is_logged_out_on_the_other() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once(Nodes::two(
+        &cluster,
+    ))
+    .await;
+}

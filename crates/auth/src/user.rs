@@ -2,12 +2,14 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, SqlErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use unicode_security::{MixedScript, skeleton};
 
 use crate::password::DUMMY_HASH;
+use crate::session::entity as sessions;
 use crate::{AuthError, hash_password, verify_password};
 
 pub(crate) mod entity {
@@ -365,12 +367,36 @@ impl UserStore {
     }
 
     /// Activates or deactivates an account. An inactive user cannot log in,
-    /// and their sessions resolve to nobody (so open sockets close at their
-    /// next session check).
+    /// and open sockets close at their next session check.
+    ///
+    /// Deactivating also deletes the user's sessions, in the same
+    /// transaction: an inactive user's sessions already resolve to nobody,
+    /// but kept, they would log the user in again the moment the account
+    /// is reactivated, whoever holds the cookie. Either both happen or
+    /// neither does; doing it twice is harmless.
     pub async fn set_active(&self, username: &str, is_active: bool) -> Result<User, AuthError> {
-        let mut row: entity::ActiveModel = self.row(username).await?.into();
+        // The write lock at once (SQLite): this transaction reads the row
+        // before it writes, and must not fail with `SQLITE_BUSY` when
+        // another connection wrote in between.
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        let row = find_row(&txn, username).await?;
+        if !is_active {
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::UserId.eq(row.id))
+                .exec(&txn)
+                .await?;
+        }
+        let mut row: entity::ActiveModel = row.into();
         row.is_active = Set(is_active);
-        Ok(row.update(&self.db).await?.into())
+        let user = row.update(&txn).await?.into();
+        txn.commit().await?;
+        Ok(user)
     }
 
     /// Deletes an account; its sessions go with it (the foreign key
@@ -391,12 +417,18 @@ impl UserStore {
     }
 
     async fn row(&self, username: &str) -> Result<entity::Model, AuthError> {
-        entity::Entity::find()
-            .filter(entity::Column::Username.eq(username))
-            .one(&self.db)
-            .await?
-            .ok_or(AuthError::NoSuchUser)
+        find_row(&self.db, username).await
     }
+}
+
+/// The row of the user with this username, read on `db` (the connection,
+/// or a transaction that will change the row), or [`AuthError::NoSuchUser`].
+async fn find_row(db: &impl ConnectionTrait, username: &str) -> Result<entity::Model, AuthError> {
+    entity::Entity::find()
+        .filter(entity::Column::Username.eq(username))
+        .one(db)
+        .await?
+        .ok_or(AuthError::NoSuchUser)
 }
 
 #[cfg(test)]
@@ -626,6 +658,31 @@ mod tests {
                 .any(|result| matches!(result, Err(AuthError::UsernameTaken)))
         );
         assert_eq!(users.list().await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn deactivating_ends_the_sessions_for_good() {
+        let users = store().await;
+        let sessions = crate::SessionStore::new(users.db.clone());
+        let ann = users
+            .create(NewUser::new("ann", "long enough"))
+            .await
+            .expect("create");
+        let key = sessions.create(ann.id).await.expect("session");
+        assert!(!users.set_active("ann", false).await.expect("off").is_active);
+        assert!(
+            !users
+                .set_active("ann", false)
+                .await
+                .expect("again")
+                .is_active
+        );
+        assert!(users.set_active("ann", true).await.expect("on").is_active);
+        assert_eq!(sessions.user_for(&key).await.expect("lookup"), None);
+        assert!(matches!(
+            users.set_active("bob", false).await,
+            Err(AuthError::NoSuchUser)
+        ));
     }
 
     #[tokio::test]

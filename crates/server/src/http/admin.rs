@@ -1,11 +1,12 @@
 //! The staff-only admin page and the JSON API behind it: rooms (create,
-//! delete, staff-only flag) and users (staff flag).
+//! delete, staff-only flag) and users (staff flag, active or not).
 //!
 //! Every route takes [`Staff`], so no one else reaches a handler; the
 //! unsafe ones were CSRF-checked before routing, so a foreign page cannot
-//! drive them with a staff member's cookies. Staff flags are a superuser's
-//! to change ([`staff_change_refusal`]): any staff member could otherwise
-//! take the admin page from every other, superusers included.
+//! drive them with a staff member's cookies. Staff flags and deactivation
+//! are a superuser's to change ([`staff_change_refusal`],
+//! [`active_change_refusal`]): any staff member could otherwise take the
+//! admin page from every other, superusers included.
 
 use std::sync::Arc;
 
@@ -82,6 +83,22 @@ fn staff_change_refusal(by: &User, target: &User) -> Option<&'static str> {
     }
 }
 
+/// Why `by` may not deactivate or reactivate `target`, in words fit to show
+/// `by`; `None` when it may. The one statement of who changes whether an
+/// account is active, used as [`staff_change_refusal`] is. Only superusers
+/// do (a staff member could otherwise lock every superuser out), and
+/// never to themselves: a superuser who deactivated their own account by
+/// a slip would be logged out with nobody left to undo it.
+fn active_change_refusal(by: &User, target: &User) -> Option<&'static str> {
+    if by.id == target.id {
+        Some("Nobody can deactivate themselves.")
+    } else if !by.is_superuser {
+        Some("Only a superuser can deactivate or reactivate users.")
+    } else {
+        None
+    }
+}
+
 /// A user as the admin API shows it to `viewer`.
 #[derive(Serialize)]
 struct UserJson<'a> {
@@ -94,6 +111,9 @@ struct UserJson<'a> {
     /// Why the viewer may not change this user's staff flag; `null` when
     /// it may.
     staff_locked: Option<&'static str>,
+    /// Why the viewer may not deactivate or reactivate this user; `null`
+    /// when it may.
+    active_locked: Option<&'static str>,
 }
 
 impl<'a> UserJson<'a> {
@@ -106,6 +126,7 @@ impl<'a> UserJson<'a> {
             is_superuser: user.is_superuser,
             is_active: user.is_active,
             staff_locked: staff_change_refusal(viewer, user),
+            active_locked: active_change_refusal(viewer, user),
         }
     }
 }
@@ -220,6 +241,40 @@ pub(crate) async fn update_user<L: ChannelLayer>(
         .set_staff(&target.username, change.is_staff)
         .await?;
     tracing::info!(by = %by.username, user = %user.username, is_staff = user.is_staff, "staff changed");
+    state.announce(AccessChange::User(user.id.0)).await;
+    Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
+}
+
+/// The body of `POST /api/admin/users/{id}/active`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActiveChange {
+    is_active: bool,
+}
+
+/// `POST /api/admin/users/{id}/active` with `{"is_active":..}`: 200 and the
+/// user, or 403 with `{"error":..}` when [`active_change_refusal`] says no.
+/// Deactivating ends the user's sessions ([`whisper_auth::UserStore::set_active`])
+/// and closes their sockets at once, on every node.
+pub(crate) async fn set_active<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    PathId(id): PathId,
+    Staff(by): Staff,
+    JsonBody(change): JsonBody<ActiveChange>,
+) -> Result<Response, HttpError> {
+    let target = state
+        .users
+        .get(UserId(id))
+        .await?
+        .ok_or(HttpError::NotFound)?;
+    if let Some(why) = active_change_refusal(&by, &target) {
+        return Err(HttpError::ChangeRefused(why));
+    }
+    let user = state
+        .users
+        .set_active(&target.username, change.is_active)
+        .await?;
+    tracing::info!(by = %by.username, user = %user.username, is_active = user.is_active, "active changed");
     state.announce(AccessChange::User(user.id.0)).await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }

@@ -40,7 +40,8 @@ pub(crate) enum HttpError {
     Forbidden(&'static str),
     /// A staff member asked the admin API for a change that is not theirs
     /// to make (another's staff flag without being a superuser, their own,
-    /// a superuser's): 403 with `{"error": why}`, which the admin page
+    /// a superuser's; deactivating someone without being a superuser, or
+    /// themselves): 403 with `{"error": why}`, which the admin page
     /// shows as it is.
     #[error("change refused: {0}")]
     ChangeRefused(&'static str),

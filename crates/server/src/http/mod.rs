@@ -79,6 +79,7 @@ pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
             patch(admin::update_room).delete(admin::delete_room),
         )
         .route("/api/admin/users/{id}", patch(admin::update_user))
+        .route("/api/admin/users/{id}/active", post(admin::set_active))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
