@@ -2,7 +2,7 @@
 //! (`tests/tests/access.rs`) and on two nodes sharing PostgreSQL and Redis
 //! (`bins/whisper-server/tests/multinode.rs`): a room deleted or made
 //! staff-only, a session logged out, staff status taken away, a user
-//! deactivated. The change
+//! deactivated, a password reset. The change
 //! is made through the HTTP API on node A; the sockets it concerns are on
 //! node B as well, and each must hear of it within [`AT_ONCE`] of the
 //! API's answer. The servers keep the default periodic re-check (30 s),
@@ -292,6 +292,26 @@ pub async fn a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_on
     assert_eq!(status, StatusCode::OK, "POST {path}: {answer}");
     assert_eq!(answer["is_active"], false);
     closed_at_once(&mut bob_on_b, "B").await;
+    assert_login_refused(nodes, "bob").await;
+}
+
+/// A password reset by a superuser on the admin page of node A logs the
+/// user out on both nodes at once, as when the operator changes it.
+pub async fn a_password_reset_on_the_admin_page_closes_the_users_sockets_at_once(nodes: Nodes<'_>) {
+    nodes.db.create_superuser("root", PASSWORD).await;
+    let root = nodes.a.login("root", PASSWORD).await.expect("login");
+    let bob = nodes.person("bob", false).await;
+    let mut on_a = nodes.a.connect(&bob).await;
+    let mut on_b = nodes.b.connect(&bob).await;
+
+    let path = format!("/api/admin/users/{}/password", nodes.a.me(&bob).await["id"]);
+    let body = json!({"password": "new horse battery"});
+    let (status, answer) = nodes.a.api(&root, Method::POST, &path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "POST {path}: {answer}");
+    for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
+        closed_at_once(client, node).await;
+    }
+    assert_eq!(nodes.db.session_rows_of("bob").await, 0);
     assert_login_refused(nodes, "bob").await;
 }
 

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use whisper_auth::{NewUser, SessionStore, UserStore};
+use whisper_auth::{NewUser, UserStore};
 use whisper_chat::AccessChange;
 use whisper_server::{Config, RoomCatalog, Server, ServerError};
 use whisper_store::{ChangeFeed, MessageStore};
@@ -264,18 +264,15 @@ impl TestDatabase {
     }
 
     /// Changes `username`'s password as `whisper-manage changepassword`
-    /// does: the password, every session ended, and the change recorded
-    /// for the running servers.
+    /// does: the password and every session ended (both by
+    /// `UserStore::set_password`), and the change recorded for the running
+    /// servers.
     pub async fn change_password(&self, username: &str, password: &str) {
         let user = self
             .users
             .set_password(username, password)
             .await
             .expect("password changed");
-        SessionStore::new(self.db.clone())
-            .delete_all_for(user.id)
-            .await
-            .expect("sessions ended");
         self.record(AccessChange::User(user.id.0)).await;
     }
 

@@ -53,6 +53,16 @@ async fn a_user_deactivated_by_the_operator_is_logged_out_everywhere_at_once() {
 }
 
 #[tokio::test]
+async fn a_password_reset_on_the_admin_page_closes_the_users_sockets_at_once() {
+    let server = TestServer::start().await;
+    access::a_password_reset_on_the_admin_page_closes_the_users_sockets_at_once(Nodes::one(
+        &server,
+    ))
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once() {
     let server = TestServer::start().await;
     access::a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once(Nodes::one(

@@ -1,6 +1,7 @@
 //! The staff-only admin page and its JSON API: staff can manage rooms,
-//! superusers staff flags and who is active (never their own); everyone
-//! else gets 401 or 403; every change is CSRF-checked.
+//! superusers create users and change staff flags, who is active and
+//! passwords (never their own); everyone else gets 401 or 403; every
+//! change is CSRF-checked.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -179,6 +180,16 @@ async fn non_staff_and_forged_requests_change_nothing() {
             Method::POST,
             "/api/admin/users/1/active".to_owned(),
             Some(json!({"is_active": false})),
+        ),
+        (
+            Method::POST,
+            "/api/admin/users".to_owned(),
+            Some(json!({"username": "mallory", "password": "long enough"})),
+        ),
+        (
+            Method::POST,
+            "/api/admin/users/1/password".to_owned(),
+            Some(json!({"password": "long enough"})),
         ),
     ];
     for (method, path, body) in &attempts {
@@ -423,6 +434,229 @@ async fn only_a_superuser_deactivates_users_and_never_themselves() {
         .await;
     assert_eq!(answer["is_active"], true);
     assert!(server.login("bob", "correct horse").await.is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_superuser_creates_users_who_can_log_in() {
+    let server = TestServer::start().await;
+    let root = server.superuser("root").await;
+    let ann = server.user("ann", true).await;
+    let bob = server.user("bob", false).await;
+    let as_root = AdminPage {
+        server: &server,
+        session: &root,
+    };
+    let new = |username: &str| json!({"username": username, "password": "cid's secret"});
+
+    // The form is on a superuser's page only.
+    for (session, shown) in [(&root, true), (&ann, false)] {
+        let page = server.get_as(session, "/admin/").await.text().await;
+        assert_eq!(page.expect("the page").contains("new-user-form"), shown);
+    }
+
+    let body =
+        json!({"username": "cid", "name": " Cid ", "password": "cid's secret", "is_staff": true});
+    let cid = as_root
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/admin/users",
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        (&cid["username"], &cid["name"], &cid["is_staff"]),
+        (&json!("cid"), &json!("Cid"), &json!(true))
+    );
+    assert_eq!(
+        (
+            &cid["is_superuser"],
+            &cid["is_active"],
+            &cid["staff_locked"]
+        ),
+        (&json!(false), &json!(true), &Value::Null)
+    );
+    assert_eq!(
+        listed(&server, &root, "cid").await.0,
+        cid,
+        "as the list shows it"
+    );
+    let session = server
+        .login("cid", "cid's secret")
+        .await
+        .expect("cid logs in");
+    assert_eq!(server.me(&session).await["is_staff"], true);
+    let plain = as_root
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/admin/users",
+            Some(new("dan")),
+        )
+        .await;
+    assert_eq!(
+        (&plain["name"], &plain["is_staff"]),
+        (&json!(""), &json!(false))
+    );
+
+    // A taken name, or one that looks like it, is a conflict.
+    for taken in ["cid", "CID", "ann"] {
+        let answer = as_root
+            .expect(
+                StatusCode::CONFLICT,
+                Method::POST,
+                "/api/admin/users",
+                Some(new(taken)),
+            )
+            .await;
+        assert_eq!(
+            answer,
+            json!({"error": "that username is taken"}),
+            "{taken}"
+        );
+    }
+    // The rules of every account, and nothing but the form's fields.
+    for body in [
+        Some(json!({"username": "eve", "password": "short"})),
+        Some(new("e ve")),
+        Some(new("")),
+        Some(json!({"username": "eve", "password": "long enough", "is_superuser": true})),
+        Some(json!({"username": "eve"})),
+        None,
+    ] {
+        as_root
+            .expect(
+                StatusCode::BAD_REQUEST,
+                Method::POST,
+                "/api/admin/users",
+                body,
+            )
+            .await;
+    }
+    // Never without the CSRF token, nor by staff who are not superusers,
+    // nor by anyone else.
+    for csrf in [None, Some("forged-token-forged-token-forged-token")] {
+        let (status, _) = server
+            .api_call(
+                &root,
+                csrf,
+                Method::POST,
+                "/api/admin/users",
+                Some(new("eve")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "without CSRF: {csrf:?}");
+    }
+    let answer = AdminPage {
+        server: &server,
+        session: &ann,
+    }
+    .expect(
+        StatusCode::FORBIDDEN,
+        Method::POST,
+        "/api/admin/users",
+        Some(new("eve")),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        json!({"error": "Only a superuser can create users."})
+    );
+    let (status, _) = server
+        .api(&bob, Method::POST, "/api/admin/users", Some(new("eve")))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "non-staff");
+    assert!(server.login("eve", "cid's secret").await.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_superuser_resets_passwords_and_never_their_own() {
+    let server = TestServer::start().await;
+    let root = server.superuser("root").await;
+    let ann = server.user("ann", true).await;
+    let bob = server.user("bob", false).await;
+    let password_path = |user: &Value| format!("/api/admin/users/{}/password", user["id"]);
+    let root_path = password_path(&server.me(&root).await);
+    let ann_path = password_path(&server.me(&ann).await);
+    let bob_path = password_path(&server.me(&bob).await);
+    let as_root = AdminPage {
+        server: &server,
+        session: &root,
+    };
+    let as_ann = AdminPage {
+        server: &server,
+        session: &ann,
+    };
+    let refused = |why: &str| json!({"error": why});
+    let only_superusers = refused("Only a superuser can reset passwords.");
+    let not_your_own = refused("Nobody can reset their own password here.");
+    let new_password = || Some(json!({"password": "battery staple"}));
+
+    // Staff who are not superusers reset nobody's, and a superuser not
+    // their own; each answer says why, and the list tells the page so.
+    for (page, path, why) in [
+        (&as_ann, &bob_path, &only_superusers),
+        (&as_ann, &root_path, &only_superusers),
+        (&as_ann, &ann_path, &not_your_own),
+        (&as_root, &root_path, &not_your_own),
+    ] {
+        let answer = page
+            .expect(StatusCode::FORBIDDEN, Method::POST, path, new_password())
+            .await;
+        assert_eq!(answer, *why, "POST {path}");
+    }
+    let locked = |user: Value| user["password_locked"].clone();
+    assert_eq!(
+        locked(listed(&server, &ann, "bob").await.0),
+        only_superusers["error"]
+    );
+    assert_eq!(
+        locked(listed(&server, &root, "root").await.0),
+        not_your_own["error"]
+    );
+    assert_eq!(locked(listed(&server, &root, "bob").await.0), Value::Null);
+    // Nor anyone else, nor without the CSRF token; and the password
+    // follows the rule of every password.
+    let (status, _) = server
+        .api(&bob, Method::POST, &bob_path, new_password())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "non-staff");
+    for csrf in [None, Some("forged-token-forged-token-forged-token")] {
+        let (status, _) = server
+            .api_call(&root, csrf, Method::POST, &bob_path, new_password())
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "without CSRF: {csrf:?}");
+    }
+    for body in [
+        Some(json!({"password": "short"})),
+        Some(json!({"password": "battery staple", "is_superuser": true})),
+        None,
+    ] {
+        as_root
+            .expect(StatusCode::BAD_REQUEST, Method::POST, &bob_path, body)
+            .await;
+    }
+    as_root
+        .expect(
+            StatusCode::NOT_FOUND,
+            Method::POST,
+            "/api/admin/users/999/password",
+            new_password(),
+        )
+        .await;
+    assert_eq!(server.me(&bob).await["username"], "bob", "still logged in");
+
+    // The superuser sets Bob's password: his session ends, the old
+    // password is refused and the new one accepted.
+    let answer = as_root
+        .expect(StatusCode::OK, Method::POST, &bob_path, new_password())
+        .await;
+    assert_eq!(answer, listed(&server, &root, "bob").await.0);
+    assert_eq!(server.me(&bob).await["username"], Value::Null);
+    assert!(server.login("bob", "correct horse").await.is_none());
+    assert!(server.login("bob", "battery staple").await.is_some());
     server.stop().await;
 }
 

@@ -434,6 +434,64 @@ async fn a_superuser_deactivates_a_user_from_the_admin_page() {
     root.assert_no_script_errors().await;
 }
 
+/// A superuser creates Cid with the admin page's form, who can then log
+/// in, and resets his password from his row: Cid's open socket closes at
+/// once, and only the new password logs him in.
+#[tokio::test]
+async fn a_superuser_creates_a_user_and_resets_his_password_from_the_admin_page() {
+    let driver = BrowserDriver::start("admin-users");
+    let server = TestServer::start().await;
+    server.db.create_superuser("root", PASSWORD).await;
+    let root = driver.open("root").await;
+    root.log_in(&server, "root", PASSWORD).await;
+    root.goto(&server.url("/admin/")).await;
+    root.record_script_errors().await;
+
+    root.wait_for_element("#new-user-form").await;
+    root.type_into("#new-user-username", "cid").await;
+    root.type_into("#new-user-name", "Cid <b>").await;
+    root.type_into("#new-user-password", "cid's first secret")
+        .await;
+    root.click("#new-user-form button[type=submit]").await;
+    let id = root
+        .wait_for_js(
+            "cid in #admin-users",
+            "const row = [...document.querySelectorAll('#admin-users tr[data-user-id]')] \
+                 .find((tr) => tr.querySelector('.username')?.textContent === 'cid'); \
+             return row ? row.dataset.userId : null;",
+            vec![],
+        )
+        .await;
+    let row = format!(
+        "#admin-users tr[data-user-id='{}']",
+        id.as_str().expect("id")
+    );
+    assert_eq!(
+        root.text_of(&format!("{row} .user-name")).await,
+        Some("Cid <b>".to_owned()),
+        "the name shown as text"
+    );
+    assert_eq!(root.count(".reset-password").await, 1, "none on root's row");
+    let cid = server
+        .login("cid", "cid's first secret")
+        .await
+        .expect("login");
+    let mut cid_socket = server.connect(&cid).await;
+
+    root.click(&format!("{row} .reset-password")).await;
+    root.type_into(&format!("{row} .new-password"), "cid's second secret")
+        .await;
+    root.click(&format!("{row} .password-reset button[type=submit]"))
+        .await;
+    // The row shows the button again once the server answered.
+    root.wait_for_element(&format!("{row} .reset-password"))
+        .await;
+    access::closed_at_once(&mut cid_socket, "the server").await;
+    assert!(server.login("cid", "cid's first secret").await.is_none());
+    assert!(server.login("cid", "cid's second secret").await.is_some());
+    root.assert_no_script_errors().await;
+}
+
 /// Creates a room through the admin page's form and returns its id once the
 /// rooms table shows it.
 async fn create_room(admin: &Browser, title: &str, staff_only: bool) -> i64 {

@@ -1,10 +1,11 @@
 // Whisper admin page (staff only): rooms (create, delete, staff-only flag) and
-// users (staff flag, deactivate / reactivate), through the JSON admin API (see
-// the README). Every change is re-rendered from the server's answer, never from
-// what the page assumed. Only superusers change staff flags or deactivate
-// users, never their own account: the server says, per user, why the viewer
-// may not (staff_locked, active_locked), and the row shows that instead of a
-// button.
+// users (create, staff flag, deactivate / reactivate, password reset), through
+// the JSON admin API (see the README). Every change is re-rendered from the
+// server's answer, never from what the page assumed. Only superusers create
+// users (the server renders the form for them only) or change them, never
+// their own account: the server says, per user, why the viewer may not
+// (staff_locked, active_locked, password_locked), and the row shows that
+// instead of a button.
 //
 // Unsafe requests carry the CSRF token from #csrf-token in X-CSRFToken.
 // Deleting a room takes two clicks on the same button ("Delete", then
@@ -48,9 +49,9 @@ async function api(method, url, body) {
   return response.status === 204 ? null : response.json();
 }
 
-// The server's own words for 400 and 403 (text/plain, e.g. "Bad request: room
-// titles are 1 to 255 characters", or JSON {"error": "..."} for a refused
-// change), plain words for the rest.
+// The server's own words for 400, 403 and 409 (text/plain, e.g. "Bad request:
+// room titles are 1 to 255 characters", or JSON {"error": "..."} for a refused
+// change or a taken username), plain words for the rest.
 async function failureText(response) {
   const body = (await response.text().catch(() => '')).trim();
   let text = body;
@@ -63,7 +64,7 @@ async function failureText(response) {
   }
   if (response.status === 404) return 'That no longer exists; the list has been reloaded.';
   if (response.status === 403) return text || 'Forbidden: staff only.';
-  if (response.status === 400 && text) return text;
+  if ((response.status === 400 || response.status === 409) && text) return text;
   return `The server answered ${response.status}${text ? `: ${text}` : ''}.`;
 }
 
@@ -196,8 +197,43 @@ function fillUserRow(row, user) {
     userCell(user, self),
     el('td', { class: 'user-name', text: user.name || '' }),
     el('td', {}, userRoles(user)),
-    el('td', { class: 'actions' }, staffControl(row, user), activeControl(row, user)),
+    el('td', { class: 'actions' },
+      staffControl(row, user), activeControl(row, user), passwordControl(row, user)),
   );
+}
+
+// The "Reset password" button, or nothing when the viewer may not use it. The
+// button opens a small form in the row; setting the password logs the user
+// out everywhere, so the status line says so.
+function passwordControl(row, user) {
+  if (user.password_locked) return '';
+  const open = el('button', { type: 'button', class: 'reset-password', text: 'Reset password' });
+  open.addEventListener('click', () => {
+    const password = el('input', {
+      type: 'password', class: 'new-password', required: '', minlength: '8', maxlength: '1024',
+      autocomplete: 'new-password', 'aria-label': `New password for ${user.username}`,
+      placeholder: 'New password',
+    });
+    const save = el('button', { type: 'submit', class: 'primary', text: 'Set password' });
+    const cancel = el('button', { type: 'button', text: 'Cancel' });
+    const form = el('form', { class: 'password-reset' }, password, save, cancel);
+    cancel.addEventListener('click', () => {
+      fillUserRow(row, user);
+      row.querySelector('.reset-password')?.focus();
+    });
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      busy(save, async () => {
+        const updated = await api('POST', `/api/admin/users/${user.id}/password`, { password: password.value });
+        fillUserRow(row, updated);
+        row.querySelector('.reset-password')?.focus();
+        setStatus(`${updated.username} has a new password and is logged out everywhere.`);
+      });
+    });
+    open.replaceWith(form);
+    password.focus();
+  });
+  return open;
 }
 
 // The deactivate / reactivate button, or nothing when the viewer may not use
@@ -251,6 +287,28 @@ function userRoles(user) {
   return roles;
 }
 
+// Only superusers get the form (the server renders it for them alone).
+function setUpNewUserForm() {
+  const form = $('#new-user-form');
+  if (!form) return;
+  const submit = form.querySelector('button[type="submit"]');
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(submit, async () => {
+      const user = await api('POST', '/api/admin/users', {
+        username: $('#new-user-username').value,
+        name: $('#new-user-name').value,
+        password: $('#new-user-password').value,
+        is_staff: $('#new-user-staff').checked,
+      });
+      form.reset();
+      await loadUsers();
+      setStatus(`Created ${user.username}${user.is_staff ? ' (staff)' : ''}.`);
+      $('#new-user-username').focus();
+    });
+  });
+}
+
 // ---- Start ------------------------------------------------------------------
 
 async function reloadAll() {
@@ -263,6 +321,7 @@ async function reloadAll() {
 
 async function start() {
   setUpNewRoomForm();
+  setUpNewUserForm();
   try {
     me = await api('GET', '/api/me');
   } catch {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat};
 use sea_orm::{Database, DatabaseConnection};
-use whisper_auth::{AuthError, NewUser, SessionStore, UserStore};
+use whisper_auth::{AuthError, NewUser, UserStore};
 use whisper_chat::AccessChange;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
@@ -210,17 +210,14 @@ async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<Changed, Ma
     })
 }
 
-/// Changes a password and ends the user's sessions: whoever knew the old
-/// password (the reason to change it, often) must not stay logged in.
-///
-/// The two steps are not one transaction. If ending the sessions fails, the
-/// new password is in place and the command exits 1; running it again
-/// finishes the job.
+/// Changes a password and ends the user's sessions, both at once
+/// ([`UserStore::set_password`]): whoever knew the old password (the
+/// reason to change it, often) must not stay logged in.
 async fn change_password(
     db: DatabaseConnection,
     args: ChangePassword,
 ) -> Result<Changed, ManageError> {
-    let users = UserStore::new(db.clone());
+    let users = UserStore::new(db);
     let user = users
         .find_by_username(&args.username)
         .await?
@@ -230,7 +227,6 @@ async fn change_password(
         None => Prompter::for_stdin().new_password(&user.username)?,
     };
     users.set_password(&user.username, &password).await?;
-    SessionStore::new(db).delete_all_for(user.id).await?;
     Ok(Changed {
         out: format!(
             "changed the password of \"{}\" and ended their sessions\n",

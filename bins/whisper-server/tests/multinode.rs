@@ -246,3 +246,12 @@ async fn a_user_deactivated_on_one_nodes_admin_page_is_logged_out_on_the_other()
     ))
     .await;
 }
+
+#[tokio::test]
+async fn a_password_reset_on_one_nodes_admin_page_logs_the_user_out_on_both() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_password_reset_on_the_admin_page_closes_the_users_sockets_at_once(Nodes::two(
+        &cluster,
+    ))
+    .await;
+}

@@ -407,13 +407,35 @@ impl UserStore {
         Ok(())
     }
 
-    /// Replaces the password after validating it.
+    /// Replaces the password after validating it, and ends the user's
+    /// sessions: whoever knew the old password (the reason to change it,
+    /// often) must not stay logged in.
+    ///
+    /// Both happen in one transaction, as in [`UserStore::set_active`], so
+    /// a failure leaves neither a new password with old sessions nor the
+    /// other way round. The password is hashed before the transaction
+    /// begins, so no lock is held while a hashing slot is awaited.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<User, AuthError> {
         validate_password(password)?;
-        let row = self.row(username).await?;
+        let password_hash = hash_password(password).await?;
+        // The write lock at once (SQLite), as in `set_active`.
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?;
+        let row = find_row(&txn, username).await?;
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::UserId.eq(row.id))
+            .exec(&txn)
+            .await?;
         let mut row: entity::ActiveModel = row.into();
-        row.password_hash = Set(hash_password(password).await?);
-        Ok(row.update(&self.db).await?.into())
+        row.password_hash = Set(password_hash);
+        let user = row.update(&txn).await?.into();
+        txn.commit().await?;
+        Ok(user)
     }
 
     async fn row(&self, username: &str) -> Result<entity::Model, AuthError> {
@@ -681,6 +703,35 @@ mod tests {
         assert_eq!(sessions.user_for(&key).await.expect("lookup"), None);
         assert!(matches!(
             users.set_active("bob", false).await,
+            Err(AuthError::NoSuchUser)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_the_sessions() {
+        let users = store().await;
+        let sessions = crate::SessionStore::new(users.db.clone());
+        let ann = users
+            .create(NewUser::new("ann", "long enough"))
+            .await
+            .expect("create");
+        let key = sessions.create(ann.id).await.expect("session");
+        assert!(matches!(
+            users.set_password("ann", "short").await,
+            Err(AuthError::InvalidPassword)
+        ));
+        assert_eq!(
+            sessions.user_for(&key).await.expect("lookup"),
+            Some(ann.clone()),
+            "a refused password ends nothing"
+        );
+        users
+            .set_password("ann", "another one")
+            .await
+            .expect("password");
+        assert_eq!(sessions.user_for(&key).await.expect("lookup"), None);
+        assert!(matches!(
+            users.set_password("bob", "another one").await,
             Err(AuthError::NoSuchUser)
         ));
     }

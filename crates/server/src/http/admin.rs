@@ -1,12 +1,14 @@
 //! The staff-only admin page and the JSON API behind it: rooms (create,
-//! delete, staff-only flag) and users (staff flag, active or not).
+//! delete, staff-only flag) and users (create, staff flag, active or not,
+//! password reset).
 //!
 //! Every route takes [`Staff`], so no one else reaches a handler; the
 //! unsafe ones were CSRF-checked before routing, so a foreign page cannot
-//! drive them with a staff member's cookies. Staff flags and deactivation
-//! are a superuser's to change ([`staff_change_refusal`],
-//! [`active_change_refusal`]): any staff member could otherwise take the
-//! admin page from every other, superusers included.
+//! drive them with a staff member's cookies. Users are a superuser's to
+//! create and change ([`staff_change_refusal`], [`active_change_refusal`],
+//! [`password_reset_refusal`], [`ONLY_SUPERUSERS_CREATE`]): any staff
+//! member could otherwise take the admin page from every other,
+//! superusers included.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use axum::extract::State;
 use http::StatusCode;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
-use whisper_auth::{User, UserId};
+use whisper_auth::{NewUser, User, UserId};
 use whisper_chat::AccessChange;
 use whisper_protocol::RoomId;
 use whisper_rooms::ChannelLayer;
@@ -42,7 +44,7 @@ pub(crate) async fn page<L: ChannelLayer>(
         &csrf,
         StatusCode::OK,
         "admin.html",
-        context! { username => user.username },
+        context! { username => user.username, is_superuser => user.is_superuser },
     )
 }
 
@@ -99,6 +101,46 @@ fn active_change_refusal(by: &User, target: &User) -> Option<&'static str> {
     }
 }
 
+/// Why `by` may not set `target`'s password, in words fit to show `by`;
+/// `None` when it may. Used as [`staff_change_refusal`] is. Only superusers
+/// do (a staff member could otherwise take over a superuser's account),
+/// and never their own: a reset ends every session of the user, the one
+/// on this page included, and a superuser who wants a new password
+/// changes it as any operator does (`whisper-manage changepassword`).
+fn password_reset_refusal(by: &User, target: &User) -> Option<&'static str> {
+    if by.id == target.id {
+        Some("Nobody can reset their own password here.")
+    } else if !by.is_superuser {
+        Some("Only a superuser can reset passwords.")
+    } else {
+        None
+    }
+}
+
+/// Why a staff member who is not a superuser gets no new user: accounts,
+/// staff ones included, are a superuser's to make.
+const ONLY_SUPERUSERS_CREATE: &str = "Only a superuser can create users.";
+
+/// The user `id`, once `refusal` has said `by` may change them: 404 when
+/// there is none, 403 with the reason when `by` may not. Every handler
+/// that changes a user starts here, so none can skip the check.
+async fn changeable_user<L: ChannelLayer>(
+    state: &AppState<L>,
+    id: i64,
+    by: &User,
+    refusal: fn(&User, &User) -> Option<&'static str>,
+) -> Result<User, HttpError> {
+    let target = state
+        .users
+        .get(UserId(id))
+        .await?
+        .ok_or(HttpError::NotFound)?;
+    match refusal(by, &target) {
+        Some(why) => Err(HttpError::ChangeRefused(why)),
+        None => Ok(target),
+    }
+}
+
 /// A user as the admin API shows it to `viewer`.
 #[derive(Serialize)]
 struct UserJson<'a> {
@@ -114,6 +156,9 @@ struct UserJson<'a> {
     /// Why the viewer may not deactivate or reactivate this user; `null`
     /// when it may.
     active_locked: Option<&'static str>,
+    /// Why the viewer may not reset this user's password; `null` when it
+    /// may.
+    password_locked: Option<&'static str>,
 }
 
 impl<'a> UserJson<'a> {
@@ -127,6 +172,7 @@ impl<'a> UserJson<'a> {
             is_active: user.is_active,
             staff_locked: staff_change_refusal(viewer, user),
             active_locked: active_change_refusal(viewer, user),
+            password_locked: password_reset_refusal(viewer, user),
         }
     }
 }
@@ -228,14 +274,7 @@ pub(crate) async fn update_user<L: ChannelLayer>(
     Staff(by): Staff,
     JsonBody(change): JsonBody<UserChange>,
 ) -> Result<Response, HttpError> {
-    let target = state
-        .users
-        .get(UserId(id))
-        .await?
-        .ok_or(HttpError::NotFound)?;
-    if let Some(why) = staff_change_refusal(&by, &target) {
-        return Err(HttpError::ChangeRefused(why));
-    }
+    let target = changeable_user(&state, id, &by, staff_change_refusal).await?;
     let user = state
         .users
         .set_staff(&target.username, change.is_staff)
@@ -262,19 +301,79 @@ pub(crate) async fn set_active<L: ChannelLayer>(
     Staff(by): Staff,
     JsonBody(change): JsonBody<ActiveChange>,
 ) -> Result<Response, HttpError> {
-    let target = state
-        .users
-        .get(UserId(id))
-        .await?
-        .ok_or(HttpError::NotFound)?;
-    if let Some(why) = active_change_refusal(&by, &target) {
-        return Err(HttpError::ChangeRefused(why));
-    }
+    let target = changeable_user(&state, id, &by, active_change_refusal).await?;
     let user = state
         .users
         .set_active(&target.username, change.is_active)
         .await?;
     tracing::info!(by = %by.username, user = %user.username, is_active = user.is_active, "active changed");
+    state.announce(AccessChange::User(user.id.0)).await;
+    Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
+}
+
+/// The body of `POST /api/admin/users`: what the admin page's form asks
+/// for. Any other field is refused (400), as for [`UserChange`]: no field
+/// makes a superuser.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewAccount {
+    username: String,
+    #[serde(default)]
+    name: String,
+    password: String,
+    #[serde(default)]
+    is_staff: bool,
+}
+
+/// `POST /api/admin/users` with `{"username":..,"name":..,"password":..,
+/// "is_staff":..}`: 201 and the user as the list shows it. Only superusers
+/// create users (403 otherwise). The account follows the rules of every
+/// account ([`whisper_auth::UserStore::create`], as signup and
+/// `whisper-manage createuser`): 400 with the rule broken, 409 when the
+/// name or a look-alike is taken. The password is hashed in one of the
+/// bounded hashing slots logins and signups share, so this route cannot
+/// take more of the machine than they can (503 when they are all busy).
+pub(crate) async fn create_user<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    Staff(by): Staff,
+    JsonBody(account): JsonBody<NewAccount>,
+) -> Result<Response, HttpError> {
+    if !by.is_superuser {
+        return Err(HttpError::ChangeRefused(ONLY_SUPERUSERS_CREATE));
+    }
+    let mut new = NewUser::new(account.username, account.password);
+    new.name = account.name.trim().to_owned();
+    new.is_staff = account.is_staff;
+    let user = state.users.create(new).await?;
+    tracing::info!(by = %by.username, user = %user.username, is_staff = user.is_staff, "user created");
+    Ok(json(StatusCode::CREATED, &UserJson::new(&user, &by)))
+}
+
+/// The body of `POST /api/admin/users/{id}/password`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordReset {
+    password: String,
+}
+
+/// `POST /api/admin/users/{id}/password` with `{"password":..}`: 200 and the
+/// user, or 403 with `{"error":..}` when [`password_reset_refusal`] says no,
+/// 400 when the password breaks the rule every password follows. The new
+/// password ends the user's sessions
+/// ([`whisper_auth::UserStore::set_password`], as `whisper-manage
+/// changepassword`), and their sockets close at once, on every node.
+pub(crate) async fn reset_password<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    PathId(id): PathId,
+    Staff(by): Staff,
+    JsonBody(reset): JsonBody<PasswordReset>,
+) -> Result<Response, HttpError> {
+    let target = changeable_user(&state, id, &by, password_reset_refusal).await?;
+    let user = state
+        .users
+        .set_password(&target.username, &reset.password)
+        .await?;
+    tracing::info!(by = %by.username, user = %user.username, "password reset");
     state.announce(AccessChange::User(user.id.0)).await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }

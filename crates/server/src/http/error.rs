@@ -40,14 +40,27 @@ pub(crate) enum HttpError {
     Forbidden(&'static str),
     /// A staff member asked the admin API for a change that is not theirs
     /// to make (another's staff flag without being a superuser, their own,
-    /// a superuser's; deactivating someone without being a superuser, or
-    /// themselves): 403 with `{"error": why}`, which the admin page
-    /// shows as it is.
+    /// a superuser's; deactivating someone, resetting a password or
+    /// creating a user without being a superuser; deactivating
+    /// themselves or resetting their own password): 403 with
+    /// `{"error": why}`, which the admin page shows as it is.
     #[error("change refused: {0}")]
     ChangeRefused(&'static str),
     /// The request could not be read as what the route takes.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// An account the admin API was asked to create or change failed the
+    /// rules every account follows ([`AuthError::InvalidUsername`],
+    /// [`AuthError::InvalidPassword`], [`AuthError::InvalidField`]): 400
+    /// with the rule in [`AuthError`]'s words, the same the signup form
+    /// shows, so the rules are stated once.
+    #[error("invalid account")]
+    InvalidAccount(#[source] AuthError),
+    /// The username asked for is taken, by an account with it or one that
+    /// looks like it ([`AuthError::UsernameTaken`]): 409 with
+    /// `{"error": why}`, which the admin page shows as it is.
+    #[error("username taken")]
+    UsernameTaken,
     /// The body is longer than the server reads.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -105,6 +118,18 @@ impl IntoResponse for HttpError {
                 StatusCode::BAD_REQUEST,
                 text,
                 format!("Bad request: {why}\n"),
+            ),
+            HttpError::InvalidAccount(rule) => respond(
+                StatusCode::BAD_REQUEST,
+                text,
+                format!("Bad request: {rule}\n"),
+            ),
+            HttpError::UsernameTaken => json(
+                StatusCode::CONFLICT,
+                &std::collections::BTreeMap::from([(
+                    "error",
+                    AuthError::UsernameTaken.to_string(),
+                )]),
             ),
             HttpError::PayloadTooLarge => respond(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -182,6 +207,10 @@ impl From<AuthError> for HttpError {
             AuthError::NoSuchUser => HttpError::NotFound,
             AuthError::SuperuserIsStaff => HttpError::ChangeRefused(SUPERUSER_IS_STAFF),
             AuthError::Busy => HttpError::Busy,
+            AuthError::UsernameTaken => HttpError::UsernameTaken,
+            AuthError::InvalidUsername
+            | AuthError::InvalidPassword
+            | AuthError::InvalidField(_) => HttpError::InvalidAccount(error),
             AuthError::Storage(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) => {
                 HttpError::DatabaseUnavailable(error)
             }

@@ -72,7 +72,10 @@ pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
         .route("/static/{*path}", get(assets::serve_static))
         .route("/chat/stream/", get(websocket::upgrade))
         .route("/admin/", get(admin::page))
-        .route("/api/admin/users", get(admin::users))
+        .route(
+            "/api/admin/users",
+            get(admin::users).post(admin::create_user),
+        )
         .route("/api/admin/rooms", post(admin::create_room))
         .route(
             "/api/admin/rooms/{id}",
@@ -80,6 +83,10 @@ pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
         )
         .route("/api/admin/users/{id}", patch(admin::update_user))
         .route("/api/admin/users/{id}/active", post(admin::set_active))
+        .route(
+            "/api/admin/users/{id}/password",
+            post(admin::reset_password),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
