@@ -91,12 +91,17 @@ mod tests {
         )
         .expect("chat renders");
         assert!(chat.contains("/static/chat.js"));
-        let admin = render(
-            "admin.html",
-            context! { csrf_token => "T", username => "sam" },
-        )
-        .expect("admin renders");
-        for page in [&login, &open, &closed, &chat, &admin] {
+        let admin = |is_superuser: bool| {
+            render(
+                "admin.html",
+                context! { csrf_token => "T", username => "sam", is_superuser },
+            )
+            .expect("admin renders")
+        };
+        let (superuser, staff) = (admin(true), admin(false));
+        let new_user_form = r#"id="new-user-form""#;
+        assert!(superuser.contains(new_user_form) && !staff.contains(new_user_form));
+        for page in [&login, &open, &closed, &chat, &superuser, &staff] {
             assert!(page.contains(r#"<link rel="stylesheet" href="/static/style.css">"#));
             assert!(!page.contains("{{") && !page.contains("{%"));
         }
