@@ -2,7 +2,7 @@
 //! (`tests/tests/access.rs`) and on two nodes sharing PostgreSQL and Redis
 //! (`bins/whisper-server/tests/multinode.rs`): a room deleted or made
 //! staff-only, a session logged out, staff status taken away, a user
-//! deactivated, a password reset. The change
+//! deactivated or deleted, a password reset. The change
 //! is made through the HTTP API on node A; the sockets it concerns are on
 //! node B as well, and each must hear of it within [`AT_ONCE`] of the
 //! API's answer. The servers keep the default periodic re-check (30 s),
@@ -313,6 +313,56 @@ pub async fn a_password_reset_on_the_admin_page_closes_the_users_sockets_at_once
     }
     assert_eq!(nodes.db.session_rows_of("bob").await, 0);
     assert_login_refused(nodes, "bob").await;
+}
+
+/// A user deleted by a superuser on the admin page of node A is logged
+/// out on both nodes at once: sessions gone, sockets closed (leaving their
+/// rooms, so the others see them go), no login. What they wrote stays, as
+/// from a deleted user: same seq and text, no name.
+pub async fn a_user_deleted_on_the_admin_page_is_logged_out_everywhere_at_once(nodes: Nodes<'_>) {
+    nodes.db.create_superuser("root", PASSWORD).await;
+    let root = nodes.a.login("root", PASSWORD).await.expect("login");
+    let room = nodes.db.create_room("Lobby", false).await;
+    let ann = nodes.person("ann", false).await;
+    let bob = nodes.person("bob", false).await;
+    let bob_id = nodes.a.me(&bob).await["id"].clone();
+    let mut ann_on_b = nodes.b.connect_v2(&ann).await;
+    join_v2(&mut ann_on_b, room).await;
+    let mut on_a = nodes.a.connect_v2(&bob).await;
+    let mut on_b = nodes.b.connect(&bob).await;
+    join_v2(&mut on_a, room).await;
+    let said = on_a.say(room, "remember me").await;
+
+    let path = format!("/api/admin/users/{bob_id}");
+    let (status, answer) = nodes.a.api(&root, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "DELETE {path}: {answer}");
+    for (node, client) in [("A", &mut on_a), ("B", &mut on_b)] {
+        closed_at_once(client, node).await;
+    }
+    assert_eq!(nodes.b.me(&bob).await["username"], Value::Null);
+    assert_login_refused(nodes, "bob").await;
+
+    // Ann saw Bob come, speak and go.
+    let mut events = Vec::new();
+    while events.last() != Some(&"leave".to_owned()) {
+        let frame: Value =
+            serde_json::from_str(&at_once(&mut ann_on_b, "Ann").await).expect("a frame");
+        assert_eq!(frame["user"]["id"], bob_id, "{frame}");
+        eprintln!("FRAME {frame}");
+        events.push(frame["event"].as_str().expect("an event").to_owned());
+    }
+    assert_eq!(events, ["enter", "message", "leave"]);
+    let history = ann_on_b.whole_history(room).await;
+    let kept = &history[0];
+    assert_eq!(
+        (&kept["seq"], &kept["text"], &kept["user"]),
+        (
+            &said["seq"],
+            &json!("remember me"),
+            &json!({"id": bob_id, "username": "", "name": ""})
+        ),
+        "{history}"
+    );
 }
 
 /// Logging in as `username` with the right password is refused on node B

@@ -71,3 +71,11 @@ async fn a_user_deactivated_on_the_admin_page_is_logged_out_everywhere_at_once()
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_deleted_on_the_admin_page_is_logged_out_everywhere_at_once() {
+    let server = TestServer::start().await;
+    access::a_user_deleted_on_the_admin_page_is_logged_out_everywhere_at_once(Nodes::one(&server))
+        .await;
+    server.stop().await;
+}

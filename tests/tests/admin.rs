@@ -31,6 +31,58 @@ impl AdminPage<'_> {
     }
 }
 
+/// Who the tests of what superusers alone may do take part: Root (a
+/// superuser), Ann (staff, not a superuser) and Bob (neither), each
+/// signed in on one server.
+struct Cast {
+    server: TestServer,
+    root: Session,
+    ann: Session,
+    bob: Session,
+}
+
+impl Cast {
+    async fn new() -> Cast {
+        let server = TestServer::start().await;
+        let root = server.superuser("root").await;
+        let ann = server.user("ann", true).await;
+        let bob = server.user("bob", false).await;
+        Cast {
+            server,
+            root,
+            ann,
+            bob,
+        }
+    }
+
+    /// The admin page as Root.
+    fn as_root(&self) -> AdminPage<'_> {
+        AdminPage {
+            server: &self.server,
+            session: &self.root,
+        }
+    }
+
+    /// The admin page as Ann.
+    fn as_ann(&self) -> AdminPage<'_> {
+        AdminPage {
+            server: &self.server,
+            session: &self.ann,
+        }
+    }
+
+    /// Root's, Ann's and Bob's path for an action on a user:
+    /// `/api/admin/users/{id}` followed by `action` (`/active`, say).
+    async fn paths(&self, action: &str) -> [String; 3] {
+        let mut paths = Vec::with_capacity(3);
+        for session in [&self.root, &self.ann, &self.bob] {
+            let id = &self.server.me(session).await["id"];
+            paths.push(format!("/api/admin/users/{id}{action}"));
+        }
+        paths.try_into().expect("three paths")
+    }
+}
+
 #[tokio::test]
 async fn staff_manage_rooms_and_superusers_staff_flags() {
     let server = TestServer::start().await;
@@ -242,20 +294,10 @@ async fn listed(server: &TestServer, session: &Session, username: &str) -> (Valu
 
 #[tokio::test]
 async fn only_a_superuser_changes_staff_flags_and_never_their_own() {
-    let server = TestServer::start().await;
-    let root = server.superuser("root").await;
-    let ann = server.user("ann", true).await;
-    server.user("bob", false).await;
-    let root_id = server.me(&root).await["id"].clone();
-    let root_path = format!("/api/admin/users/{root_id}");
-    let as_root = AdminPage {
-        server: &server,
-        session: &root,
-    };
-    let as_ann = AdminPage {
-        server: &server,
-        session: &ann,
-    };
+    let cast = Cast::new().await;
+    let (server, root, ann) = (&cast.server, &cast.root, &cast.ann);
+    let [root_path, ann_path, bob_path] = cast.paths("").await;
+    let (as_root, as_ann) = (cast.as_root(), cast.as_ann());
     let refused = |why: &str| json!({"error": why});
     let only_superusers = refused("Only a superuser can change staff status.");
     let not_your_own = refused("Nobody can change their own staff status.");
@@ -263,8 +305,6 @@ async fn only_a_superuser_changes_staff_flags_and_never_their_own() {
 
     // Ann is staff, not a superuser: she can demote nobody, promote
     // nobody, and not touch her own flag; each answer says why.
-    let (_, ann_path) = listed(&server, &ann, "ann").await;
-    let (_, bob_path) = listed(&server, &ann, "bob").await;
     let demote = || Some(json!({"is_staff": false}));
     let promote = || Some(json!({"is_staff": true}));
     for (path, body, why) in [
@@ -288,27 +328,27 @@ async fn only_a_superuser_changes_staff_flags_and_never_their_own() {
         .await;
 
     // Nothing changed: root is still staff (and reaches the admin page).
-    assert_eq!(server.me(&root).await["is_staff"], true);
+    assert_eq!(server.me(root).await["is_staff"], true);
     assert_eq!(
-        server.get_as(&root, "/admin/").await.status(),
+        server.get_as(root, "/admin/").await.status(),
         StatusCode::OK
     );
     // What the page is told it may do, per viewer.
     let locked = |user: Value| user["staff_locked"].clone();
     assert_eq!(
-        locked(listed(&server, &ann, "ann").await.0),
+        locked(listed(server, ann, "ann").await.0),
         not_your_own["error"]
     );
     assert_eq!(
-        locked(listed(&server, &ann, "bob").await.0),
+        locked(listed(server, ann, "bob").await.0),
         only_superusers["error"]
     );
     assert_eq!(
-        locked(listed(&server, &root, "root").await.0),
+        locked(listed(server, root, "root").await.0),
         not_your_own["error"]
     );
-    let (ann_seen, _) = listed(&server, &root, "ann").await;
-    let (bob_seen, _) = listed(&server, &root, "bob").await;
+    let (ann_seen, _) = listed(server, root, "ann").await;
+    let (bob_seen, _) = listed(server, root, "bob").await;
     assert_eq!(ann_seen["is_staff"], true);
     assert_eq!(ann_seen["staff_locked"], Value::Null);
     assert_eq!(bob_seen["is_staff"], false);
@@ -326,33 +366,21 @@ async fn only_a_superuser_changes_staff_flags_and_never_their_own() {
 
     // Another superuser stays staff, whoever asks.
     server.db.create_superuser("rex", "correct horse").await;
-    let (rex, rex_path) = listed(&server, &root, "rex").await;
+    let (rex, rex_path) = listed(server, root, "rex").await;
     assert_eq!(locked(rex), superuser_is_staff["error"]);
     let answer = as_root
         .expect(StatusCode::FORBIDDEN, Method::PATCH, &rex_path, demote())
         .await;
     assert_eq!(answer, superuser_is_staff);
-    server.stop().await;
+    cast.server.stop().await;
 }
 
 #[tokio::test]
 async fn only_a_superuser_deactivates_users_and_never_themselves() {
-    let server = TestServer::start().await;
-    let root = server.superuser("root").await;
-    let ann = server.user("ann", true).await;
-    let bob = server.user("bob", false).await;
-    let active_path = |user: &Value| format!("/api/admin/users/{}/active", user["id"]);
-    let root_path = active_path(&server.me(&root).await);
-    let ann_path = active_path(&server.me(&ann).await);
-    let bob_path = active_path(&server.me(&bob).await);
-    let as_root = AdminPage {
-        server: &server,
-        session: &root,
-    };
-    let as_ann = AdminPage {
-        server: &server,
-        session: &ann,
-    };
+    let cast = Cast::new().await;
+    let (server, root, ann, bob) = (&cast.server, &cast.root, &cast.ann, &cast.bob);
+    let [root_path, ann_path, bob_path] = cast.paths("/active").await;
+    let (as_root, as_ann) = (cast.as_root(), cast.as_ann());
     let refused = |why: &str| json!({"error": why});
     let only_superusers = refused("Only a superuser can deactivate or reactivate users.");
     let not_yourself = refused("Nobody can deactivate themselves.");
@@ -373,28 +401,28 @@ async fn only_a_superuser_deactivates_users_and_never_themselves() {
     }
     let locked = |user: Value| user["active_locked"].clone();
     assert_eq!(
-        locked(listed(&server, &ann, "bob").await.0),
+        locked(listed(server, ann, "bob").await.0),
         only_superusers["error"]
     );
     assert_eq!(
-        locked(listed(&server, &ann, "ann").await.0),
+        locked(listed(server, ann, "ann").await.0),
         not_yourself["error"]
     );
     // Nor does anyone else; a superuser not themselves, and never without
     // the CSRF token.
-    let (status, _) = server.api(&bob, Method::POST, &ann_path, off()).await;
+    let (status, _) = server.api(bob, Method::POST, &ann_path, off()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "non-staff");
     let answer = as_root
         .expect(StatusCode::FORBIDDEN, Method::POST, &root_path, off())
         .await;
     assert_eq!(answer, not_yourself);
     assert_eq!(
-        locked(listed(&server, &root, "root").await.0),
+        locked(listed(server, root, "root").await.0),
         not_yourself["error"]
     );
     for csrf in [None, Some("forged-token-forged-token-forged-token")] {
         let (status, _) = server
-            .api_call(&root, csrf, Method::POST, &bob_path, off())
+            .api_call(root, csrf, Method::POST, &bob_path, off())
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "without CSRF: {csrf:?}");
     }
@@ -413,11 +441,11 @@ async fn only_a_superuser_deactivates_users_and_never_themselves() {
             off(),
         )
         .await;
-    assert_eq!(server.me(&bob).await["username"], "bob", "still logged in");
+    assert_eq!(server.me(bob).await["username"], "bob", "still logged in");
 
     // The superuser deactivates Bob, whose session ends, and reactivates
     // him, who must log in again.
-    let (bob_seen, _) = listed(&server, &root, "bob").await;
+    let (bob_seen, _) = listed(server, root, "bob").await;
     assert_eq!(
         (bob_seen["is_active"].clone(), locked(bob_seen)),
         (json!(true), Value::Null)
@@ -426,15 +454,15 @@ async fn only_a_superuser_deactivates_users_and_never_themselves() {
         .expect(StatusCode::OK, Method::POST, &bob_path, off())
         .await;
     assert_eq!(answer["is_active"], false);
-    assert_eq!(listed(&server, &root, "bob").await.0["is_active"], false);
-    assert_eq!(server.me(&bob).await["username"], Value::Null);
+    assert_eq!(listed(server, root, "bob").await.0["is_active"], false);
+    assert_eq!(server.me(bob).await["username"], Value::Null);
     assert!(server.login("bob", "correct horse").await.is_none());
     let answer = as_root
         .expect(StatusCode::OK, Method::POST, &bob_path, on())
         .await;
     assert_eq!(answer["is_active"], true);
     assert!(server.login("bob", "correct horse").await.is_some());
-    server.stop().await;
+    cast.server.stop().await;
 }
 
 #[tokio::test]
@@ -573,22 +601,10 @@ async fn a_superuser_creates_users_who_can_log_in() {
 
 #[tokio::test]
 async fn only_a_superuser_resets_passwords_and_never_their_own() {
-    let server = TestServer::start().await;
-    let root = server.superuser("root").await;
-    let ann = server.user("ann", true).await;
-    let bob = server.user("bob", false).await;
-    let password_path = |user: &Value| format!("/api/admin/users/{}/password", user["id"]);
-    let root_path = password_path(&server.me(&root).await);
-    let ann_path = password_path(&server.me(&ann).await);
-    let bob_path = password_path(&server.me(&bob).await);
-    let as_root = AdminPage {
-        server: &server,
-        session: &root,
-    };
-    let as_ann = AdminPage {
-        server: &server,
-        session: &ann,
-    };
+    let cast = Cast::new().await;
+    let (server, root, ann, bob) = (&cast.server, &cast.root, &cast.ann, &cast.bob);
+    let [root_path, ann_path, bob_path] = cast.paths("/password").await;
+    let (as_root, as_ann) = (cast.as_root(), cast.as_ann());
     let refused = |why: &str| json!({"error": why});
     let only_superusers = refused("Only a superuser can reset passwords.");
     let not_your_own = refused("Nobody can reset their own password here.");
@@ -609,23 +625,23 @@ async fn only_a_superuser_resets_passwords_and_never_their_own() {
     }
     let locked = |user: Value| user["password_locked"].clone();
     assert_eq!(
-        locked(listed(&server, &ann, "bob").await.0),
+        locked(listed(server, ann, "bob").await.0),
         only_superusers["error"]
     );
     assert_eq!(
-        locked(listed(&server, &root, "root").await.0),
+        locked(listed(server, root, "root").await.0),
         not_your_own["error"]
     );
-    assert_eq!(locked(listed(&server, &root, "bob").await.0), Value::Null);
+    assert_eq!(locked(listed(server, root, "bob").await.0), Value::Null);
     // Nor anyone else, nor without the CSRF token; and the password
     // follows the rule of every password.
     let (status, _) = server
-        .api(&bob, Method::POST, &bob_path, new_password())
+        .api(bob, Method::POST, &bob_path, new_password())
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "non-staff");
     for csrf in [None, Some("forged-token-forged-token-forged-token")] {
         let (status, _) = server
-            .api_call(&root, csrf, Method::POST, &bob_path, new_password())
+            .api_call(root, csrf, Method::POST, &bob_path, new_password())
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "without CSRF: {csrf:?}");
     }
@@ -646,18 +662,18 @@ async fn only_a_superuser_resets_passwords_and_never_their_own() {
             new_password(),
         )
         .await;
-    assert_eq!(server.me(&bob).await["username"], "bob", "still logged in");
+    assert_eq!(server.me(bob).await["username"], "bob", "still logged in");
 
     // The superuser sets Bob's password: his session ends, the old
     // password is refused and the new one accepted.
     let answer = as_root
         .expect(StatusCode::OK, Method::POST, &bob_path, new_password())
         .await;
-    assert_eq!(answer, listed(&server, &root, "bob").await.0);
-    assert_eq!(server.me(&bob).await["username"], Value::Null);
+    assert_eq!(answer, listed(server, root, "bob").await.0);
+    assert_eq!(server.me(bob).await["username"], Value::Null);
     assert!(server.login("bob", "correct horse").await.is_none());
     assert!(server.login("bob", "battery staple").await.is_some());
-    server.stop().await;
+    cast.server.stop().await;
 }
 
 /// `GET /api/rooms` as `session`.
@@ -668,4 +684,205 @@ async fn rooms(server: &TestServer, session: &Session) -> Value {
         .json()
         .await
         .expect("json")
+}
+
+#[tokio::test]
+async fn only_a_superuser_deletes_users_and_never_themselves() {
+    let cast = Cast::new().await;
+    let (server, root, ann, bob) = (&cast.server, &cast.root, &cast.ann, &cast.bob);
+    let [root_path, ann_path, bob_path] = cast.paths("").await;
+    let (as_root, as_ann) = (cast.as_root(), cast.as_ann());
+    let refused = |why: &str| json!({"error": why});
+    let only_superusers = refused("Only a superuser can delete users.");
+    let not_yourself = refused("Nobody can delete themselves.");
+
+    // Staff who are not superusers delete nobody, and a superuser not
+    // themselves; each answer says why, and the list tells the page so.
+    for (page, path, why) in [
+        (&as_ann, &bob_path, &only_superusers),
+        (&as_ann, &root_path, &only_superusers),
+        (&as_ann, &ann_path, &not_yourself),
+        (&as_root, &root_path, &not_yourself),
+    ] {
+        let answer = page
+            .expect(StatusCode::FORBIDDEN, Method::DELETE, path, None)
+            .await;
+        assert_eq!(answer, *why, "DELETE {path}");
+    }
+    let locked = |user: Value| user["delete_locked"].clone();
+    assert_eq!(
+        locked(listed(server, ann, "bob").await.0),
+        only_superusers["error"]
+    );
+    assert_eq!(
+        locked(listed(server, root, "root").await.0),
+        not_yourself["error"]
+    );
+    assert_eq!(locked(listed(server, root, "bob").await.0), Value::Null);
+    // Nor anyone else, nor without the CSRF token.
+    let (status, _) = server.api(bob, Method::DELETE, &ann_path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "non-staff");
+    for csrf in [None, Some("forged-token-forged-token-forged-token")] {
+        let (status, _) = server
+            .api_call(root, csrf, Method::DELETE, &bob_path, None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "without CSRF: {csrf:?}");
+    }
+    as_root
+        .expect(
+            StatusCode::NOT_FOUND,
+            Method::DELETE,
+            "/api/admin/users/999",
+            None,
+        )
+        .await;
+    assert_eq!(server.me(bob).await["username"], "bob", "still logged in");
+
+    // The superuser deletes Bob: his session ends, he is no longer listed
+    // and cannot log in; a second delete finds nobody.
+    as_root
+        .expect(StatusCode::NO_CONTENT, Method::DELETE, &bob_path, None)
+        .await;
+    assert_eq!(server.me(bob).await["username"], Value::Null);
+    assert!(server.login("bob", "correct horse").await.is_none());
+    let (_, users) = server
+        .api(root, Method::GET, "/api/admin/users", None)
+        .await;
+    let names: Vec<&Value> = users
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|user| &user["username"])
+        .collect();
+    assert_eq!(names, [&json!("ann"), &json!("root")]);
+    as_root
+        .expect(StatusCode::NOT_FOUND, Method::DELETE, &bob_path, None)
+        .await;
+    cast.server.stop().await;
+}
+
+#[tokio::test]
+async fn superusers_read_who_did_what_to_whom_and_when() {
+    let cast = Cast::new().await;
+    let (server, bob) = (&cast.server, &cast.bob);
+    let [_, ann_path, bob_path] = cast.paths("").await;
+    let (as_root, as_ann) = (cast.as_root(), cast.as_ann());
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+
+    // Ann (staff) manages a room; Root changes accounts.
+    let room = as_ann
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/admin/rooms",
+            Some(json!({"title": "Town <hall>", "staff_only": true})),
+        )
+        .await;
+    let room_path = format!("/api/admin/rooms/{}", room["id"]);
+    as_ann
+        .expect(StatusCode::NO_CONTENT, Method::DELETE, &room_path, None)
+        .await;
+    let steps = [
+        (
+            Method::POST,
+            "/api/admin/users".to_owned(),
+            Some(json!({"username": "cid", "password": "correct horse", "is_staff": true})),
+        ),
+        (
+            Method::PATCH,
+            bob_path.clone(),
+            Some(json!({"is_staff": true})),
+        ),
+        (
+            Method::POST,
+            format!("{bob_path}/active"),
+            Some(json!({"is_active": false})),
+        ),
+        (
+            Method::POST,
+            format!("{bob_path}/active"),
+            Some(json!({"is_active": true})),
+        ),
+        (
+            Method::POST,
+            format!("{bob_path}/password"),
+            Some(json!({"password": "battery staple"})),
+        ),
+        (Method::DELETE, bob_path.clone(), None),
+    ];
+    for (method, path, body) in steps {
+        let (status, answer) = server.api(&cast.root, method.clone(), &path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
+    }
+    // A refused change is not an action.
+    as_ann
+        .expect(StatusCode::FORBIDDEN, Method::DELETE, &ann_path, None)
+        .await;
+
+    let record = as_root
+        .expect(StatusCode::OK, Method::GET, "/api/admin/record", None)
+        .await;
+    let entries = record.as_array().expect("an array");
+    let read: Vec<String> = entries
+        .iter()
+        .rev()
+        .map(|entry| {
+            assert!(
+                entry["at"].as_u64().expect("a time") as u128 >= before,
+                "{entry}"
+            );
+            format!(
+                "{} {} {} {}",
+                entry["actor"].as_str().expect("actor"),
+                entry["action"].as_str().expect("action"),
+                entry["subject"].as_str().expect("subject"),
+                entry["detail"].as_str().expect("detail"),
+            )
+            .trim_end()
+            .to_owned()
+        })
+        .collect();
+    let room_named = format!("room {} \"Town <hall>\"", room["id"]);
+    assert_eq!(
+        read,
+        [
+            format!("ann create-room {room_named} staff-only"),
+            format!("ann delete-room {room_named}"),
+            "root create-user user cid staff".to_owned(),
+            "root grant-staff user bob".to_owned(),
+            "root deactivate user bob".to_owned(),
+            "root activate user bob".to_owned(),
+            "root reset-password user bob".to_owned(),
+            "root delete-user user bob".to_owned(),
+        ]
+    );
+
+    // Only superusers read it.
+    let only_superusers = json!({"error": "Only a superuser can read the moderation record."});
+    let answer = as_ann
+        .expect(
+            StatusCode::FORBIDDEN,
+            Method::GET,
+            "/api/admin/record",
+            None,
+        )
+        .await;
+    assert_eq!(answer, only_superusers);
+    let (status, _) = server
+        .api(bob, Method::GET, "/api/admin/record", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "Bob was deleted");
+    let (status, _) = server
+        .api(
+            &server.user("dan", false).await,
+            Method::GET,
+            "/api/admin/record",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not staff");
+    cast.server.stop().await;
 }

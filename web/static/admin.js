@@ -1,15 +1,16 @@
-// Whisper admin page (staff only): rooms (create, delete, staff-only flag) and
-// users (create, staff flag, deactivate / reactivate, password reset), through
-// the JSON admin API (see the README). Every change is re-rendered from the
-// server's answer, never from what the page assumed. Only superusers create
-// users (the server renders the form for them only) or change them, never
-// their own account: the server says, per user, why the viewer may not
-// (staff_locked, active_locked, password_locked), and the row shows that
+// Whisper admin page (staff only): rooms (create, delete, staff-only flag),
+// users (create, staff flag, deactivate / reactivate, password reset, delete)
+// and, for superusers, the moderation record, through the JSON admin API (see
+// the README). Every change is re-rendered from the server's answer, never
+// from what the page assumed. Only superusers create users (the server
+// renders the form for them only) or change them, never their own account:
+// the server says, per user, why the viewer may not (staff_locked,
+// active_locked, password_locked, delete_locked), and the row shows that
 // instead of a button.
 //
 // Unsafe requests carry the CSRF token from #csrf-token in X-CSRFToken.
-// Deleting a room takes two clicks on the same button ("Delete", then
-// "Really delete?" within a few seconds), without a modal dialog.
+// Deleting a room or a user takes two clicks on the same button ("Delete",
+// then "Really delete?" within a few seconds), without a modal dialog.
 
 import { $, el } from './dom.js';
 
@@ -46,6 +47,8 @@ async function api(method, url, body) {
     throw new ApiError(401, 'Your session has ended. Please log in again.');
   }
   if (!response.ok) throw new ApiError(response.status, await failureText(response));
+  // Every change made here is a new entry of the record: show it.
+  if (method !== 'GET') loadRecord().catch(showFailure);
   return response.status === 204 ? null : response.json();
 }
 
@@ -95,6 +98,27 @@ async function busy(button, action) {
   }
 }
 
+// A "Delete" button that asks "Really delete?" first and runs `action` on the
+// second click within a few seconds.
+function deleteButton(className, action) {
+  const remove = el('button', { type: 'button', class: `${className} danger`, text: 'Delete' });
+  let confirmTimer = 0;
+  remove.addEventListener('click', () => {
+    if (!remove.classList.contains('confirming')) {
+      remove.classList.add('confirming');
+      remove.textContent = 'Really delete?';
+      confirmTimer = setTimeout(() => {
+        remove.classList.remove('confirming');
+        remove.textContent = 'Delete';
+      }, DELETE_CONFIRM_MS);
+      return;
+    }
+    clearTimeout(confirmTimer);
+    busy(remove, action);
+  });
+  return remove;
+}
+
 // ---- Rooms ------------------------------------------------------------------
 
 async function loadRooms() {
@@ -129,25 +153,11 @@ function fillRoomRow(row, room) {
     row.querySelector('.toggle-staff-only').focus();
   }));
 
-  const remove = el('button', { type: 'button', class: 'delete-room danger', text: 'Delete' });
-  let confirmTimer = 0;
-  remove.addEventListener('click', () => {
-    if (!remove.classList.contains('confirming')) {
-      remove.classList.add('confirming');
-      remove.textContent = 'Really delete?';
-      confirmTimer = setTimeout(() => {
-        remove.classList.remove('confirming');
-        remove.textContent = 'Delete';
-      }, DELETE_CONFIRM_MS);
-      return;
-    }
-    clearTimeout(confirmTimer);
-    busy(remove, async () => {
-      await api('DELETE', `/api/admin/rooms/${room.id}`);
-      await loadRooms();
-      setStatus(`Deleted “${room.title}”.`);
-      $('#new-room-title').focus();
-    });
+  const remove = deleteButton('delete-room', async () => {
+    await api('DELETE', `/api/admin/rooms/${room.id}`);
+    await loadRooms();
+    setStatus(`Deleted “${room.title}”.`);
+    $('#new-room-title').focus();
   });
 
   row.replaceChildren(
@@ -198,8 +208,20 @@ function fillUserRow(row, user) {
     el('td', { class: 'user-name', text: user.name || '' }),
     el('td', {}, userRoles(user)),
     el('td', { class: 'actions' },
-      staffControl(row, user), activeControl(row, user), passwordControl(row, user)),
+      staffControl(row, user), activeControl(row, user), passwordControl(row, user),
+      deleteUserControl(user)),
   );
+}
+
+// The two-click delete button, or nothing when the viewer may not use it.
+// The user's messages stay, shown as from a deleted user.
+function deleteUserControl(user) {
+  if (user.delete_locked) return '';
+  return deleteButton('delete-user', async () => {
+    await api('DELETE', `/api/admin/users/${user.id}`);
+    await loadUsers();
+    setStatus(`Deleted ${user.username}: logged out everywhere; their messages stay.`);
+  });
 }
 
 // The "Reset password" button, or nothing when the viewer may not use it. The
@@ -309,11 +331,31 @@ function setUpNewUserForm() {
   });
 }
 
+// ---- Moderation record (superusers) -----------------------------------------
+
+// Only superusers get the record's table (the server renders it for them
+// alone, and refuses the API to anyone else).
+async function loadRecord() {
+  const body = $('#admin-record tbody');
+  if (!body) return;
+  const entries = await api('GET', '/api/admin/record');
+  body.replaceChildren(...entries.map((entry) => el('tr', {},
+    el('td', { class: 'record-at', text: new Date(entry.at).toLocaleString() }),
+    el('td', { class: 'record-actor', text: entry.actor }),
+    el('td', { class: 'record-action', text: entry.action }),
+    el('td', { class: 'record-subject', text: entry.subject }),
+    el('td', { class: 'record-detail', text: entry.detail }))));
+  if (entries.length === 0) {
+    body.append(el('tr', { class: 'empty-row' },
+      el('td', { colspan: '5', text: 'Nothing recorded yet.' })));
+  }
+}
+
 // ---- Start ------------------------------------------------------------------
 
 async function reloadAll() {
   try {
-    await Promise.all([loadRooms(), loadUsers()]);
+    await Promise.all([loadRooms(), loadUsers(), loadRecord()]);
   } catch (error) {
     setStatus(error.message, 'error');
   }

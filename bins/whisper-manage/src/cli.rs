@@ -11,8 +11,11 @@ use whisper_protocol::RoomId;
 ///
 /// Every command except `migrate` first applies pending migrations without a
 /// word, so a fresh database file just works. `deleteroom`, `setstaff`,
-/// `changepassword`, `deactivate` and `activate` also record the change for
-/// the running servers, whose open sockets follow within a second.
+/// `changepassword`, `deactivate`, `activate` and `deleteuser` also record
+/// the change for the running servers, whose open sockets follow within a
+/// second. Every command that changes something writes it to the
+/// moderation record (actor "whisper-manage"), which superusers read on the
+/// admin page.
 #[derive(Debug, Parser)]
 #[command(
     name = "whisper-manage",
@@ -74,6 +77,10 @@ pub enum Command {
     /// Reactivate a deactivated user, who may log in again (their old
     /// sessions stay ended). A user already active is not an error.
     Activate(Account),
+    /// Delete a user: their sessions end and their open sockets close
+    /// within a second. Their messages stay, shown as from a deleted user;
+    /// the id is never given to another account.
+    DeleteUser(Account),
     /// Print a room's latest stored messages, oldest first, one per line:
     /// seq, time (RFC 3339, UTC), username and text.
     History(History),
@@ -166,7 +173,8 @@ pub struct ChangePassword {
     pub password: Option<String>,
 }
 
-/// The argument of `deactivate` and `activate`: whom they concern.
+/// The argument of `deactivate`, `activate` and `deleteuser`: whom they
+/// concern.
 #[derive(Debug, Args)]
 pub struct Account {
     /// The user's login name.

@@ -15,7 +15,10 @@ use whisper_chat::AccessChange;
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::Message;
-use whisper_store::{CatalogError, ChangeFeed, MessageStore, Room, RoomCatalog};
+use whisper_store::{
+    CatalogError, ChangeFeed, MessageStore, ModerationAction, ModerationRecord, NewEntry, Room,
+    RoomCatalog,
+};
 
 use crate::cli::{
     Account, ChangePassword, ClearHistory, Cli, Command, CreateRoom, CreateSuperuser, CreateUser,
@@ -34,22 +37,22 @@ pub async fn run(cli: Cli) -> Result<String, ManageError> {
             .await
             .map_err(ManageError::Migrate)?;
     }
-    match cli.command {
-        Command::Migrate => migrate(&db).await,
-        Command::CreateSuperuser(args) => create_superuser(db, args).await,
-        Command::CreateUser(args) => create_user(db, args).await,
-        Command::CreateRoom(args) => create_room(db, args).await,
-        Command::Rooms => rooms(db).await,
-        Command::DeleteRoom(args) => record(&db, delete_room(db.clone(), args).await?).await,
-        Command::SetStaff(args) => record(&db, set_staff(db.clone(), args).await?).await,
-        Command::ChangePassword(args) => {
-            record(&db, change_password(db.clone(), args).await?).await
-        }
-        Command::Deactivate(args) => record(&db, set_active(db.clone(), args, false).await?).await,
-        Command::Activate(args) => record(&db, set_active(db.clone(), args, true).await?).await,
-        Command::History(args) => history(db, args).await,
-        Command::ClearHistory(args) => clear_history(db, args).await,
-    }
+    let changed = match cli.command {
+        Command::Migrate => return migrate(&db).await,
+        Command::Rooms => return rooms(db).await,
+        Command::History(args) => return history(db, args).await,
+        Command::CreateSuperuser(args) => create_superuser(db.clone(), args).await?,
+        Command::CreateUser(args) => create_user(db.clone(), args).await?,
+        Command::CreateRoom(args) => create_room(db.clone(), args).await?,
+        Command::DeleteRoom(args) => delete_room(db.clone(), args).await?,
+        Command::SetStaff(args) => set_staff(db.clone(), args).await?,
+        Command::ChangePassword(args) => change_password(db.clone(), args).await?,
+        Command::Deactivate(args) => set_active(db.clone(), args, false).await?,
+        Command::Activate(args) => set_active(db.clone(), args, true).await?,
+        Command::DeleteUser(args) => delete_user(db.clone(), args).await?,
+        Command::ClearHistory(args) => clear_history(db.clone(), args).await?,
+    };
+    record(&db, changed).await
 }
 
 /// Opens the database. Drivers quote the URL in some errors; a password
@@ -60,21 +63,64 @@ async fn connect(url: &str) -> Result<DatabaseConnection, ManageError> {
         .map_err(|err| ManageError::Connect(whisper_cli::mask_password(&err.to_string(), url)))
 }
 
-/// What a command that changed access has to say, and the change, for the
-/// running servers.
+/// The name the moderation record gives this tool as the actor: an
+/// operator at the command line acts as no account.
+const ACTOR: &str = "whisper-manage";
+
+/// What a command that changed something has to say, the change of access
+/// for the running servers (if any socket is concerned), and the entry of
+/// the moderation record.
 struct Changed {
     out: String,
-    change: AccessChange,
+    change: Option<AccessChange>,
+    action: ModerationAction,
+    subject: String,
+    detail: String,
+}
+
+impl Changed {
+    /// A change to `subject` that no open socket has to follow.
+    fn unseen(out: String, action: ModerationAction, subject: String) -> Self {
+        Changed {
+            out,
+            change: None,
+            action,
+            subject,
+            detail: String::new(),
+        }
+    }
+
+    /// A change to a user's account: the user's sockets follow it.
+    fn of_user(out: String, action: ModerationAction, user: &whisper_auth::User) -> Self {
+        Changed {
+            out,
+            change: Some(AccessChange::User(user.id.0)),
+            action,
+            subject: format!("user {}", user.username),
+            detail: String::new(),
+        }
+    }
 }
 
 /// Records a change for the running servers ([`ChangeFeed`]: every node
-/// reads it within a second and its sockets follow), and returns the
-/// command's output. The change itself is already stored: when recording
-/// fails, the error says so, and the servers' periodic session re-check
-/// applies the change later.
+/// reads it within a second and its sockets follow) and in the moderation
+/// record, and returns the command's output. The change itself is already
+/// stored: when recording fails, the error says so, and the servers'
+/// periodic session re-check applies the change later.
 async fn record(db: &DatabaseConnection, changed: Changed) -> Result<String, ManageError> {
-    ChangeFeed::new(db.clone())
-        .record(&changed.change.to_string())
+    if let Some(change) = changed.change {
+        ChangeFeed::new(db.clone())
+            .record(&change.to_string())
+            .await
+            .map_err(ManageError::Record)?;
+    }
+    ModerationRecord::new(db.clone())
+        .record(NewEntry {
+            actor: ACTOR,
+            action: changed.action,
+            subject: &changed.subject,
+            detail: &changed.detail,
+        })
         .await
         .map_err(ManageError::Record)?;
     Ok(changed.out)
@@ -104,7 +150,7 @@ async fn migrate(db: &DatabaseConnection) -> Result<String, ManageError> {
 async fn create_superuser(
     db: DatabaseConnection,
     args: CreateSuperuser,
-) -> Result<String, ManageError> {
+) -> Result<Changed, ManageError> {
     let users = UserStore::new(db);
     let prompter = Prompter::for_stdin();
     let username = match args.username {
@@ -130,7 +176,13 @@ async fn create_superuser(
     new.is_staff = true;
     new.is_superuser = true;
     let user = users.create(new).await?;
-    Ok(format!("created superuser \"{}\"\n", user.username))
+    let mut changed = Changed::unseen(
+        format!("created superuser \"{}\"\n", user.username),
+        ModerationAction::CreateUser,
+        format!("user {}", user.username),
+    );
+    changed.detail = "superuser".to_owned();
+    Ok(changed)
 }
 
 /// clap already refuses `--noinput` without both options; this keeps the
@@ -141,23 +193,35 @@ fn missing_with_noinput() -> ManageError {
 
 /// Creates an account from options only: it is the scripting counterpart
 /// of `createsuperuser`.
-async fn create_user(db: DatabaseConnection, args: CreateUser) -> Result<String, ManageError> {
+async fn create_user(db: DatabaseConnection, args: CreateUser) -> Result<Changed, ManageError> {
     let mut new = NewUser::new(args.username, args.password);
     new.name = args.name;
     new.email = args.email;
     new.is_staff = args.staff;
     let user = UserStore::new(db).create(new).await?;
     let role = if user.is_staff { "staff user" } else { "user" };
-    Ok(format!("created {role} \"{}\"\n", user.username))
+    let mut changed = Changed::unseen(
+        format!("created {role} \"{}\"\n", user.username),
+        ModerationAction::CreateUser,
+        format!("user {}", user.username),
+    );
+    if user.is_staff {
+        changed.detail = "staff".to_owned();
+    }
+    Ok(changed)
 }
 
 /// Creates a room. The bare id comes last so scripts can take it with
 /// `tail -n 1`.
-async fn create_room(db: DatabaseConnection, args: CreateRoom) -> Result<String, ManageError> {
+async fn create_room(db: DatabaseConnection, args: CreateRoom) -> Result<Changed, ManageError> {
     let room = RoomCatalog::new(db)
         .create(&args.title, args.staff_only)
         .await?;
-    Ok(format!("created {}\n{}\n", describe(&room), room.id))
+    Ok(Changed::unseen(
+        format!("created {}\n{}\n", describe(&room), room.id),
+        ModerationAction::CreateRoom,
+        describe(&room),
+    ))
 }
 
 /// Lists rooms by title, in aligned columns, without a header so each line
@@ -190,7 +254,10 @@ async fn delete_room(db: DatabaseConnection, args: DeleteRoom) -> Result<Changed
     catalog.delete(room.id).await?;
     Ok(Changed {
         out: format!("deleted {}\n", describe(&room)),
-        change: AccessChange::RoomDeleted(room.id),
+        change: Some(AccessChange::RoomDeleted(room.id)),
+        action: ModerationAction::DeleteRoom,
+        subject: describe(&room),
+        detail: String::new(),
     })
 }
 
@@ -199,15 +266,16 @@ async fn set_staff(db: DatabaseConnection, args: SetStaff) -> Result<Changed, Ma
     let user = UserStore::new(db)
         .set_staff(&args.username, !args.off)
         .await?;
-    let now = if user.is_staff {
-        "is now staff"
+    let (now, action) = if user.is_staff {
+        ("is now staff", ModerationAction::GrantStaff)
     } else {
-        "is no longer staff"
+        ("is no longer staff", ModerationAction::RevokeStaff)
     };
-    Ok(Changed {
-        out: format!("\"{}\" {now}\n", user.username),
-        change: AccessChange::User(user.id.0),
-    })
+    Ok(Changed::of_user(
+        format!("\"{}\" {now}\n", user.username),
+        action,
+        &user,
+    ))
 }
 
 /// Changes a password and ends the user's sessions, both at once
@@ -227,13 +295,14 @@ async fn change_password(
         None => Prompter::for_stdin().new_password(&user.username)?,
     };
     users.set_password(&user.username, &password).await?;
-    Ok(Changed {
-        out: format!(
+    Ok(Changed::of_user(
+        format!(
             "changed the password of \"{}\" and ended their sessions\n",
             user.username
         ),
-        change: AccessChange::User(user.id.0),
-    })
+        ModerationAction::ResetPassword,
+        &user,
+    ))
 }
 
 /// Deactivates or reactivates an account. Deactivating ends the user's
@@ -263,10 +332,27 @@ async fn set_active(
         (false, true) => format!("reactivated \"{name}\": they may log in again\n"),
         (true, true) => format!("\"{name}\" was already active; nothing changed\n"),
     };
-    Ok(Changed {
-        out,
-        change: AccessChange::User(user.id.0),
-    })
+    let action = if is_active {
+        ModerationAction::Activate
+    } else {
+        ModerationAction::Deactivate
+    };
+    Ok(Changed::of_user(out, action, &user))
+}
+
+/// Deletes an account and its sessions ([`UserStore::delete`]); the
+/// recorded change closes their sockets on every node. Their messages
+/// stay, shown as from a deleted user.
+async fn delete_user(db: DatabaseConnection, args: Account) -> Result<Changed, ManageError> {
+    let user = UserStore::new(db).delete(&args.username).await?;
+    Ok(Changed::of_user(
+        format!(
+            "deleted \"{}\": their sessions ended; their messages stay, as from a deleted user\n",
+            user.username
+        ),
+        ModerationAction::DeleteUser,
+        &user,
+    ))
 }
 
 /// Prints a room's latest messages, oldest first, in aligned columns:
@@ -298,13 +384,17 @@ async fn history(db: DatabaseConnection, args: History) -> Result<String, Manage
 
 /// Deletes a room's stored messages. The new epoch comes last, alone, so
 /// scripts can take it with `tail -n 1`.
-async fn clear_history(db: DatabaseConnection, args: ClearHistory) -> Result<String, ManageError> {
+async fn clear_history(db: DatabaseConnection, args: ClearHistory) -> Result<Changed, ManageError> {
     let room = existing_room(&db, args.room).await?;
     let epoch = MessageStore::new(db).clear(room.id).await?;
-    Ok(format!(
-        "cleared the history of {}; new epoch:\n{}\n",
+    Ok(Changed::unseen(
+        format!(
+            "cleared the history of {}; new epoch:\n{}\n",
+            describe(&room),
+            epoch.0
+        ),
+        ModerationAction::ClearHistory,
         describe(&room),
-        epoch.0
     ))
 }
 

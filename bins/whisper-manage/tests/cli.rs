@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use whisper_auth::{User, UserStore};
 use whisper_chat::AccessChange;
 use whisper_protocol::RoomId;
-use whisper_store::{ChangeFeed, LogState, MessageStore, NewMessage};
+use whisper_store::{ChangeFeed, LogState, MessageStore, ModerationRecord, NewMessage};
 
 /// A fresh database file in its own folder, removed when dropped.
 struct Database {
@@ -591,6 +591,29 @@ fn deactivate_and_activate_say_what_changed() {
 }
 
 #[test]
+fn deleteuser_keeps_the_messages_as_from_a_deleted_user() {
+    let db = Database::new();
+    db.create_user("bob", "correct horse").assert_success();
+    db.create_user("ann", "correct horse").assert_success();
+    let bob = db.user("bob").expect("bob").id.0;
+    let room = db.create_room(&["--title", "Lobby"]);
+    db.send(&room, bob, &["hello from bob"]);
+    let run = db.run(&["deleteuser", "bob"]);
+    run.assert_success();
+    assert!(run.stdout.starts_with("deleted \"bob\""), "{run:#?}");
+    assert!(db.user("bob").is_none());
+    assert!(!db.authenticates("bob", "correct horse"));
+    let [line] = &db.history(&[&room])[..] else {
+        panic!("one message");
+    };
+    assert_eq!(line[2], format!("(user-{bob})"));
+    assert_eq!(line[3], "hello from bob");
+    db.assert_refused(&["deleteuser", "bob"], "no such user");
+    db.assert_refused(&["deleteuser"], "USER");
+    assert_eq!(db.user_count(), 1, "ann stays");
+}
+
+#[test]
 fn command_line_mistakes_get_one_line_and_exit_2() {
     let db = Database::new();
     db.run(&["frobnicate"]).assert_error(2);
@@ -613,6 +636,7 @@ fn help_and_version_succeed() {
         "setstaff",
         "deactivate",
         "activate",
+        "deleteuser",
         "history",
         "clearhistory",
     ] {
@@ -667,6 +691,9 @@ fn every_command_works_on_postgres_too() {
     assert!(!db.authenticates("ann", "battery staple"));
     db.run(&["activate", "ann"]).assert_success();
     assert!(db.authenticates("ann", "battery staple"));
+    db.create_user("bob", "correct horse").assert_success();
+    db.run(&["deleteuser", "bob"]).assert_success();
+    assert!(db.user("bob").is_none());
 
     let id = db.create_room(&["--title", "Lobby", "--staff-only"]);
     assert!(
@@ -685,9 +712,10 @@ fn every_command_works_on_postgres_too() {
 }
 
 /// The commands that change who may use what record the change for the
-/// running servers (which read it within a second), after making it.
+/// running servers (which read it within a second), after making it; and
+/// every command that changes anything writes the moderation record.
 #[test]
-fn access_changes_are_recorded_for_the_running_servers() {
+fn changes_are_recorded_for_the_servers_and_the_moderation_record() {
     let db = Database::new();
     db.create_user("bob", "correct horse").assert_success();
     let bob = db.user("bob").expect("bob").id.0;
@@ -705,11 +733,12 @@ fn access_changes_are_recorded_for_the_running_servers() {
         vec!["deactivate", "bob"],
         vec!["activate", "bob"],
         vec!["deleteroom", room.as_str()],
+        vec!["deleteuser", "bob"],
     ] {
         db.run(&args).assert_success();
     }
-    db.run(&["createroom", "--title", "Not a change"])
-        .assert_success();
+    let other = db.create_room(&["--title", "Not a change"]);
+    db.run(&["history", &other]).assert_success();
     let recorded = db.with_db(async |db| ChangeFeed::new(db).after(0, 10).await.expect("feed"));
     let changes: Vec<AccessChange> = recorded
         .iter()
@@ -722,7 +751,33 @@ fn access_changes_are_recorded_for_the_running_servers() {
             AccessChange::User(bob),
             AccessChange::User(bob),
             AccessChange::User(bob),
-            AccessChange::RoomDeleted(room_id)
+            AccessChange::RoomDeleted(room_id),
+            AccessChange::User(bob),
         ]
+    );
+    let record = db.with_db(async |db| ModerationRecord::new(db).latest(20).await.expect("record"));
+    let entries: Vec<String> = record
+        .iter()
+        .rev()
+        .map(|entry| {
+            assert_eq!(entry.actor, "whisper-manage");
+            format!("{} {} {}", entry.action, entry.subject, entry.detail)
+        })
+        .collect();
+    let doomed = format!("room {room} \"Doomed\"");
+    assert_eq!(
+        entries,
+        [
+            "create-user user bob ".to_owned(),
+            format!("create-room {doomed} "),
+            "reset-password user bob ".to_owned(),
+            "grant-staff user bob ".to_owned(),
+            "deactivate user bob ".to_owned(),
+            "activate user bob ".to_owned(),
+            format!("delete-room {doomed} "),
+            "delete-user user bob ".to_owned(),
+            format!("create-room room {other} \"Not a change\" "),
+        ],
+        "reads leave no entry"
     );
 }

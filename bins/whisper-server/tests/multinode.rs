@@ -248,6 +248,13 @@ async fn a_user_deactivated_on_one_nodes_admin_page_is_logged_out_on_the_other()
 }
 
 #[tokio::test]
+async fn a_user_deleted_on_one_nodes_admin_page_is_logged_out_on_both() {
+    let cluster = Cluster::start(BIN).await;
+    access::a_user_deleted_on_the_admin_page_is_logged_out_everywhere_at_once(Nodes::two(&cluster))
+        .await;
+}
+
+#[tokio::test]
 async fn a_password_reset_on_one_nodes_admin_page_logs_the_user_out_on_both() {
     let cluster = Cluster::start(BIN).await;
     access::a_password_reset_on_the_admin_page_closes_the_users_sockets_at_once(Nodes::two(

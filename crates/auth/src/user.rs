@@ -3,8 +3,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, SqlErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use unicode_security::{MixedScript, skeleton};
 
@@ -375,22 +375,10 @@ impl UserStore {
     /// is reactivated, whoever holds the cookie. Either both happen or
     /// neither does; doing it twice is harmless.
     pub async fn set_active(&self, username: &str, is_active: bool) -> Result<User, AuthError> {
-        // The write lock at once (SQLite): this transaction reads the row
-        // before it writes, and must not fail with `SQLITE_BUSY` when
-        // another connection wrote in between.
-        let txn = self
-            .db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await?;
+        let txn = self.begin_write().await?;
         let row = find_row(&txn, username).await?;
         if !is_active {
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::UserId.eq(row.id))
-                .exec(&txn)
-                .await?;
+            end_sessions(&txn, row.id).await?;
         }
         let mut row: entity::ActiveModel = row.into();
         row.is_active = Set(is_active);
@@ -399,12 +387,21 @@ impl UserStore {
         Ok(user)
     }
 
-    /// Deletes an account; its sessions go with it (the foreign key
-    /// cascades).
-    pub async fn delete(&self, username: &str) -> Result<(), AuthError> {
-        let row = self.row(username).await?;
-        entity::Entity::delete_by_id(row.id).exec(&self.db).await?;
-        Ok(())
+    /// Deletes an account and its sessions, in one transaction, and
+    /// returns the account as it was. Messages the user wrote are not this
+    /// crate's: they keep the user's id, which is never given to another
+    /// account (ids only grow), so they read as from a deleted user.
+    ///
+    /// The sessions are deleted here rather than left to the foreign
+    /// key's cascade, which SQLite applies only when a connection turned
+    /// foreign keys on.
+    pub async fn delete(&self, username: &str) -> Result<User, AuthError> {
+        let txn = self.begin_write().await?;
+        let row = find_row(&txn, username).await?;
+        end_sessions(&txn, row.id).await?;
+        entity::Entity::delete_by_id(row.id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(row.into())
     }
 
     /// Replaces the password after validating it, and ends the user's
@@ -418,19 +415,9 @@ impl UserStore {
     pub async fn set_password(&self, username: &str, password: &str) -> Result<User, AuthError> {
         validate_password(password)?;
         let password_hash = hash_password(password).await?;
-        // The write lock at once (SQLite), as in `set_active`.
-        let txn = self
-            .db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await?;
+        let txn = self.begin_write().await?;
         let row = find_row(&txn, username).await?;
-        sessions::Entity::delete_many()
-            .filter(sessions::Column::UserId.eq(row.id))
-            .exec(&txn)
-            .await?;
+        end_sessions(&txn, row.id).await?;
         let mut row: entity::ActiveModel = row.into();
         row.password_hash = Set(password_hash);
         let user = row.update(&txn).await?.into();
@@ -441,6 +428,27 @@ impl UserStore {
     async fn row(&self, username: &str) -> Result<entity::Model, AuthError> {
         find_row(&self.db, username).await
     }
+
+    /// A transaction that takes SQLite's write lock at once: each of ours
+    /// reads the user's row before it writes, and must not fail with
+    /// `SQLITE_BUSY` when another connection wrote in between.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+}
+
+/// Deletes every session of the user with this id, inside `txn`.
+async fn end_sessions(txn: &DatabaseTransaction, user_id: i64) -> Result<(), DbErr> {
+    sessions::Entity::delete_many()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// The row of the user with this username, read on `db` (the connection,
@@ -682,8 +690,9 @@ mod tests {
         assert_eq!(users.list().await.expect("list").len(), 1);
     }
 
-    #[tokio::test]
-    async fn deactivating_ends_the_sessions_for_good() {
+    /// A store holding Ann, logged in: the users, the sessions, Ann and
+    /// her session's key.
+    async fn ann_logged_in() -> (UserStore, crate::SessionStore, User, crate::SessionKey) {
         let users = store().await;
         let sessions = crate::SessionStore::new(users.db.clone());
         let ann = users
@@ -691,6 +700,12 @@ mod tests {
             .await
             .expect("create");
         let key = sessions.create(ann.id).await.expect("session");
+        (users, sessions, ann, key)
+    }
+
+    #[tokio::test]
+    async fn deactivating_ends_the_sessions_for_good() {
+        let (users, sessions, _, key) = ann_logged_in().await;
         assert!(!users.set_active("ann", false).await.expect("off").is_active);
         assert!(
             !users
@@ -709,13 +724,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_password_ends_the_sessions() {
-        let users = store().await;
-        let sessions = crate::SessionStore::new(users.db.clone());
-        let ann = users
-            .create(NewUser::new("ann", "long enough"))
-            .await
-            .expect("create");
-        let key = sessions.create(ann.id).await.expect("session");
+        let (users, sessions, ann, key) = ann_logged_in().await;
         assert!(matches!(
             users.set_password("ann", "short").await,
             Err(AuthError::InvalidPassword)
@@ -734,6 +743,25 @@ mod tests {
             users.set_password("bob", "another one").await,
             Err(AuthError::NoSuchUser)
         ));
+    }
+
+    #[tokio::test]
+    async fn deleting_ends_the_sessions_and_frees_no_id() {
+        let (users, sessions, ann, key) = ann_logged_in().await;
+        assert_eq!(users.delete("ann").await.expect("delete"), ann);
+        assert_eq!(sessions.user_for(&key).await.expect("lookup"), None);
+        assert_eq!(users.get(ann.id).await.expect("get"), None);
+        assert!(matches!(
+            users.delete("ann").await,
+            Err(AuthError::NoSuchUser)
+        ));
+        // A new account never takes the deleted one's id, which its
+        // messages still carry.
+        let again = users
+            .create(NewUser::new("ann", "long enough"))
+            .await
+            .expect("the name is free again");
+        assert!(again.id.0 > ann.id.0, "{:?} after {:?}", again.id, ann.id);
     }
 
     #[tokio::test]

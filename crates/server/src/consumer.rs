@@ -197,6 +197,10 @@ pub(crate) async fn run<L: ChannelLayer>(
             gap = consumer.connection.gap_deadline();
         }
     };
+    // The connection leaves its rooms now (see `Drop`), not once the
+    // client has answered the close: the others see it go at once, even
+    // when the client never answers and the close lingers.
+    drop(consumer);
     if let Ending::Close(code, reason) = ending {
         close(socket, code, reason).await;
     }

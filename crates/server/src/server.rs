@@ -20,7 +20,7 @@ use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{AccessChange, Chat};
 use whisper_migrations::{Migrator, MigratorTrait};
 use whisper_rooms::ChannelLayer;
-use whisper_store::{ChangeFeed, MessageStore};
+use whisper_store::{ChangeFeed, MessageStore, ModerationRecord};
 
 use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
@@ -142,6 +142,7 @@ impl<L: ChannelLayer> Server<L> {
         let state = Arc::new(AppState {
             users: UserStore::new(db.clone()),
             sessions: SessionStore::new(db.clone()),
+            record: ModerationRecord::new(db.clone()),
             rooms,
             chat,
             throttle: LoginThrottle::default(),

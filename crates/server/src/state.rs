@@ -10,7 +10,7 @@ use whisper_chat::{
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Message, Seq};
 use whisper_rooms::ChannelLayer;
-use whisper_store::{MessageStore, NewMessage, StoreError};
+use whisper_store::{MessageStore, ModerationRecord, NewEntry, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
 use crate::open_sockets::OpenSockets;
@@ -29,6 +29,8 @@ pub(crate) struct AppState<L> {
     /// The rooms table, for the admin API and the room list. Its cache is
     /// shared with the chat's [`CatalogRooms`].
     pub rooms: RoomCatalog,
+    /// Who did what to whom: every admin and moderation action.
+    pub record: ModerationRecord,
     /// The chat rules' shared part: the channel layer, the rooms they look
     /// up, the message log, the limits, the counters.
     pub chat: Arc<Chat<L, CatalogRooms, StoreLog>>,
@@ -55,6 +57,26 @@ impl<L: ChannelLayer> AppState<L> {
     pub async fn announce(&self, change: AccessChange) {
         if let Err(error) = change.announce(self.chat.layer()).await {
             tracing::warn!(%error, ?change, "could not announce a change of access");
+        }
+    }
+
+    /// Writes an action just taken to the moderation record, and to the
+    /// log. The action is already stored, so a record that fails to be
+    /// written does not undo it: the log line, at error level, says so
+    /// with everything the record would have held.
+    pub async fn record(&self, entry: NewEntry<'_>) {
+        let NewEntry {
+            actor,
+            action,
+            subject,
+            detail,
+        } = entry;
+        match self.record.record(entry).await {
+            Ok(()) => tracing::info!(actor, %action, subject, detail, "moderation"),
+            Err(error) => tracing::error!(
+                %error, actor, %action, subject, detail,
+                "moderation action taken but not recorded"
+            ),
         }
     }
 }

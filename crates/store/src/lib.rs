@@ -1,16 +1,19 @@
 //! Storage for Whisper: rooms and their message logs.
 //!
 //! The crate owns the `rooms` table, the message log of protocol v2
-//! (tables `room_logs` and `messages`) and the `access_changes` feed, all created by the
-//! `whisper-migrations` crate beside `whisper-auth`'s users and sessions. It
-//! knows nothing of HTTP or of the channel layer, so an administration tool
-//! can create a room or read its history without building a web server,
-//! and a host other than Whisper's server can share the same rooms.
+//! (tables `room_logs` and `messages`), the `access_changes` feed and the
+//! `moderation_record`, all created by the `whisper-migrations` crate
+//! beside `whisper-auth`'s users and sessions. It knows nothing of HTTP or
+//! of the channel layer, so an administration tool can create a room or
+//! read its history without building a web server, and a host other than
+//! Whisper's server can share the same rooms.
 //!
 //! - [`RoomCatalog`]: which rooms exist, their titles, who may enter.
 //!   Deleting a room deletes its log.
 //! - [`ChangeFeed`]: changes of access recorded by a tool that reaches no
 //!   server's channel layer, for every node to read and act on.
+//! - [`ModerationRecord`]: who did what to whom and when, for every
+//!   administration and moderation action, read by superusers.
 //! - [`MessageStore`]: each room's messages, numbered 1, 2, 3, ... with no
 //!   gap on every node, under an [`Epoch`](whisper_protocol::v2::Epoch)
 //!   that changes only when the history is cleared. Sends are stored in
@@ -57,10 +60,12 @@
 
 mod changes;
 mod messages;
+mod moderation;
 mod rooms;
 
 pub use changes::{ChangeFeed, RecordedChange};
 pub use messages::{Appended, LogState, MessageStore, NewMessage, StoreError};
+pub use moderation::{ModerationAction, ModerationRecord, NewEntry, RecordedEntry};
 pub use rooms::{CatalogError, ROOM_CACHE_TTL, Room, RoomCatalog};
 
 /// The sea-orm this crate was built with, so callers open the

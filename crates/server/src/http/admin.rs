@@ -1,14 +1,15 @@
 //! The staff-only admin page and the JSON API behind it: rooms (create,
-//! delete, staff-only flag) and users (create, staff flag, active or not,
-//! password reset).
+//! delete, staff-only flag), users (create, staff flag, active or not,
+//! password reset, delete) and the moderation record.
 //!
 //! Every route takes [`Staff`], so no one else reaches a handler; the
 //! unsafe ones were CSRF-checked before routing, so a foreign page cannot
 //! drive them with a staff member's cookies. Users are a superuser's to
 //! create and change ([`staff_change_refusal`], [`active_change_refusal`],
-//! [`password_reset_refusal`], [`ONLY_SUPERUSERS_CREATE`]): any staff
-//! member could otherwise take the admin page from every other,
-//! superusers included.
+//! [`password_reset_refusal`], [`delete_refusal`],
+//! [`ONLY_SUPERUSERS_CREATE`]): any staff member could otherwise take the
+//! admin page from every other, superusers included. Every change is
+//! written to the moderation record, which superusers read here.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use whisper_auth::{NewUser, User, UserId};
 use whisper_chat::AccessChange;
 use whisper_protocol::RoomId;
 use whisper_rooms::ChannelLayer;
+use whisper_store::{ModerationAction, NewEntry, RecordedEntry};
 
 use super::cookies::CsrfToken;
 use super::error::SUPERUSER_IS_STAFF;
@@ -85,6 +87,24 @@ fn staff_change_refusal(by: &User, target: &User) -> Option<&'static str> {
     }
 }
 
+/// The refusal of an action on an account that only superusers take, and
+/// never on their own: `own` when `by` is `target`, `not_superuser` when
+/// `by` is not a superuser, `None` when `by` may.
+fn superusers_on_others(
+    by: &User,
+    target: &User,
+    own: &'static str,
+    not_superuser: &'static str,
+) -> Option<&'static str> {
+    if by.id == target.id {
+        Some(own)
+    } else if !by.is_superuser {
+        Some(not_superuser)
+    } else {
+        None
+    }
+}
+
 /// Why `by` may not deactivate or reactivate `target`, in words fit to show
 /// `by`; `None` when it may. The one statement of who changes whether an
 /// account is active, used as [`staff_change_refusal`] is. Only superusers
@@ -92,13 +112,12 @@ fn staff_change_refusal(by: &User, target: &User) -> Option<&'static str> {
 /// never to themselves: a superuser who deactivated their own account by
 /// a slip would be logged out with nobody left to undo it.
 fn active_change_refusal(by: &User, target: &User) -> Option<&'static str> {
-    if by.id == target.id {
-        Some("Nobody can deactivate themselves.")
-    } else if !by.is_superuser {
-        Some("Only a superuser can deactivate or reactivate users.")
-    } else {
-        None
-    }
+    superusers_on_others(
+        by,
+        target,
+        "Nobody can deactivate themselves.",
+        "Only a superuser can deactivate or reactivate users.",
+    )
 }
 
 /// Why `by` may not set `target`'s password, in words fit to show `by`;
@@ -108,14 +127,30 @@ fn active_change_refusal(by: &User, target: &User) -> Option<&'static str> {
 /// on this page included, and a superuser who wants a new password
 /// changes it as any operator does (`whisper-manage changepassword`).
 fn password_reset_refusal(by: &User, target: &User) -> Option<&'static str> {
-    if by.id == target.id {
-        Some("Nobody can reset their own password here.")
-    } else if !by.is_superuser {
-        Some("Only a superuser can reset passwords.")
-    } else {
-        None
-    }
+    superusers_on_others(
+        by,
+        target,
+        "Nobody can reset their own password here.",
+        "Only a superuser can reset passwords.",
+    )
 }
+
+/// Why `by` may not delete `target`'s account, in words fit to show `by`;
+/// `None` when it may. Used as [`staff_change_refusal`] is. Only
+/// superusers delete accounts, and never their own, for the reason they
+/// never deactivate it.
+fn delete_refusal(by: &User, target: &User) -> Option<&'static str> {
+    superusers_on_others(
+        by,
+        target,
+        "Nobody can delete themselves.",
+        "Only a superuser can delete users.",
+    )
+}
+
+/// Why a staff member who is not a superuser does not read the moderation
+/// record: it names who acted against whom, superusers included.
+const ONLY_SUPERUSERS_READ_THE_RECORD: &str = "Only a superuser can read the moderation record.";
 
 /// Why a staff member who is not a superuser gets no new user: accounts,
 /// staff ones included, are a superuser's to make.
@@ -159,6 +194,8 @@ struct UserJson<'a> {
     /// Why the viewer may not reset this user's password; `null` when it
     /// may.
     password_locked: Option<&'static str>,
+    /// Why the viewer may not delete this user; `null` when it may.
+    delete_locked: Option<&'static str>,
 }
 
 impl<'a> UserJson<'a> {
@@ -173,6 +210,7 @@ impl<'a> UserJson<'a> {
             staff_locked: staff_change_refusal(viewer, user),
             active_locked: active_change_refusal(viewer, user),
             password_locked: password_reset_refusal(viewer, user),
+            delete_locked: delete_refusal(viewer, user),
         }
     }
 }
@@ -206,7 +244,8 @@ pub(crate) async fn create_room<L: ChannelLayer>(
     JsonBody(new): JsonBody<NewRoom>,
 ) -> Result<Response, HttpError> {
     let room = state.rooms.create(&new.title, new.staff_only).await?;
-    tracing::info!(by = %user.username, room = %room.id, "room created");
+    let access = if room.staff_only { "staff-only" } else { "" };
+    record_room(&state, &user, ModerationAction::CreateRoom, &room, access).await;
     Ok(room_json(StatusCode::CREATED, &room))
 }
 
@@ -222,20 +261,26 @@ pub(crate) struct RoomChange {
 pub(crate) async fn update_room<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     PathId(id): PathId,
-    _: Staff,
+    Staff(by): Staff,
     JsonBody(change): JsonBody<RoomChange>,
 ) -> Result<Response, HttpError> {
     let room = state
         .rooms
         .set_staff_only(RoomId(id), change.staff_only)
         .await?;
-    state
-        .announce(if room.staff_only {
-            AccessChange::RoomStaffOnly(room.id)
-        } else {
-            AccessChange::RoomOpened(room.id)
-        })
-        .await;
+    let (change, action) = if room.staff_only {
+        (
+            AccessChange::RoomStaffOnly(room.id),
+            ModerationAction::RoomStaffOnly,
+        )
+    } else {
+        (
+            AccessChange::RoomOpened(room.id),
+            ModerationAction::RoomOpened,
+        )
+    };
+    state.announce(change).await;
+    record_room(&state, &by, action, &room, "").await;
     Ok(room_json(StatusCode::OK, &room))
 }
 
@@ -244,16 +289,61 @@ pub(crate) async fn update_room<L: ChannelLayer>(
 pub(crate) async fn delete_room<L: ChannelLayer>(
     State(state): State<Arc<AppState<L>>>,
     PathId(id): PathId,
-    Staff(user): Staff,
+    Staff(by): Staff,
 ) -> Result<Response, HttpError> {
-    state.rooms.delete(RoomId(id)).await?;
-    tracing::info!(by = %user.username, room = id, "room deleted");
-    state.announce(AccessChange::RoomDeleted(RoomId(id))).await;
-    Ok(respond(
-        StatusCode::NO_CONTENT,
-        "application/json",
-        Vec::new(),
-    ))
+    let room = state
+        .rooms
+        .get(RoomId(id))
+        .await?
+        .ok_or(HttpError::NotFound)?;
+    state.rooms.delete(room.id).await?;
+    state.announce(AccessChange::RoomDeleted(room.id)).await;
+    record_room(&state, &by, ModerationAction::DeleteRoom, &room, "").await;
+    Ok(no_content())
+}
+
+/// An empty 204, the answer to a deletion.
+fn no_content() -> Response {
+    respond(StatusCode::NO_CONTENT, "application/json", Vec::new())
+}
+
+/// Writes an action on a room to the moderation record: the room as
+/// `room 3 "Lobby"`, so the record names it after it is gone.
+async fn record_room<L: ChannelLayer>(
+    state: &AppState<L>,
+    by: &User,
+    action: ModerationAction,
+    room: &Room,
+    detail: &str,
+) {
+    let subject = format!("room {} {:?}", room.id, room.title);
+    state
+        .record(NewEntry {
+            actor: &by.username,
+            action,
+            subject: &subject,
+            detail,
+        })
+        .await;
+}
+
+/// Writes an action on an account to the moderation record.
+async fn record_user<L: ChannelLayer>(
+    state: &AppState<L>,
+    by: &User,
+    action: ModerationAction,
+    user: &User,
+    detail: &str,
+) {
+    let subject = format!("user {}", user.username);
+    state
+        .record(NewEntry {
+            actor: &by.username,
+            action,
+            subject: &subject,
+            detail,
+        })
+        .await;
 }
 
 /// The body of `PATCH /api/admin/users/{id}`: of a user, the admin page
@@ -279,8 +369,13 @@ pub(crate) async fn update_user<L: ChannelLayer>(
         .users
         .set_staff(&target.username, change.is_staff)
         .await?;
-    tracing::info!(by = %by.username, user = %user.username, is_staff = user.is_staff, "staff changed");
     state.announce(AccessChange::User(user.id.0)).await;
+    let action = if user.is_staff {
+        ModerationAction::GrantStaff
+    } else {
+        ModerationAction::RevokeStaff
+    };
+    record_user(&state, &by, action, &user, "").await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }
 
@@ -306,8 +401,13 @@ pub(crate) async fn set_active<L: ChannelLayer>(
         .users
         .set_active(&target.username, change.is_active)
         .await?;
-    tracing::info!(by = %by.username, user = %user.username, is_active = user.is_active, "active changed");
     state.announce(AccessChange::User(user.id.0)).await;
+    let action = if user.is_active {
+        ModerationAction::Activate
+    } else {
+        ModerationAction::Deactivate
+    };
+    record_user(&state, &by, action, &user, "").await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }
 
@@ -345,7 +445,8 @@ pub(crate) async fn create_user<L: ChannelLayer>(
     new.name = account.name.trim().to_owned();
     new.is_staff = account.is_staff;
     let user = state.users.create(new).await?;
-    tracing::info!(by = %by.username, user = %user.username, is_staff = user.is_staff, "user created");
+    let role = if user.is_staff { "staff" } else { "" };
+    record_user(&state, &by, ModerationAction::CreateUser, &user, role).await;
     Ok(json(StatusCode::CREATED, &UserJson::new(&user, &by)))
 }
 
@@ -373,7 +474,65 @@ pub(crate) async fn reset_password<L: ChannelLayer>(
         .users
         .set_password(&target.username, &reset.password)
         .await?;
-    tracing::info!(by = %by.username, user = %user.username, "password reset");
     state.announce(AccessChange::User(user.id.0)).await;
+    record_user(&state, &by, ModerationAction::ResetPassword, &user, "").await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
+}
+
+/// `DELETE /api/admin/users/{id}`: 204, or 403 with `{"error":..}` when
+/// [`delete_refusal`] says no. The account and its sessions go
+/// ([`whisper_auth::UserStore::delete`]) and its sockets close at once,
+/// on every node, each leaving its rooms as any closing socket does. The
+/// user's messages stay, as from a deleted user.
+pub(crate) async fn delete_user<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    PathId(id): PathId,
+    Staff(by): Staff,
+) -> Result<Response, HttpError> {
+    let target = changeable_user(&state, id, &by, delete_refusal).await?;
+    let user = state.users.delete(&target.username).await?;
+    state.announce(AccessChange::User(user.id.0)).await;
+    record_user(&state, &by, ModerationAction::DeleteUser, &user, "").await;
+    Ok(no_content())
+}
+
+/// The most entries of the moderation record the admin page shows.
+const RECORD_PAGE: u64 = 200;
+
+/// An entry of the moderation record as the admin page reads it.
+#[derive(Serialize)]
+struct RecordedJson<'a> {
+    /// When, in Unix milliseconds.
+    at: i64,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+    detail: &'a str,
+}
+
+impl<'a> From<&'a RecordedEntry> for RecordedJson<'a> {
+    fn from(entry: &'a RecordedEntry) -> Self {
+        RecordedJson {
+            at: entry.at,
+            actor: &entry.actor,
+            action: &entry.action,
+            subject: &entry.subject,
+            detail: &entry.detail,
+        }
+    }
+}
+
+/// `GET /api/admin/record`: the latest [`RECORD_PAGE`] moderation and
+/// administration actions, newest first, for superusers (403 for other
+/// staff).
+pub(crate) async fn record<L: ChannelLayer>(
+    State(state): State<Arc<AppState<L>>>,
+    Staff(viewer): Staff,
+) -> Result<Response, HttpError> {
+    if !viewer.is_superuser {
+        return Err(HttpError::ChangeRefused(ONLY_SUPERUSERS_READ_THE_RECORD));
+    }
+    let entries = state.record.latest(RECORD_PAGE).await?;
+    let page: Vec<RecordedJson<'_>> = entries.iter().map(RecordedJson::from).collect();
+    Ok(json(StatusCode::OK, &page))
 }

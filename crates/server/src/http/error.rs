@@ -87,6 +87,9 @@ pub(crate) enum HttpError {
     /// The rooms table could not be read or written.
     #[error("rooms catalog")]
     Catalog(#[source] CatalogError),
+    /// The moderation record could not be read.
+    #[error("moderation record")]
+    Record(#[from] whisper_store::StoreError),
     /// A page template did not render (a bug in `web/templates`).
     #[error("template")]
     Template(#[from] minijinja::Error),
@@ -161,6 +164,7 @@ impl IntoResponse for HttpError {
             }
             HttpError::Auth(_)
             | HttpError::Catalog(_)
+            | HttpError::Record(_)
             | HttpError::Template(_)
             | HttpError::Random(_) => {
                 // The client learns nothing of the cause; the log gets all of it.

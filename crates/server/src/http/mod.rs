@@ -81,7 +81,11 @@ pub(crate) fn router<L: ChannelLayer>(state: Arc<AppState<L>>) -> Router {
             "/api/admin/rooms/{id}",
             patch(admin::update_room).delete(admin::delete_room),
         )
-        .route("/api/admin/users/{id}", patch(admin::update_user))
+        .route(
+            "/api/admin/users/{id}",
+            patch(admin::update_user).delete(admin::delete_user),
+        )
+        .route("/api/admin/record", get(admin::record))
         .route("/api/admin/users/{id}/active", post(admin::set_active))
         .route(
             "/api/admin/users/{id}/password",

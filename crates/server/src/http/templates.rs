@@ -99,8 +99,9 @@ mod tests {
             .expect("admin renders")
         };
         let (superuser, staff) = (admin(true), admin(false));
-        let new_user_form = r#"id="new-user-form""#;
-        assert!(superuser.contains(new_user_form) && !staff.contains(new_user_form));
+        for superusers_only in [r#"id="new-user-form""#, r#"id="admin-record""#] {
+            assert!(superuser.contains(superusers_only) && !staff.contains(superusers_only));
+        }
         for page in [&login, &open, &closed, &chat, &superuser, &staff] {
             assert!(page.contains(r#"<link rel="stylesheet" href="/static/style.css">"#));
             assert!(!page.contains("{{") && !page.contains("{%"));
