@@ -239,12 +239,11 @@ async fn keep_alive_closes_silent_peers_and_keeps_live_ones() {
 
 /// Two intervals of silence, not one: the server closes a silent peer at
 /// the first ping after two intervals without a frame from it, and its
-/// room sees it leave once the server's wait for its close (a second, see
-/// the README) ran out.
+/// room sees it leave then, without waiting for the silent peer's close
+/// (which never comes: the server waits a second for it, see the README).
 #[tokio::test]
 async fn a_silent_peer_is_closed_after_two_intervals_of_silence() {
     let interval = Duration::from_millis(200);
-    let linger = Duration::from_secs(1);
     let server = TestServer::start_with(|config| config.ping_interval = interval).await;
     let room = server.create_room("Lobby", false).await;
     let ann = server.user("ann", false).await;
@@ -260,12 +259,13 @@ async fn a_silent_peer_is_closed_after_two_intervals_of_silence() {
     live.expect_leave(room, "bob").await;
     let left_after = heard.elapsed();
     assert!(
-        left_after >= 2 * interval + linger - Duration::from_millis(50),
+        left_after >= 2 * interval - Duration::from_millis(50),
         "{left_after:?}"
     );
-    // Three intervals at most, and room for a busy machine.
+    // Three intervals at most, and room for a busy machine; well before
+    // the server stopped waiting for the peer's close.
     assert!(
-        left_after < 3 * interval + linger + Duration::from_secs(1),
+        left_after < 3 * interval + Duration::from_millis(500),
         "{left_after:?}"
     );
     server.stop().await;
