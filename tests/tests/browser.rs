@@ -402,8 +402,11 @@ async fn a_newcomer_finds_general_and_an_empty_list_says_who_makes_rooms() {
 /// A superuser deactivates Bob with the button on his row of the admin
 /// page: Bob's open socket closes at once, the row then offers to
 /// reactivate him, and the superuser's own row offers no such button.
+/// A superuser deactivates Bob from the admin page (his socket closes at
+/// once), then deletes him with two clicks (his row goes); the moderation
+/// record on the page shows both, newest first.
 #[tokio::test]
-async fn a_superuser_deactivates_a_user_from_the_admin_page() {
+async fn a_superuser_deactivates_then_deletes_a_user_from_the_admin_page() {
     let driver = BrowserDriver::start("admin-deactivate");
     let server = TestServer::start().await;
     server.db.create_superuser("root", PASSWORD).await;
@@ -431,6 +434,31 @@ async fn a_superuser_deactivates_a_user_from_the_admin_page() {
     )
     .await;
     assert_eq!(server.me(&bob).await["username"], Value::Null);
+
+    let delete = format!("{row} .delete-user");
+    root.click(&delete).await;
+    assert_eq!(
+        root.text_of(&delete).await,
+        Some("Really delete?".to_owned())
+    );
+    root.click(&delete).await;
+    root.wait_for_js(
+        "Bob's row is gone",
+        "return document.querySelector(arguments[0]) === null;",
+        vec![json!(row)],
+    )
+    .await;
+    root.wait_for_js(
+        "the record shows the deletion, then the deactivation",
+        "const rows = [...document.querySelectorAll('#admin-record tbody tr')]
+           .map((row) => [...row.cells].slice(1, 4).map((cell) => cell.textContent).join(' '));
+         return rows.slice(0, 2).join(' | ') === arguments[0];",
+        vec![json!(
+            "root delete-user user bob | root deactivate user bob"
+        )],
+    )
+    .await;
+    assert!(server.login("bob", "correct horse").await.is_none());
     root.assert_no_script_errors().await;
 }
 
