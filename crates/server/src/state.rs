@@ -5,12 +5,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{
-    AccessChange, Appended, Chat, Draft, LogState, MessageLog, NONCE_WINDOW, RoomDirectory,
+    AccessChange, Appended, Chat, Draft, Erase, Erasure, LogState, MessageLog, NONCE_WINDOW,
+    RoomDirectory,
 };
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Message, Seq};
 use whisper_rooms::ChannelLayer;
-use whisper_store::{MessageStore, NewMessage, StoreError};
+use whisper_store::{Erased, MessageStore, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
 use crate::open_sockets::OpenSockets;
@@ -131,5 +132,16 @@ impl MessageLog for StoreLog {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
         self.0.after(room, after, limit).await
+    }
+    async fn erase(&self, erase: &Erase) -> Result<Erasure, StoreError> {
+        let erased = self
+            .0
+            .erase(erase.room, erase.seq, |author| erase.permits(author))
+            .await?;
+        Ok(match erased {
+            Erased::Erased { author } => Erasure::Erased { author },
+            Erased::NotFound => Erasure::NotFound,
+            Erased::Refused { .. } => Erasure::NotAuthor,
+        })
     }
 }

@@ -60,7 +60,7 @@ mod messages;
 mod rooms;
 
 pub use changes::{ChangeFeed, RecordedChange};
-pub use messages::{Appended, LogState, MessageStore, NewMessage, StoreError};
+pub use messages::{Appended, Erased, LogState, MessageStore, NewMessage, StoreError};
 pub use rooms::{CatalogError, ROOM_CACHE_TTL, Room, RoomCatalog};
 
 /// The sea-orm this crate was built with, so callers open the
