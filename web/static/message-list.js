@@ -46,6 +46,7 @@ export class MessageList {
   #atBottom = true; // as of the last scroll
   #canDelete;
   #onDelete;
+  #ownAuthor = null; // the author of outgoing lines, this user
   // Seqs announced deleted before their message was shown here: shown
   // deleted when it comes.
   #deletedAhead = new Set();
@@ -161,6 +162,7 @@ export class MessageList {
 
   /** Adds an own message that has no seq yet, marked as sending; returns its line. */
   addOutgoing(text, author) {
+    this.#ownAuthor = author;
     const line = this.#messageLine({ ts: Date.now(), user: author, text });
     line.classList.add('outgoing');
     line.append(el('span', { class: 'msg-status' }));
@@ -198,8 +200,7 @@ export class MessageList {
     line.querySelector('.msg-status').remove();
     line.querySelector('.msg-time').replaceWith(timeNode(ts));
     line.dataset.seq = String(seq);
-    // The user's own message: its author may always delete it.
-    this.#addDeleteButton(line, seq);
+    if (this.#canDelete(this.#ownAuthor)) this.#addDeleteButton(line, seq);
     this.#keepingBottom(() => this.#insert(seq, line));
     if (this.#deletedAhead.delete(seq)) this.markDeleted(seq);
   }
