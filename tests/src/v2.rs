@@ -1,6 +1,7 @@
 //! Protocol v2 as tests speak it: reading message lists out of results and
 //! events, sending with an acknowledgement, reading a room's whole history.
-//! [`guarantees`] holds the scenarios run on one server and on a cluster.
+//! [`guarantees`] holds the scenarios run on one server and on a cluster,
+//! [`deletion`] those of deleting messages.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::WsClient;
 
+pub mod deletion;
 pub mod guarantees;
 
 /// Longest wait for background work (retention) to show in what the

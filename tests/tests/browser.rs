@@ -1145,3 +1145,74 @@ async fn a_room_that_cannot_be_recovered_is_reloaded_with_a_marker() {
     ann.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn staff_delete_another_persons_message_and_it_goes_for_everyone() {
+    let driver = BrowserDriver::start("delete-message");
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let sam = driver.open_as(&server, "sam", PASSWORD, true).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
+    for browser in [&sam, &bob] {
+        browser.record_script_errors().await;
+        browser.join(lobby).await;
+    }
+    bob.send(lobby, "something rude").await;
+    let rude = sam.wait_for_message(lobby, "bob", "something rude").await;
+    sam.send(lobby, "please be kind").await;
+    bob.wait_for_messages(lobby, "both messages stored", |shown| {
+        shown.len() == 2 && shown.iter().all(|m| m.seq.is_some())
+    })
+    .await;
+
+    // Bob may delete his own message only; staff may delete every message.
+    let buttons = format!("{} li.message .delete-button", Browser::pane(lobby));
+    let own_button = format!("{} li.message.own .delete-button", Browser::pane(lobby));
+    assert_eq!(bob.count(&buttons).await, 1);
+    assert_eq!(bob.count(&own_button).await, 1);
+    sam.wait_for_element(&own_button).await;
+    assert_eq!(sam.count(&buttons).await, 2);
+
+    let seq = rude.seq.expect("a stored message has a seq");
+    sam.click(&format!(
+        "{} li.message[data-seq=\"{seq}\"] .delete-button",
+        Browser::pane(lobby)
+    ))
+    .await;
+    sam.client()
+        .accept_alert()
+        .await
+        .expect("a confirmation is asked");
+    let gone = |shown: &[ShownMessage]| {
+        shown
+            .iter()
+            .any(|m| m.user == "bob" && m.text == "message deleted")
+            && shown.iter().all(|m| m.text != "something rude")
+    };
+    for browser in [&bob, &sam] {
+        browser
+            .wait_for_messages(lobby, "Bob's message shown deleted", gone)
+            .await;
+        let muted = format!(
+            "{} li.message.deleted[data-seq=\"{seq}\"] .msg-deleted",
+            Browser::pane(lobby)
+        );
+        assert_eq!(browser.count(&muted).await, 1);
+    }
+    // Nothing left to delete on that line, for anyone.
+    assert_eq!(bob.count(&buttons).await, 0);
+    assert_eq!(sam.count(&buttons).await, 1);
+
+    // Stored so: a reload shows it deleted, and the other message as it was.
+    bob.reload().await;
+    bob.wait_connected().await;
+    bob.wait_joined(lobby, WAIT_TIMEOUT).await;
+    bob.wait_for_messages(lobby, "the deletion after a reload", |shown| {
+        gone(shown) && shown.iter().any(|m| m.text == "please be kind")
+    })
+    .await;
+    sam.assert_no_script_errors().await;
+    sam.close().await;
+    bob.close().await;
+    server.stop().await;
+}

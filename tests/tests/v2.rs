@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use whisper_tests::Nodes;
 use whisper_tests::TestServer;
-use whisper_tests::v2::guarantees;
 use whisper_tests::v2::texts;
+use whisper_tests::v2::{deletion, guarantees};
 
 /// A server whose rate limit does not get in the way of bursts.
 async fn server() -> TestServer {
@@ -109,6 +109,12 @@ async fn v1_and_v2_members_hear_each_other_and_v1_sends_are_stored() {
 async fn typing_reaches_the_others_and_is_not_stored() {
     let server = server().await;
     guarantees::typing_reaches_the_others_and_is_not_stored(Nodes::one(&server)).await;
+}
+
+#[tokio::test]
+async fn the_author_or_staff_delete_and_every_member_sees_it() {
+    let server = server().await;
+    deletion::the_author_or_staff_delete_and_every_node_sees_it(Nodes::one(&server)).await;
 }
 
 #[tokio::test]

@@ -280,7 +280,10 @@ function openPane(id, title) {
     el('header', { class: 'pane-header' }, heading, leaveButton),
     online, error, messages, typing, form);
 
-  const list = new MessageList(messages, isMe);
+  const list = new MessageList(messages, isMe, {
+    canDelete: (user) => isMe(user) || Boolean(state.me?.is_staff),
+    onDelete: (seq) => deleteMessage(pane, seq),
+  });
   pane = {
     id, section, title: titleNode, online, onlineCount, error, input, list,
     typing: new TypingIndicator(typing),
@@ -528,6 +531,9 @@ function onEvent(frame) {
     case 'typing':
       if (!isMe(user)) pane.typing.show(user);
       return undefined;
+    case 'deleted':
+      pane.list.markDeleted(frame.seq);
+      return undefined;
     default:
       // Kinds this page does not know yet (§20): ignored.
       return undefined;
@@ -545,6 +551,22 @@ function onMessageEvent(pane, message) {
   }
   if (message.seq === pane.lastSeq + 1) pane.lastSeq = message.seq;
   showNewMessage(pane, message);
+}
+
+// Deletes message `seq` of the pane's room for everyone, once the user
+// confirms (§19.7). The line changes when the server has erased it; the
+// `deleted` event, which every member gets, says the same again.
+async function deleteMessage(pane, seq) {
+  if (!window.confirm('Delete this message for everyone?')) return;
+  try {
+    await request('delete', { room: Number(pane.id), seq });
+  } catch (error) {
+    if (error.connectionLost) showPaneError(pane, 'Not connected. Try again in a moment.');
+    else if (error.code === 'ROOM_ACCESS_DENIED') showPaneError(pane, 'You may delete only your own messages.');
+    else showPaneError(pane, errorText(error.code));
+    return;
+  }
+  if (state.panes.get(pane.id) === pane) pane.list.markDeleted(seq);
 }
 
 // ---- Older messages ---------------------------------------------------------

@@ -33,17 +33,35 @@ function timeNode(ts) {
   return el('time', { class: 'msg-time', datetime: date.toISOString(), title: date.toLocaleString(), text });
 }
 
+// What a deleted message shows instead of its text.
+function deletedText() {
+  return el('p', { class: 'msg-text msg-deleted', text: 'message deleted' });
+}
+
 export class MessageList {
   #node;
   #isOwn;
   #seqs = []; // ascending
   #lines = new Map(); // seq -> li
   #atBottom = true; // as of the last scroll
+  #canDelete;
+  #onDelete;
+  #ownAuthor = null; // the author of outgoing lines, this user
+  // Seqs announced deleted before their message was shown here: shown
+  // deleted when it comes.
+  #deletedAhead = new Set();
 
-  /** Manages `node` (an <ol>); `isOwn(user)` says whether a message's author is this user. */
-  constructor(node, isOwn) {
+  /**
+   * Manages `node` (an <ol>); `isOwn(user)` says whether a message's author
+   * is this user. Options: `canDelete(user)` says whether this user may
+   * delete a message of `user` (a "delete" button on its line), and
+   * `onDelete(seq)` is called when that button is clicked.
+   */
+  constructor(node, isOwn, { canDelete = () => false, onDelete = () => {} } = {}) {
     this.#node = node;
     this.#isOwn = isOwn;
+    this.#canDelete = canDelete;
+    this.#onDelete = onDelete;
     // The list shrinks when the online list above it fills in, and changes
     // with the window: whoever was reading the newest message still is.
     node.addEventListener('scroll', () => { this.#atBottom = this.#isAtBottom(); });
@@ -84,6 +102,8 @@ export class MessageList {
     }
     this.#seqs = [];
     this.#lines.clear();
+    // The page comes as the server has it now, deletions included.
+    this.#deletedAhead.clear();
     this.#bulk(() => {
       const before = this.#firstOutgoing();
       if (marker) this.#node.insertBefore(this.#noticeLine('reload', marker, Date.now()), before);
@@ -108,6 +128,22 @@ export class MessageList {
     }));
   }
 
+  /**
+   * The message `seq` was deleted: its line shows "message deleted" instead
+   * of its text, and loses its delete button. A seq not shown yet is shown
+   * deleted when it comes.
+   */
+  markDeleted(seq) {
+    const line = this.#lines.get(seq);
+    if (!line) {
+      this.#deletedAhead.add(seq);
+      return;
+    }
+    line.classList.add('deleted');
+    line.querySelector('.msg-text')?.replaceWith(deletedText());
+    line.querySelector('.delete-button')?.remove();
+  }
+
   /** Shows or hides the "loading older messages" line at the top. */
   showLoadingOlder(loading) {
     const line = this.#node.querySelector(':scope > .loading-older');
@@ -126,6 +162,7 @@ export class MessageList {
 
   /** Adds an own message that has no seq yet, marked as sending; returns its line. */
   addOutgoing(text, author) {
+    this.#ownAuthor = author;
     const line = this.#messageLine({ ts: Date.now(), user: author, text });
     line.classList.add('outgoing');
     line.append(el('span', { class: 'msg-status' }));
@@ -163,7 +200,17 @@ export class MessageList {
     line.querySelector('.msg-status').remove();
     line.querySelector('.msg-time').replaceWith(timeNode(ts));
     line.dataset.seq = String(seq);
+    if (this.#canDelete(this.#ownAuthor)) this.#addDeleteButton(line, seq);
     this.#keepingBottom(() => this.#insert(seq, line));
+    if (this.#deletedAhead.delete(seq)) this.markDeleted(seq);
+  }
+
+  #addDeleteButton(line, seq) {
+    const button = el('button', {
+      type: 'button', class: 'delete-button', text: 'delete', 'aria-label': 'Delete this message',
+    });
+    button.addEventListener('click', () => this.#onDelete(seq));
+    line.append(button);
   }
 
   // Puts `line` before the line of the next higher seq, or else before the
@@ -216,14 +263,20 @@ export class MessageList {
     const user = message.user || {};
     const username = String(user.username ?? '');
     const own = this.#isOwn(user);
-    const text = message.deleted
-      ? el('p', { class: 'msg-text msg-deleted', text: 'message deleted' })
+    const numbered = message.seq !== undefined;
+    const deleted = Boolean(message.deleted) || (numbered && this.#deletedAhead.delete(message.seq));
+    const text = deleted
+      ? deletedText()
       : el('p', { class: 'msg-text' }, formatMessage(String(message.text ?? '')));
     const line = el('li', { class: own ? 'message own' : 'message' },
       el('span', { class: 'msg-user', text: username, title: user.name || username }),
       timeNode(message.ts),
       text);
-    if (message.seq !== undefined) line.dataset.seq = String(message.seq);
+    if (deleted) line.classList.add('deleted');
+    if (numbered) {
+      line.dataset.seq = String(message.seq);
+      if (!deleted && this.#canDelete(user)) this.#addDeleteButton(line, message.seq);
+    }
     return paintUser(line, username);
   }
 

@@ -27,6 +27,7 @@ export const ERROR_TEXT = {
   TOO_MANY_ROOMS: 'You have joined too many rooms. Leave one first.',
   RATE_LIMITED: 'You are sending too fast. Wait a moment and try again.',
   UNAVAILABLE: 'The server could not do that just now, try again.',
+  MESSAGE_NOT_FOUND: 'That message is no longer stored.',
 };
 
 /** The words for error `code`; unknown codes are shown as they are. */

@@ -1,14 +1,15 @@
 //! Protocol v2's guarantees on two `whisper-server` nodes sharing one
 //! PostgreSQL database and one Redis: history, recovery, safe retries, v1
-//! and v2 in one room, typing and retention, with each test's clients
-//! spread over both nodes, so every guarantee is seen crossing Redis and
-//! the shared log. The scenarios of `whisper_tests::v2::guarantees` run
-//! here as they run on one server in whisper-tests' `tests/v2.rs`;
+//! and v2 in one room, typing, deletion and retention, with each test's
+//! clients spread over both nodes, so every guarantee is seen crossing
+//! Redis and the shared log. The scenarios of `whisper_tests::v2::guarantees`
+//! and `whisper_tests::v2::deletion` run here as they run on one server in
+//! whisper-tests' `tests/v2.rs`;
 //! durability across `kill -9` is in `durability.rs`.
 
 use serde_json::json;
 use whisper_tests::Nodes;
-use whisper_tests::v2::guarantees;
+use whisper_tests::v2::{deletion, guarantees};
 use whisper_tests::v2::{seqs, texts};
 use whisper_tests::{Cluster, WsClient};
 
@@ -46,6 +47,12 @@ async fn v1_and_v2_members_on_two_nodes_hear_each_other_and_v1_sends_are_stored(
 async fn typing_reaches_the_other_node_and_is_not_stored() {
     let cluster = Cluster::start(BIN).await;
     guarantees::typing_reaches_the_others_and_is_not_stored(Nodes::two(&cluster)).await;
+}
+
+#[tokio::test]
+async fn a_message_deleted_on_one_node_is_deleted_for_members_on_both() {
+    let cluster = Cluster::start(BIN).await;
+    deletion::the_author_or_staff_delete_and_every_node_sees_it(Nodes::two(&cluster)).await;
 }
 
 /// The server applies retention when it starts (and every minute), so a

@@ -24,7 +24,7 @@ use whisper_protocol::{Command, ErrorCode, RoomId, decode_command, encode};
 use whisper_rooms::{ChannelLayer, ChannelName, GroupName, LayerError, Payload};
 
 use crate::access::AccessChange;
-use crate::log::{Draft, MessageLog, unix_millis};
+use crate::log::{Draft, Erase, Erasure, MessageLog, unix_millis};
 use crate::rate::TokenBucket;
 use crate::writer::Outcome;
 use crate::{Chat, ChatUser, Counters, FRAME_SEPARATOR, Protocol, Room, RoomDirectory, room_event};
@@ -389,7 +389,7 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
                 Some(_) => out.push(payload),
                 None => {}
             },
-            EventHead::Presence { room } => {
+            EventHead::Presence { room } | EventHead::Deleted { room, .. } => {
                 if self.joined.contains_key(&room) {
                     out.push(payload);
                 }
@@ -542,7 +542,8 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         match v2::peek_event(v2_frame.as_bytes()) {
             EventHead::Message { room, .. }
             | EventHead::Typing { room, .. }
-            | EventHead::Presence { room } => self.revoked.contains(&room),
+            | EventHead::Presence { room }
+            | EventHead::Deleted { room, .. } => self.revoked.contains(&room),
             EventHead::Other => false,
         }
     }
@@ -628,6 +629,7 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
             } => self.history(id, room, before, limit).await.map(Some),
             v2::Command::RoomUsers { room } => self.room_users_v2(id, room).await.map(Some),
             v2::Command::Typing { room } => self.typing(id, room, now).await.map(Some),
+            v2::Command::Delete { room, seq } => self.delete(id, room, seq).await.map(Some),
         };
         result.unwrap_or_else(|code| Some(v2::encode::error(id, code, Some(room))))
     }
@@ -903,6 +905,39 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         Ok(v2::encode::typing_result(id, room))
     }
 
+    /// Erases a message of a joined room (its author's, or anyone's for
+    /// staff; see [`Erase::permits`]) and, once that is stored, tells the
+    /// room's v2 members on every node. Not expendable: a member that
+    /// missed it would go on showing the text. Erasing again succeeds and
+    /// announces again, so a client retrying after `UNAVAILABLE` (stored
+    /// but not announced) reaches everyone.
+    async fn delete(&self, id: Option<u64>, room: RoomId, seq: Seq) -> Result<String, ErrorCode> {
+        if !self.joined.contains_key(&room) {
+            return Err(ErrorCode::RoomAccessDenied);
+        }
+        let erase = Erase {
+            room,
+            seq,
+            by: self.user.user_ref(),
+            any_author: self.user.is_staff,
+        };
+        let erasure = Box::pin(self.chat.log.erase(&erase))
+            .await
+            .map_err(|error| log_failed(&error))?;
+        match erasure {
+            Erasure::Erased { .. } => {}
+            Erasure::NotFound => return Err(ErrorCode::MessageNotFound),
+            Erasure::NotAuthor => return Err(ErrorCode::RoomAccessDenied),
+        }
+        let event = room_event(v2::encode::deleted(room, seq), "");
+        self.chat
+            .layer
+            .group_send(&GroupName::for_room(room), event)
+            .await
+            .map_err(|error| self.chat.layer_failed("group_send", &error))?;
+        Ok(v2::encode::delete_result(id, room, seq))
+    }
+
     /// Refreshes this user's presence. Best effort: a failure here must not
     /// turn a delivered message into an `UNAVAILABLE` reply.
     async fn touch_presence(&self, id: RoomId) {
@@ -984,7 +1019,8 @@ fn command_room(command: &v2::Command) -> RoomId {
         | v2::Command::Send { room, .. }
         | v2::Command::History { room, .. }
         | v2::Command::RoomUsers { room }
-        | v2::Command::Typing { room } => *room,
+        | v2::Command::Typing { room }
+        | v2::Command::Delete { room, .. } => *room,
     }
 }
 

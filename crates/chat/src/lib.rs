@@ -1,7 +1,7 @@
 //! The rules of one Whisper chat connection, without a transport.
 //!
 //! A chat connection takes commands (`join`, `leave`, `send`,
-//! `room_users`, and in protocol v2 `history` and `typing`) and answers
+//! `room_users`, and in protocol v2 `history`, `typing` and `delete`) and answers
 //! them by the rules of Whisper's protocols: who
 //! may enter which room, what the others see and in which order, what is
 //! refused and with which error, how much one connection may do. Those
@@ -98,7 +98,7 @@ mod writer;
 
 pub use access::{AccessChange, NotAChange};
 pub use connection::{Connection, GAP_WAIT, RECOVERY_MAX, RECOVERY_MAX_BYTES};
-pub use log::{Appended, Draft, LogState, MemoryLog, MessageLog, NONCE_WINDOW};
+pub use log::{Appended, Draft, Erase, Erasure, LogState, MemoryLog, MessageLog, NONCE_WINDOW};
 
 /// The WebSocket subprotocol a client offers to speak protocol v2.
 pub const V2_SUBPROTOCOL: &str = "whisper.v2";

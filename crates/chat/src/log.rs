@@ -48,6 +48,47 @@ pub struct Appended {
     pub repeated: bool,
 }
 
+/// A request to erase a stored message's text, naming who asks so a log
+/// can record it (a moderation record) as well as check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erase {
+    /// The room the message is in.
+    pub room: RoomId,
+    /// The message's seq.
+    pub seq: Seq,
+    /// Who asks.
+    pub by: UserRef,
+    /// Whether the asker may erase anyone's message (staff), not only
+    /// their own.
+    pub any_author: bool,
+}
+
+impl Erase {
+    /// Whether the asker may erase a message written by `author`: their
+    /// own, or anyone's with [`any_author`](Self::any_author). The one
+    /// place the rule lives; every [`MessageLog`] asks it.
+    pub fn permits(&self, author: i64) -> bool {
+        self.any_author || author == self.by.id
+    }
+}
+
+/// What came of an [`Erase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// The text is erased (or already was: erasing is idempotent); the
+    /// message was written by `author`.
+    Erased {
+        /// The message's author's id.
+        author: i64,
+    },
+    /// No stored message has that seq in the room: never given, or
+    /// removed by retention.
+    NotFound,
+    /// The message is someone else's and the asker may not erase it;
+    /// nothing changed.
+    NotAuthor,
+}
+
 /// A room's log at a glance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogState {
@@ -106,6 +147,10 @@ pub trait MessageLog: Send + Sync + 'static {
         after: Seq,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Message>, Self::Error>> + Send;
+    /// Erases the text of the message `erase` names, keeping its seq (pages
+    /// then return it with `text: None`), when
+    /// [`Erase::permits`] its author; stored before it returns.
+    fn erase(&self, erase: &Erase) -> impl Future<Output = Result<Erasure, Self::Error>> + Send;
 }
 
 /// A log kept in memory: for hosts without a database, and for tests.
@@ -282,6 +327,24 @@ impl MessageLog for MemoryLog {
     ) -> Result<Vec<Message>, Infallible> {
         Ok(self.page(room, limit, |message| message.seq > after, false))
     }
+    async fn erase(&self, erase: &Erase) -> Result<Erasure, Infallible> {
+        Ok(self.with_room(erase.room, |log| {
+            let Ok(index) = log
+                .messages
+                .binary_search_by_key(&erase.seq, |stored| stored.message.seq)
+            else {
+                return Erasure::NotFound;
+            };
+            let message = &mut log.messages[index].message;
+            if !erase.permits(message.user.id) {
+                return Erasure::NotAuthor;
+            }
+            message.text = None;
+            Erasure::Erased {
+                author: message.user.id,
+            }
+        }))
+    }
 }
 
 /// A fresh epoch: the time and a per-process counter, so two logs made in
@@ -369,6 +432,39 @@ mod tests {
             }
         );
         assert_eq!((again[1].seq, again[1].repeated), (Seq(2), false));
+    }
+
+    #[tokio::test]
+    async fn erasing_keeps_the_seq_and_follows_the_rule() {
+        let log = MemoryLog::new(100);
+        log.append(&[draft(1, "a", None, 1), draft(1, "b", None, 1)])
+            .await
+            .unwrap();
+        let by = |id: i64, any_author: bool, seq: u64| Erase {
+            room: RoomId(1),
+            seq: Seq(seq),
+            by: UserRef {
+                id,
+                username: "x".into(),
+                name: String::new(),
+            },
+            any_author,
+        };
+        assert_eq!(log.erase(&by(2, false, 1)).await, Ok(Erasure::NotAuthor));
+        assert_eq!(log.erase(&by(1, false, 3)).await, Ok(Erasure::NotFound));
+        assert_eq!(log.erase(&by(1, false, 0)).await, Ok(Erasure::NotFound));
+        let erased = Ok(Erasure::Erased { author: 1 });
+        assert_eq!(log.erase(&by(1, false, 1)).await, erased);
+        assert_eq!(log.erase(&by(2, true, 2)).await, erased);
+        assert_eq!(log.erase(&by(1, false, 2)).await, erased);
+        let texts: Vec<_> = log
+            .latest(RoomId(1), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|message| (message.seq.0, message.text))
+            .collect();
+        assert_eq!(texts, [(1, None), (2, None)]);
     }
 
     #[tokio::test]

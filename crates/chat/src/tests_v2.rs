@@ -417,3 +417,153 @@ async fn a_change_to_the_user_reaches_each_of_its_connections_only() {
     assert!(second.connection.take_user_changed());
     assert!(!ann.connection.take_user_changed());
 }
+
+/// Dan, who is neither staff nor the author of anything here.
+fn dan() -> ChatUser {
+    ChatUser::new(4, "dan", "Dan")
+}
+
+fn delete(id: u64, seq: u64) -> Value {
+    json!({"command": "delete", "id": id, "room": 1, "seq": seq})
+}
+
+/// The lobby's messages as history shows them: seq, text, deleted.
+async fn history_of(client: &mut InProcessClient) -> Vec<(u64, Value, Value)> {
+    let page = request(client, json!({"command": "history", "room": 1})).await;
+    page["result"]["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|message| {
+            (
+                message["seq"].as_u64().unwrap_or_default(),
+                message["text"].clone(),
+                message["deleted"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_author_deletes_their_message_and_every_v2_member_sees_it_go() {
+    let host = InProcessHost::new(Limits::default());
+    let mut bob = joined_v2(&host, testing::bob()).await;
+    let mut ann = joined_v2(&host, testing::ann()).await;
+    assert_eq!(next(&mut bob).await["event"], "enter");
+    let mut carol = host.connect_speaking(Protocol::V1, testing::carol()).await;
+    testing::join(&mut carol, LOBBY, "Lobby").await;
+    for client in [&mut bob, &mut ann] {
+        assert_eq!(next(client).await["event"], "enter");
+    }
+    say(&mut bob, 1, "oops", None).await;
+    say(&mut bob, 2, "kept", None).await;
+    for _ in 0..2 {
+        assert_eq!(next(&mut bob).await["event"], "message");
+        assert_eq!(next(&mut ann).await["event"], "message");
+    }
+    testing::expect_frames(
+        &mut carol,
+        &[
+            &encode::message(LOBBY, "bob", "oops"),
+            &encode::message(LOBBY, "bob", "kept"),
+        ],
+    )
+    .await;
+
+    let deleted = json!({"event": "deleted", "room": 1, "seq": 1});
+    // Twice: deleting again succeeds and is announced again.
+    for id in [3, 4] {
+        let result = request(&mut bob, delete(id, 1)).await;
+        assert_eq!(result, json!({"id": id, "result": {"room": 1, "seq": 1}}));
+        assert_eq!(next(&mut bob).await, deleted);
+        assert_eq!(next(&mut ann).await, deleted);
+    }
+    testing::assert_silent(&mut carol).await;
+    testing::assert_silent(&mut ann).await;
+    assert_eq!(
+        history_of(&mut ann).await,
+        [
+            (1, Value::Null, json!(true)),
+            (2, json!("kept"), Value::Null)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn staff_delete_anyones_message_and_others_may_not() {
+    let host = InProcessHost::new(Limits::default());
+    let mut bob = joined_v2(&host, testing::bob()).await;
+    say(&mut bob, 1, "rude", None).await;
+    say(&mut bob, 2, "rude again", None).await;
+    let mut dan = joined_v2(&host, dan()).await;
+    let refused = request(&mut dan, delete(5, 1)).await;
+    assert_eq!(
+        refused,
+        json!({"id": 5, "error": {"code": "ROOM_ACCESS_DENIED", "room": 1}})
+    );
+    assert_eq!(history_of(&mut dan).await[0].1, "rude");
+
+    let mut ann = joined_v2(&host, testing::ann()).await;
+    let result = request(&mut ann, delete(6, 2)).await;
+    assert_eq!(result, json!({"id": 6, "result": {"room": 1, "seq": 2}}));
+    assert_eq!(
+        next(&mut ann).await,
+        json!({"event": "deleted", "room": 1, "seq": 2})
+    );
+    assert_eq!(
+        history_of(&mut ann).await,
+        [
+            (1, json!("rude"), Value::Null),
+            (2, Value::Null, json!(true))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_delete_outside_the_room_or_of_no_message_is_refused() {
+    let host = InProcessHost::new(Limits::default());
+    let mut bob = joined_v2(&host, testing::bob()).await;
+    say(&mut bob, 1, "mine", None).await;
+    let mut ann = v2_client(&host, testing::ann()).await;
+    let outside = request(&mut ann, delete(2, 1)).await;
+    assert_eq!(
+        outside,
+        json!({"id": 2, "error": {"code": "ROOM_ACCESS_DENIED", "room": 1}})
+    );
+    for seq in [0, 2, u64::MAX] {
+        let missing = request(&mut bob, delete(3, seq)).await;
+        assert_eq!(
+            missing,
+            json!({"id": 3, "error": {"code": "MESSAGE_NOT_FOUND", "room": 1}})
+        );
+    }
+    assert_eq!(history_of(&mut bob).await[0].1, "mine");
+}
+
+#[tokio::test]
+async fn a_rejoin_recovering_past_a_deleted_message_shows_it_deleted() {
+    let host = InProcessHost::new(Limits::default());
+    let mut ann = v2_client(&host, testing::ann()).await;
+    let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
+    let epoch = joined["result"]["epoch"].clone();
+    for n in 1..=3 {
+        say(&mut ann, n, &format!("m{n}"), None).await;
+    }
+    request(&mut ann, delete(4, 2)).await;
+    let mut bob = v2_client(&host, testing::bob()).await;
+    let since = json!({"command": "join", "room": 1, "since": {"seq": 1, "epoch": epoch}});
+    let recovered = request(&mut bob, since).await;
+    assert_eq!(recovered["result"]["recovered"], true);
+    let messages = &recovered["result"]["messages"];
+    assert_eq!(
+        messages[0],
+        json!({
+            "room": 1,
+            "seq": 2,
+            "ts": messages[0]["ts"],
+            "user": {"id": 1, "username": "ann", "name": "Ann"},
+            "deleted": true
+        })
+    );
+    assert_eq!(messages[1]["text"], "m3");
+}

@@ -297,7 +297,7 @@ mod tests {
     use whisper_protocol::v2::{EventHead, Seq, peek_event};
 
     use super::*;
-    use crate::log::{LogState, MemoryLog};
+    use crate::log::{Erase, Erasure, LogState, MemoryLog};
     use crate::testing::{ScriptedLayer, ann, default_limits, rooms};
 
     /// A [`MemoryLog`] that takes a while to store, as a database does, so
@@ -337,6 +337,10 @@ mod tests {
             limit: u32,
         ) -> Result<Vec<Message>, Self::Error> {
             self.0.after(room, after, limit).await
+        }
+
+        async fn erase(&self, erase: &Erase) -> Result<Erasure, Self::Error> {
+            self.0.erase(erase).await
         }
     }
 

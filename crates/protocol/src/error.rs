@@ -10,7 +10,8 @@ pub enum ErrorCode {
     /// No room with that id exists.
     RoomInvalid,
     /// A staff-only room and a non-staff user, or a `send` to a room this
-    /// connection has not joined.
+    /// connection has not joined, or (v2) a `delete` of another user's
+    /// message by a user who is not staff.
     RoomAccessDenied,
     /// The connection has no logged-in user.
     UserHasToLogin,
@@ -27,12 +28,16 @@ pub enum ErrorCode {
     /// The channel layer could not take the message; nothing was delivered
     /// and the client may retry.
     Unavailable,
+    /// v2 only: a `delete` names a seq that holds no stored message in the
+    /// room (never given, or removed by retention), so the client can drop
+    /// its copy instead of retrying.
+    MessageNotFound,
 }
 
 impl ErrorCode {
     /// Every code, for clients that map the wire names back to codes (see
     /// [`ErrorCode::from_name`]) and for tests that cover them all.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::RoomInvalid,
         ErrorCode::RoomAccessDenied,
         ErrorCode::UserHasToLogin,
@@ -42,6 +47,7 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::MessageNotFound,
     ];
 
     /// The code a client received as `{"error":"NAME"}`, if it is one.
@@ -63,6 +69,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "TOO_MANY_ROOMS",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::MessageNotFound => "MESSAGE_NOT_FOUND",
         }
     }
 }

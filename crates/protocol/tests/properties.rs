@@ -224,7 +224,15 @@ fn room_of(value: Option<&Value>) -> Option<RoomId> {
     }
 }
 
-const V2_COMMANDS: [&str; 6] = ["join", "leave", "send", "history", "room_users", "typing"];
+const V2_COMMANDS: [&str; 7] = [
+    "join",
+    "leave",
+    "send",
+    "history",
+    "room_users",
+    "typing",
+    "delete",
+];
 
 /// Arbitrary JSON trees for the v2 decoder, leaning towards its commands,
 /// its fields and the nested `since` object.
@@ -265,25 +273,29 @@ fn v2_frame() -> impl Strategy<Value = Value> {
         field(user_text().prop_map(Value::from).boxed()),
         field(user_text().prop_map(Value::from).boxed()),
         field(unsigned()),
+        field(unsigned()),
     )
-        .prop_map(|(command, id, room, since, limit, text, nonce, before)| {
-            let fields = [
-                ("command", command),
-                ("id", id),
-                ("room", room),
-                ("since", since),
-                ("limit", limit),
-                ("text", text),
-                ("nonce", nonce),
-                ("before", before),
-            ];
-            Value::Object(
-                fields
-                    .into_iter()
-                    .filter_map(|(key, value)| Some((key.to_owned(), value?)))
-                    .collect(),
-            )
-        })
+        .prop_map(
+            |(command, id, room, since, limit, text, nonce, before, seq)| {
+                let fields = [
+                    ("command", command),
+                    ("id", id),
+                    ("room", room),
+                    ("since", since),
+                    ("limit", limit),
+                    ("text", text),
+                    ("nonce", nonce),
+                    ("before", before),
+                    ("seq", seq),
+                ];
+                Value::Object(
+                    fields
+                        .into_iter()
+                        .filter_map(|(key, value)| Some((key.to_owned(), value?)))
+                        .collect(),
+                )
+            },
+        )
 }
 
 /// The longest prefix of `text` that fits in a nonce.
@@ -322,6 +334,8 @@ fn v2_request() -> impl Strategy<Value = Request> {
             }),
         room_id().prop_map(|room| v2::Command::RoomUsers { room }),
         room_id().prop_map(|room| v2::Command::Typing { room }),
+        (room_id(), any::<u64>().prop_map(Seq))
+            .prop_map(|(room, seq)| v2::Command::Delete { room, seq }),
     ];
     (prop::option::of(any::<u64>()), command).prop_map(|(id, command)| Request { id, command })
 }
@@ -567,6 +581,10 @@ proptest! {
                                 v2::Command::Send { room: got, nonce, .. } => {
                                     prop_assert_eq!(Some(got), room);
                                     prop_assert!(nonce.is_none_or(|n| n.len() <= v2::MAX_NONCE_BYTES));
+                                }
+                                v2::Command::Delete { room: got, .. } => {
+                                    prop_assert_eq!(Some(got), room);
+                                    prop_assert_eq!(name, "delete");
                                 }
                                 other => prop_assert!(false, "{} decoded as {:?}", text, other),
                             }

@@ -37,6 +37,7 @@ mod consumer;
 mod frames;
 pub(crate) mod http;
 mod metrics;
+mod moderation;
 mod open_sockets;
 mod ping_wheel;
 mod server;

@@ -26,6 +26,7 @@ use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
 use crate::open_sockets::{self, OpenSockets};
 use crate::ping_wheel::PingWheel;
+use crate::moderation::Moderation;
 use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 
@@ -137,12 +138,17 @@ impl<L: ChannelLayer> Server<L> {
                 })?;
         let rooms = RoomCatalog::new(db.clone());
         let limits = config.chat_limits();
-        let log = StoreLog(MessageStore::new(db.clone()));
+        let users = UserStore::new(db.clone());
+        let moderation = Moderation::new(ModerationRecord::new(db.clone()), users.clone());
+        let log = StoreLog {
+            messages: MessageStore::new(db.clone()),
+            moderation: moderation.clone(),
+        };
         let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), log, limits));
         let state = Arc::new(AppState {
-            users: UserStore::new(db.clone()),
+            users,
             sessions: SessionStore::new(db.clone()),
-            record: ModerationRecord::new(db.clone()),
+            moderation,
             rooms,
             chat,
             throttle: LoginThrottle::default(),
@@ -262,7 +268,7 @@ async fn apply_retention<L: ChannelLayer>(state: Arc<AppState<L>>) {
         match state
             .chat
             .log()
-            .0
+            .messages
             .prune(config.history_max_per_room, max_age, now)
             .await
         {

@@ -5,15 +5,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{
-    AccessChange, Appended, Chat, Draft, LogState, MessageLog, NONCE_WINDOW, RoomDirectory,
+    AccessChange, Appended, Chat, Draft, Erase, Erasure, LogState, MessageLog, NONCE_WINDOW,
+    RoomDirectory,
 };
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Message, Seq};
 use whisper_rooms::ChannelLayer;
-use whisper_store::{MessageStore, ModerationRecord, NewEntry, NewMessage, StoreError};
+use whisper_store::{Erased, MessageStore, ModerationAction, NewEntry, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
 use crate::open_sockets::OpenSockets;
+use crate::moderation::Moderation;
 use crate::ping_wheel::PingWheel;
 use crate::{CatalogError, Config, Room, RoomCatalog};
 
@@ -30,7 +32,7 @@ pub(crate) struct AppState<L> {
     /// shared with the chat's [`CatalogRooms`].
     pub rooms: RoomCatalog,
     /// Who did what to whom: every admin and moderation action.
-    pub record: ModerationRecord,
+    pub moderation: Moderation,
     /// The chat rules' shared part: the channel layer, the rooms they look
     /// up, the message log, the limits, the counters.
     pub chat: Arc<Chat<L, CatalogRooms, StoreLog>>,
@@ -59,26 +61,6 @@ impl<L: ChannelLayer> AppState<L> {
             tracing::warn!(%error, ?change, "could not announce a change of access");
         }
     }
-
-    /// Writes an action just taken to the moderation record, and to the
-    /// log. The action is already stored, so a record that fails to be
-    /// written does not undo it: the log line, at error level, says so
-    /// with everything the record would have held.
-    pub async fn record(&self, entry: NewEntry<'_>) {
-        let NewEntry {
-            actor,
-            action,
-            subject,
-            detail,
-        } = entry;
-        match self.record.record(entry).await {
-            Ok(()) => tracing::info!(actor, %action, subject, detail, "moderation"),
-            Err(error) => tracing::error!(
-                %error, actor, %action, subject, detail,
-                "moderation action taken but not recorded"
-            ),
-        }
-    }
 }
 
 /// The rooms table as the chat rules look rooms up (through the catalog's
@@ -94,9 +76,13 @@ impl RoomDirectory for CatalogRooms {
     }
 }
 
-/// The `messages` table as the chat rules' log.
+/// The `messages` table as the chat rules' log. A message erased by
+/// someone other than its author is a moderation action, and recorded.
 #[derive(Debug, Clone)]
-pub(crate) struct StoreLog(pub MessageStore);
+pub(crate) struct StoreLog {
+    pub messages: MessageStore,
+    pub moderation: Moderation,
+}
 
 impl MessageLog for StoreLog {
     type Error = StoreError;
@@ -113,7 +99,7 @@ impl MessageLog for StoreLog {
             })
             .collect();
         let window = i64::try_from(NONCE_WINDOW.as_millis()).unwrap_or(i64::MAX);
-        let stored = self.0.append(&rows, window).await?;
+        let stored = self.messages.append(&rows, window).await?;
         Ok(stored
             .into_iter()
             .map(|stored| Appended {
@@ -125,7 +111,7 @@ impl MessageLog for StoreLog {
     }
 
     async fn state(&self, room: RoomId) -> Result<LogState, StoreError> {
-        let state = self.0.log_state(room).await?;
+        let state = self.messages.log_state(room).await?;
         Ok(LogState {
             epoch: state.epoch,
             latest: state.latest,
@@ -134,7 +120,7 @@ impl MessageLog for StoreLog {
     }
 
     async fn latest(&self, room: RoomId, limit: u32) -> Result<Vec<Message>, StoreError> {
-        self.0.latest(room, limit).await
+        self.messages.latest(room, limit).await
     }
 
     async fn before(
@@ -143,7 +129,7 @@ impl MessageLog for StoreLog {
         before: Seq,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        self.0.before(room, before, limit).await
+        self.messages.before(room, before, limit).await
     }
 
     async fn after(
@@ -152,6 +138,35 @@ impl MessageLog for StoreLog {
         after: Seq,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        self.0.after(room, after, limit).await
+        self.messages.after(room, after, limit).await
+    }
+    async fn erase(&self, erase: &Erase) -> Result<Erasure, StoreError> {
+        let erased = self
+            .messages
+            .erase(erase.room, erase.seq, |author| erase.permits(author))
+            .await?;
+        Ok(match erased {
+            Erased::Erased { author } => {
+                if author != erase.by.id {
+                    let subject = format!(
+                        "message {} in room {} by {}",
+                        erase.seq.0,
+                        erase.room,
+                        self.moderation.user_named(author).await
+                    );
+                    self.moderation
+                        .record(NewEntry {
+                            actor: &erase.by.username,
+                            action: ModerationAction::DeleteMessage,
+                            subject: &subject,
+                            detail: "",
+                        })
+                        .await;
+                }
+                Erasure::Erased { author }
+            }
+            Erased::NotFound => Erasure::NotFound,
+            Erased::Refused { .. } => Erasure::NotAuthor,
+        })
     }
 }

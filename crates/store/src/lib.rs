@@ -64,7 +64,7 @@ mod moderation;
 mod rooms;
 
 pub use changes::{ChangeFeed, RecordedChange};
-pub use messages::{Appended, LogState, MessageStore, NewMessage, StoreError};
+pub use messages::{Appended, Erased, LogState, MessageStore, NewMessage, StoreError};
 pub use moderation::{ModerationAction, ModerationRecord, NewEntry, RecordedEntry};
 pub use rooms::{CatalogError, ROOM_CACHE_TTL, Room, RoomCatalog};
 

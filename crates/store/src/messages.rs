@@ -90,6 +90,24 @@ pub struct Appended {
     pub repeated: bool,
 }
 
+/// What [`MessageStore::erase`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erased {
+    /// The message's text is now `NULL` (or already was); `author` wrote
+    /// it, for the caller's moderation record.
+    Erased {
+        /// The author's user id.
+        author: i64,
+    },
+    /// No stored message has that seq in the room.
+    NotFound,
+    /// The caller's rule refused the author; nothing was written.
+    Refused {
+        /// The author's user id.
+        author: i64,
+    },
+}
+
 /// A room's log as a client needs it to decide whether its seqs still hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogState {
@@ -351,6 +369,45 @@ impl MessageStore {
                 })
             })
             .collect()
+    }
+
+    /// Erases the text of the room's message `seq` (`text` becomes `NULL`,
+    /// the row and its seq stay) if `permitted` accepts its author: one
+    /// read of the author, then one `UPDATE`. The caller decides who may
+    /// erase what, so the rule lives in one place. No transaction is needed:
+    /// a row's author never changes, and a row pruned between the two
+    /// statements is reported as not found.
+    pub async fn erase(
+        &self,
+        room: RoomId,
+        seq: Seq,
+        permitted: impl FnOnce(i64) -> bool + Send,
+    ) -> Result<Erased, StoreError> {
+        let key = || [room.0.into(), seq_param(seq).into()];
+        let row = query_one(
+            &self.db,
+            "SELECT user_id FROM messages WHERE room_id = ? AND seq = ?",
+            key(),
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(Erased::NotFound);
+        };
+        let author: i64 = row.try_get_by_index(0)?;
+        if !permitted(author) {
+            return Ok(Erased::Refused { author });
+        }
+        let updated = execute(
+            &self.db,
+            "UPDATE messages SET text = NULL WHERE room_id = ? AND seq = ?",
+            key(),
+        )
+        .await?;
+        Ok(if updated == 0 {
+            Erased::NotFound
+        } else {
+            Erased::Erased { author }
+        })
     }
 
     /// Deletes the room's stored messages and gives its log a new epoch, so
@@ -802,6 +859,7 @@ mod tests {
         pruning_by_count_keeps_the_latest,
         pruning_by_age_removes_only_the_oldest_run,
         deleting_a_room_deletes_its_log,
+        erasing_keeps_the_seq_and_asks_the_caller_about_the_author,
     );
 
     async fn sqlite() -> DatabaseConnection {
@@ -1114,6 +1172,56 @@ mod tests {
         .expect("update");
         let page = store.after(LOBBY, Seq(1), 1).await.expect("after");
         assert_eq!((page[0].seq, page[0].text.as_deref()), (Seq(2), None));
+    }
+
+    async fn erasing_keeps_the_seq_and_asks_the_caller_about_the_author(db: DatabaseConnection) {
+        let store = MessageStore::new(db);
+        let batch = [
+            message(LOBBY, 1, "a", None, 1),
+            message(LOBBY, 2, "b", None, 2),
+        ];
+        store.append(&batch, WINDOW).await.expect("append");
+        store
+            .append(&plain(KITCHEN, 1), WINDOW)
+            .await
+            .expect("append");
+        let authors = std::sync::Mutex::new(Vec::new());
+        let only = |id: i64| {
+            let authors = &authors;
+            move |author: i64| {
+                authors.lock().expect("not poisoned").push(author);
+                author == id
+            }
+        };
+        assert_eq!(
+            store.erase(LOBBY, Seq(2), only(1)).await.expect("erase"),
+            Erased::Refused { author: 2 }
+        );
+        for missing in [Seq(0), Seq(3), Seq(u64::MAX)] {
+            assert_eq!(
+                store.erase(LOBBY, missing, only(1)).await.expect("erase"),
+                Erased::NotFound
+            );
+        }
+        assert_eq!(*authors.lock().expect("not poisoned"), [2]);
+        for _ in 0..2 {
+            assert_eq!(
+                store.erase(LOBBY, Seq(1), only(1)).await.expect("erase"),
+                Erased::Erased { author: 1 }
+            );
+        }
+        let texts: Vec<_> = store
+            .latest(LOBBY, 10)
+            .await
+            .expect("latest")
+            .into_iter()
+            .map(|m| (m.seq.0, m.ts, m.text))
+            .collect();
+        assert_eq!(texts, [(1, 1, None), (2, 2, Some("b".to_owned()))]);
+        assert_eq!(
+            store.latest(KITCHEN, 10).await.expect("latest")[0].text,
+            Some("0".to_owned())
+        );
     }
 
     async fn a_log_gets_its_epoch_when_first_asked(db: DatabaseConnection) {

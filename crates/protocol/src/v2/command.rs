@@ -70,6 +70,14 @@ pub enum Command {
         /// The room the user types in.
         room: RoomId,
     },
+    /// Erase a stored message's text: the author may delete their own
+    /// messages, staff anyone's; the seq stays in the log.
+    Delete {
+        /// The joined room the message is in.
+        room: RoomId,
+        /// The message's seq in that room.
+        seq: Seq,
+    },
 }
 
 /// The last message a client holds in a room, sent with `join` so the server
@@ -131,6 +139,12 @@ struct HistoryArgs {
     room: RoomId,
     before: Option<u64>,
     limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct DeleteArgs {
+    room: RoomId,
+    seq: u64,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +235,13 @@ fn decode_fields(frame: &Value) -> Result<Command, ErrorCode> {
         "typing" => Command::Typing {
             room: frame_room(frame)?,
         },
+        "delete" => {
+            let DeleteArgs { room, seq } = args(frame)?;
+            Command::Delete {
+                room,
+                seq: Seq(seq),
+            }
+        }
         _ => return Err(ErrorCode::UnknownCommand),
     })
 }
@@ -314,6 +335,16 @@ mod tests {
             decode_command(r#"{"command":"typing","room":7,"extra":[1]}"#),
             ok(None, Command::Typing { room: RoomId(7) })
         );
+        assert_eq!(
+            decode_command(r#"{"command":"delete","id":9,"room":"8","seq":12}"#),
+            ok(
+                Some(9),
+                Command::Delete {
+                    room: RoomId(8),
+                    seq: Seq(12)
+                }
+            )
+        );
     }
 
     #[test]
@@ -395,6 +426,26 @@ mod tests {
             (
                 r#"{"command":"history","room":2,"before":"9"}"#,
                 err(ErrorCode::BadRequest, None, Some(2)),
+            ),
+            (
+                r#"{"command":"delete","id":4,"room":2,"seq":"9"}"#,
+                err(ErrorCode::BadRequest, Some(4), Some(2)),
+            ),
+            (
+                r#"{"command":"delete","id":4,"room":2,"seq":-1}"#,
+                err(ErrorCode::BadRequest, Some(4), Some(2)),
+            ),
+            (
+                r#"{"command":"delete","id":4,"room":2,"seq":1.5}"#,
+                err(ErrorCode::BadRequest, Some(4), Some(2)),
+            ),
+            (
+                r#"{"command":"delete","id":4,"room":2}"#,
+                err(ErrorCode::BadRequest, Some(4), Some(2)),
+            ),
+            (
+                r#"{"command":"delete","id":4,"seq":9}"#,
+                err(ErrorCode::BadRequest, Some(4), None),
             ),
         ] {
             assert_eq!(decode_command(frame), expected, "{frame}");

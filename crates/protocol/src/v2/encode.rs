@@ -164,6 +164,19 @@ pub fn send_result(id: Option<u64>, room: RoomId, seq: Seq, ts: i64) -> String {
 }
 
 #[derive(Serialize)]
+struct DeleteResult {
+    room: RoomId,
+    seq: u64,
+}
+
+/// The reply to `delete`, once the erasure is stored:
+/// `{"id":N,"result":{"room":R,"seq":S}}`. Sent again for a message already
+/// deleted, so a client retrying after a lost reply is answered the same.
+pub fn delete_result(id: Option<u64>, room: RoomId, seq: Seq) -> String {
+    reply(id, DeleteResult { room, seq: seq.0 })
+}
+
+#[derive(Serialize)]
 struct HistoryResult<'a> {
     room: RoomId,
     epoch: &'a str,
@@ -304,6 +317,23 @@ pub fn typing(room: RoomId, user: &UserRef) -> String {
 }
 
 #[derive(Serialize)]
+struct DeletedEvent {
+    event: &'static str,
+    room: RoomId,
+    seq: u64,
+}
+
+/// A message was deleted: `{"event":"deleted","room":R,"seq":S}`. Members
+/// show it as deleted, without its text, as history now does.
+pub fn deleted(room: RoomId, seq: Seq) -> String {
+    to_json(&DeletedEvent {
+        event: "deleted",
+        room,
+        seq: seq.0,
+    })
+}
+
+#[derive(Serialize)]
 struct CommandFrame<'a> {
     command: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,6 +349,8 @@ struct CommandFrame<'a> {
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -344,6 +376,7 @@ pub fn command(request: &Request) -> String {
         limit: None,
         text: None,
         nonce: None,
+        seq: None,
     };
     to_json(&match &request.command {
         Command::Join { room, since, limit } => CommandFrame {
@@ -371,6 +404,10 @@ pub fn command(request: &Request) -> String {
         },
         Command::RoomUsers { room } => frame("room_users", *room),
         Command::Typing { room } => frame("typing", *room),
+        Command::Delete { room, seq } => CommandFrame {
+            seq: Some(seq.0),
+            ..frame("delete", *room)
+        },
     })
 }
 
@@ -446,6 +483,22 @@ mod tests {
         assert_eq!(
             send_result(Some(4), RoomId(3), Seq(43), 1_700_000_000_456),
             r#"{"id":4,"result":{"room":3,"seq":43,"ts":1700000000456}}"#
+        );
+    }
+
+    #[test]
+    fn delete_result_and_event_are_byte_exact() {
+        assert_eq!(
+            delete_result(Some(6), RoomId(3), Seq(43)),
+            r#"{"id":6,"result":{"room":3,"seq":43}}"#
+        );
+        assert_eq!(
+            delete_result(None, RoomId(-2), Seq(u64::MAX)),
+            r#"{"result":{"room":-2,"seq":18446744073709551615}}"#
+        );
+        assert_eq!(
+            deleted(RoomId(3), Seq(43)),
+            r#"{"event":"deleted","room":3,"seq":43}"#
         );
     }
 
@@ -595,6 +648,16 @@ mod tests {
                     command: Command::Typing { room: RoomId(3) },
                 },
                 r#"{"command":"typing","room":3}"#,
+            ),
+            (
+                Request {
+                    id: Some(5),
+                    command: Command::Delete {
+                        room: RoomId(3),
+                        seq: Seq(41),
+                    },
+                },
+                r#"{"command":"delete","id":5,"room":3,"seq":41}"#,
             ),
         ];
         for (request, text) in cases {

@@ -27,6 +27,13 @@ pub enum EventHead {
         /// The typing user's id.
         user_id: i64,
     },
+    /// A `deleted` event: its room and the seq of the message deleted.
+    Deleted {
+        /// The room.
+        room: RoomId,
+        /// The deleted message's seq in that room.
+        seq: Seq,
+    },
     /// An `enter` or `leave` event: its room.
     Presence {
         /// The room.
@@ -37,9 +44,9 @@ pub enum EventHead {
 }
 
 /// Reads the head of a frame written by [`super::encode::message`],
-/// [`super::encode::typing`], [`super::encode::enter`] or
-/// [`super::encode::leave`]; anything else (or a frame written by other
-/// means) is [`EventHead::Other`].
+/// [`super::encode::typing`], [`super::encode::enter`],
+/// [`super::encode::leave`] or [`super::encode::deleted`]; anything else (or
+/// a frame written by other means) is [`EventHead::Other`].
 ///
 /// ```
 /// use whisper_protocol::RoomId;
@@ -56,15 +63,16 @@ pub fn peek_event(frame: impl AsRef<[u8]>) -> EventHead {
     // this look at its head.
     let frame = frame.as_ref();
     if let Some(rest) = frame.strip_prefix(br#"{"event":"message","room":"#) {
-        let head = number(rest).and_then(|(room, rest)| {
-            let rest = rest.strip_prefix(br#","seq":"#)?;
-            let (seq, _) = number(rest)?;
-            Some(EventHead::Message {
-                room: RoomId(room),
-                seq: Seq(u64::try_from(seq).ok()?),
-            })
+        return room_and_seq(rest).map_or(EventHead::Other, |(room, seq)| EventHead::Message {
+            room,
+            seq,
         });
-        return head.unwrap_or(EventHead::Other);
+    }
+    if let Some(rest) = frame.strip_prefix(br#"{"event":"deleted","room":"#) {
+        return room_and_seq(rest).map_or(EventHead::Other, |(room, seq)| EventHead::Deleted {
+            room,
+            seq,
+        });
     }
     if let Some(rest) = frame.strip_prefix(br#"{"event":"typing","room":"#) {
         let head = number(rest).and_then(|(room, rest)| {
@@ -88,6 +96,15 @@ pub fn peek_event(frame: impl AsRef<[u8]>) -> EventHead {
         }
     }
     EventHead::Other
+}
+
+/// The room, then `,"seq":` and the seq, at the start of `text`, as
+/// `message` and `deleted` events begin.
+fn room_and_seq(text: &[u8]) -> Option<(RoomId, Seq)> {
+    let (room, rest) = number(text)?;
+    let rest = rest.strip_prefix(br#","seq":"#)?;
+    let (seq, _) = number(rest)?;
+    Some((RoomId(room), Seq(u64::try_from(seq).ok()?)))
 }
 
 /// A decimal integer at the start of `text`, and what follows it; `None`
@@ -159,6 +176,17 @@ mod tests {
     }
 
     #[test]
+    fn deleted_events_show_room_and_seq() {
+        assert_eq!(
+            peek_event(encode::deleted(RoomId(-5), Seq(123_456_789_012))),
+            EventHead::Deleted {
+                room: RoomId(-5),
+                seq: Seq(123_456_789_012)
+            }
+        );
+    }
+
+    #[test]
     fn enter_and_leave_events_show_their_room() {
         for frame in [
             encode::enter(RoomId(4), &ann(), 5),
@@ -176,6 +204,8 @@ mod tests {
             r#"{"event":"message","room":x}"#.into(),
             r#"{"event":"message","room":1,"seq":-1}"#.into(),
             r#"{"event":"message","room":1}"#.into(),
+            r#"{"event":"deleted","room":1}"#.into(),
+            r#"{"event":"deleted","room":1,"seq":-2}"#.into(),
             r#"{"event":"message","room":-,"seq":1}"#.into(),
             r#"{"event":"message","room":99999999999999999999,"seq":1}"#.into(),
             r#"{"event":"typing","room":1,"user":{"id":}}"#.into(),

@@ -318,6 +318,7 @@ async fn record_room<L: ChannelLayer>(
 ) {
     let subject = format!("room {} {:?}", room.id, room.title);
     state
+        .moderation
         .record(NewEntry {
             actor: &by.username,
             action,
@@ -337,6 +338,7 @@ async fn record_user<L: ChannelLayer>(
 ) {
     let subject = format!("user {}", user.username);
     state
+        .moderation
         .record(NewEntry {
             actor: &by.username,
             action,
@@ -532,7 +534,7 @@ pub(crate) async fn record<L: ChannelLayer>(
     if !viewer.is_superuser {
         return Err(HttpError::ChangeRefused(ONLY_SUPERUSERS_READ_THE_RECORD));
     }
-    let entries = state.record.latest(RECORD_PAGE).await?;
+    let entries = state.moderation.latest(RECORD_PAGE).await?;
     let page: Vec<RecordedJson<'_>> = entries.iter().map(RecordedJson::from).collect();
     Ok(json(StatusCode::OK, &page))
 }
