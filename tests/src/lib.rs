@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use whisper_auth::{NewUser, UserStore};
 use whisper_chat::AccessChange;
 use whisper_server::{Config, RoomCatalog, Server, ServerError};
-use whisper_store::{ChangeFeed, MessageStore};
+use whisper_store::{ChangeFeed, MessageStore, ModerationRecord};
 
 pub mod access;
 pub mod browser;
@@ -307,6 +307,27 @@ impl TestDatabase {
             ))
             .await
             .expect("sessions expired");
+    }
+
+    /// The moderation record, oldest first, each entry as `actor action
+    /// subject detail` (without the trailing space of an empty detail).
+    pub async fn moderation_record(&self) -> Vec<String> {
+        let entries = ModerationRecord::new(self.db.clone())
+            .latest(1000)
+            .await
+            .expect("the record");
+        entries
+            .iter()
+            .rev()
+            .map(|entry| {
+                format!(
+                    "{} {} {} {}",
+                    entry.actor, entry.action, entry.subject, entry.detail
+                )
+                .trim_end()
+                .to_owned()
+            })
+            .collect()
     }
 
     /// How many rows of the sessions table belong to `username`, expired

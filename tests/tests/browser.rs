@@ -404,7 +404,8 @@ async fn a_newcomer_finds_general_and_an_empty_list_says_who_makes_rooms() {
 /// reactivate him, and the superuser's own row offers no such button.
 /// A superuser deactivates Bob from the admin page (his socket closes at
 /// once), then deletes him with two clicks (his row goes); the moderation
-/// record on the page shows both, newest first.
+/// record on the page shows both, newest first, and the chat shows what
+/// Bob wrote as from a deleted user.
 #[tokio::test]
 async fn a_superuser_deactivates_then_deletes_a_user_from_the_admin_page() {
     let driver = BrowserDriver::start("admin-deactivate");
@@ -414,6 +415,12 @@ async fn a_superuser_deactivates_then_deletes_a_user_from_the_admin_page() {
     root.log_in(&server, "root", PASSWORD).await;
     let bob = server.user("bob", false).await;
     let mut bob_socket = server.connect(&bob).await;
+    let general = server.db.general_room().await;
+    bob_socket.join(general).await;
+    bob_socket
+        .send_json(json!({"command": "send", "room": general, "message": "remember me"}))
+        .await;
+    assert_eq!(bob_socket.recv_json().await["message"], "remember me");
 
     root.goto(&server.url("/admin/")).await;
     root.record_script_errors().await;
@@ -460,6 +467,13 @@ async fn a_superuser_deactivates_then_deletes_a_user_from_the_admin_page() {
     .await;
     assert!(server.login("bob", "correct horse").await.is_none());
     root.assert_no_script_errors().await;
+
+    // What Bob wrote stays, from a deleted user.
+    root.goto(&server.url("/")).await;
+    root.wait_connected().await;
+    root.join(general).await;
+    root.wait_for_message(general, "deleted user", "remember me")
+        .await;
 }
 
 /// A superuser creates Cid with the admin page's form, who can then log

@@ -268,8 +268,12 @@ export class MessageList {
     const text = deleted
       ? deletedText()
       : el('p', { class: 'msg-text' }, formatMessage(String(message.text ?? '')));
+    // A deleted account's messages stay, with its id but no name.
+    const author = username
+      ? el('span', { class: 'msg-user', text: username, title: user.name || username })
+      : el('span', { class: 'msg-user msg-user-deleted', text: 'deleted user' });
     const line = el('li', { class: own ? 'message own' : 'message' },
-      el('span', { class: 'msg-user', text: username, title: user.name || username }),
+      author,
       timeNode(message.ts),
       text);
     if (deleted) line.classList.add('deleted');

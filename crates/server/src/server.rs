@@ -24,9 +24,9 @@ use whisper_store::{ChangeFeed, MessageStore, ModerationRecord};
 
 use crate::client_addr::client_address;
 use crate::connections::{self, AdmittedStream, OpenConnections};
+use crate::moderation::Moderation;
 use crate::open_sockets::{self, OpenSockets};
 use crate::ping_wheel::PingWheel;
-use crate::moderation::Moderation;
 use crate::state::{AppState, CatalogRooms, StoreLog};
 use crate::{Config, RoomCatalog, http};
 

@@ -14,8 +14,8 @@ use whisper_rooms::ChannelLayer;
 use whisper_store::{Erased, MessageStore, ModerationAction, NewEntry, NewMessage, StoreError};
 
 use crate::connections::{ConnectionCounts, OpenConnections};
-use crate::open_sockets::OpenSockets;
 use crate::moderation::Moderation;
+use crate::open_sockets::OpenSockets;
 use crate::ping_wheel::PingWheel;
 use crate::{CatalogError, Config, Room, RoomCatalog};
 

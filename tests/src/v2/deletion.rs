@@ -70,8 +70,9 @@ async fn stored(client: &mut WsClient, room: i64) -> Vec<(u64, Value, Value)> {
 /// Ann, on `a`, says two things. Bob (not staff, on `b`) may not delete
 /// hers; a staff member on `b` deletes one, Ann her other: the v2 members
 /// on both nodes are told, the v1 member is not, and history on either
-/// node shows the seqs kept and the texts gone. A seq that holds no
-/// message is `MESSAGE_NOT_FOUND`.
+/// node shows the seqs kept and the texts gone; the moderation record
+/// holds the staff member's deletion. A seq that holds no message is
+/// `MESSAGE_NOT_FOUND`.
 pub async fn the_author_or_staff_delete_and_every_node_sees_it(nodes: Nodes<'_>) {
     let room = nodes.db.create_room("Lobby", false).await;
     let ann = user(&nodes, &nodes.a, "ann", false).await;
@@ -155,5 +156,13 @@ pub async fn the_author_or_staff_delete_and_every_node_sees_it(nodes: Nodes<'_>)
     assert!(
         first["ts"].is_i64() && first.get("text").is_none(),
         "{first}"
+    );
+    // The staff member's deletion is a moderation action; Ann's of her
+    // own message is not.
+    assert_eq!(
+        nodes.db.moderation_record().await,
+        [format!(
+            "mo delete-message message {rude} in room {room} by user ann"
+        )]
     );
 }
