@@ -27,12 +27,15 @@ pub enum ErrorCode {
     /// The channel layer could not take the message; nothing was delivered
     /// and the client may retry.
     Unavailable,
+    /// A staff member muted this user in this room: its sends (and typing)
+    /// there are refused until the mute ends. v2 says until when.
+    Muted,
 }
 
 impl ErrorCode {
     /// Every code, for clients that map the wire names back to codes (see
     /// [`ErrorCode::from_name`]) and for tests that cover them all.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::RoomInvalid,
         ErrorCode::RoomAccessDenied,
         ErrorCode::UserHasToLogin,
@@ -42,6 +45,7 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::Muted,
     ];
 
     /// The code a client received as `{"error":"NAME"}`, if it is one.
@@ -63,6 +67,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "TOO_MANY_ROOMS",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Muted => "MUTED",
         }
     }
 }
