@@ -17,6 +17,7 @@ mod m20261129_000004_create_messages;
 mod m20261129_000005_seed_general_room;
 mod m20261130_000006_add_username_key;
 mod m20261130_000007_create_access_changes;
+mod m20261130_000008_create_mutes;
 
 /// Every migration of the schema, in the order they apply.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_seed_general_room::Migration),
             Box::new(m20261130_000006_add_username_key::Migration),
             Box::new(m20261130_000007_create_access_changes::Migration),
+            Box::new(m20261130_000008_create_mutes::Migration),
         ]
     }
 }
