@@ -333,7 +333,7 @@ async fn ping_sockets<L: ChannelLayer>(state: Arc<AppState<L>>) {
 }
 
 /// The time now, in Unix milliseconds, as the tables store it.
-fn unix_millis() -> i64 {
+pub(crate) fn unix_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {

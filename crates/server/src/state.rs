@@ -5,7 +5,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{
-    AccessChange, Appended, Chat, Draft, LogState, MessageLog, NONCE_WINDOW, RoomDirectory,
+    AccessChange, Appended, Chat, Draft, LogState, MessageLog, Mute, MuteOutcome, NONCE_WINDOW,
+    RoomDirectory,
 };
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Message, Seq};
@@ -60,7 +61,8 @@ impl<L: ChannelLayer> AppState<L> {
 }
 
 /// The rooms table as the chat rules look rooms up (through the catalog's
-/// cache: every join looks its room up).
+/// cache: every join looks its room up, and whether its user is muted
+/// there). Mutes are stored in the `mutes` table, so they outlast restarts.
 #[derive(Debug, Clone)]
 pub(crate) struct CatalogRooms(pub RoomCatalog);
 
@@ -69,6 +71,46 @@ impl RoomDirectory for CatalogRooms {
 
     async fn room(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
         self.0.get(id).await
+    }
+
+    async fn muted_until(&self, room: RoomId, user: i64) -> Result<Option<i64>, CatalogError> {
+        self.0
+            .muted_until(room, user, crate::server::unix_millis())
+            .await
+    }
+
+    async fn set_mute(&self, mute: &Mute) -> Result<MuteOutcome, CatalogError> {
+        match mute.until {
+            Some(until) => {
+                let stored = self
+                    .0
+                    .set_mute(mute.room, mute.user, until, mute.by.id)
+                    .await?;
+                tracing::info!(
+                    room = mute.room.0,
+                    user = mute.user,
+                    until,
+                    by = mute.by.id,
+                    stored,
+                    "mute"
+                );
+                Ok(if stored {
+                    MuteOutcome::Applied
+                } else {
+                    MuteOutcome::NoSuchUser
+                })
+            }
+            None => {
+                self.0.clear_mute(mute.room, mute.user).await?;
+                tracing::info!(
+                    room = mute.room.0,
+                    user = mute.user,
+                    by = mute.by.id,
+                    "unmute"
+                );
+                Ok(MuteOutcome::Applied)
+            }
+        }
     }
 }
 
