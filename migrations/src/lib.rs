@@ -17,6 +17,7 @@ mod m20261129_000004_create_messages;
 mod m20261129_000005_seed_general_room;
 mod m20261130_000006_add_username_key;
 mod m20261130_000007_create_access_changes;
+mod m20261130_000008_create_mutes;
 mod m20261130_000009_create_moderation_record;
 
 /// Every migration of the schema, in the order they apply.
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_seed_general_room::Migration),
             Box::new(m20261130_000006_add_username_key::Migration),
             Box::new(m20261130_000007_create_access_changes::Migration),
+            Box::new(m20261130_000008_create_mutes::Migration),
             Box::new(m20261130_000009_create_moderation_record::Migration),
         ]
     }

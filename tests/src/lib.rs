@@ -33,6 +33,7 @@ use whisper_store::{ChangeFeed, MessageStore, ModerationRecord};
 pub mod access;
 pub mod browser;
 pub mod cluster;
+pub mod mutes;
 mod nodes;
 pub mod v2;
 

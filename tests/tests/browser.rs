@@ -1230,3 +1230,81 @@ async fn staff_delete_another_persons_message_and_it_goes_for_everyone() {
     bob.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn staff_mute_a_user_who_then_sees_why_his_message_was_refused() {
+    let driver = BrowserDriver::start("mute");
+    let server = TestServer::start().await;
+    let lobby = server.create_room("Lobby", false).await;
+    let sue = driver.open_as(&server, "sue", PASSWORD, true).await;
+    let bob = driver.open_as(&server, "bob", PASSWORD, false).await;
+    sue.record_script_errors().await;
+    bob.record_script_errors().await;
+    let bob_id = server
+        .db
+        .users
+        .find_by_username("bob")
+        .await
+        .expect("read bob")
+        .expect("bob exists")
+        .id
+        .0;
+    sue.join(lobby).await;
+    bob.join(lobby).await;
+
+    // Sue picks "for 10 minutes" in the menu beside Bob's name.
+    let menu = format!(
+        "{} .mute-select[data-user-id=\"{bob_id}\"]",
+        Browser::pane(lobby)
+    );
+    sue.wait_for_element(&menu).await;
+    sue.execute(
+        "const select = document.querySelector(arguments[0]); \
+         select.value = '600'; \
+         select.dispatchEvent(new Event('change'));",
+        vec![json!(menu)],
+    )
+    .await;
+    sue.wait_for_notice(lobby, "mute", "bob is muted here until")
+        .await;
+    // Bob's page is told at once, and again when he tries anyway.
+    bob.wait_for_notice(lobby, "mute", "You are muted in this room until")
+        .await;
+    bob.send(lobby, "why can't I talk?").await;
+    bob.wait_for_js(
+        "a second mute notice and the message marked failed",
+        "const pane = arguments[0]; \
+         const notices = document.querySelectorAll(pane + ' .messages li.notice-mute'); \
+         const failed = document.querySelector(pane + ' .messages .message.failed'); \
+         const last = notices[notices.length - 1]?.querySelector('.notice-text'); \
+         return notices.length >= 2 && !!failed \
+             && /^You are muted in this room until \\d\\d:\\d\\d\\.$/.test(last.textContent);",
+        vec![json!(Browser::pane(lobby))],
+    )
+    .await;
+    // Sue saw nothing of it.
+    assert!(
+        sue.messages(lobby)
+            .await
+            .iter()
+            .all(|m| m.text != "why can't I talk?")
+    );
+
+    sue.execute(
+        "const select = document.querySelector(arguments[0]); \
+         select.value = 'unmute'; \
+         select.dispatchEvent(new Event('change'));",
+        vec![json!(menu)],
+    )
+    .await;
+    bob.wait_for_notice(lobby, "mute", "You may post in this room again.")
+        .await;
+    bob.send(lobby, "thanks").await;
+    sue.wait_for_message(lobby, "bob", "thanks").await;
+    sue.assert_no_script_errors().await;
+    bob.assert_no_script_errors().await;
+
+    sue.close().await;
+    bob.close().await;
+    server.stop().await;
+}

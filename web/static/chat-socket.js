@@ -20,12 +20,16 @@ export const TIMEOUT = 'TIMEOUT';
 /** A request failed on this side: the socket closed, or was never open. */
 export const DISCONNECTED = 'DISCONNECTED';
 
-/** Why a request failed: a server error code (§21), TIMEOUT or DISCONNECTED. */
+/**
+ * Why a request failed: a server error code (§21), TIMEOUT or DISCONNECTED;
+ * `until` is when a mute ends, for MUTED.
+ */
 export class RequestError extends Error {
-  constructor(code, room) {
+  constructor(code, room, until) {
     super(code);
     this.code = code;
     this.room = room;
+    this.until = until;
   }
 
   /** True when the connection, not the server, failed the request. */
@@ -130,7 +134,7 @@ export class ChatSocket {
     if (!waiting) return;
     this.#waiting.delete(id);
     clearTimeout(waiting.timer);
-    if (error) waiting.reject(new RequestError(String(error.code), error.room));
+    if (error) waiting.reject(new RequestError(String(error.code), error.room, error.until));
     else waiting.resolve(frame.result);
   }
 }

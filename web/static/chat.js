@@ -16,7 +16,7 @@ import { $, el } from './dom.js';
 import { attachEmojiPicker } from './emoji-picker.js';
 import { MessageList } from './message-list.js';
 import { Outbox } from './outbox.js';
-import { PAGE_SIZE, TYPING_INTERVAL_MS, errorText } from './protocol.js';
+import { MUTE_CHOICES, PAGE_SIZE, TYPING_INTERVAL_MS, errorText, mutedText } from './protocol.js';
 import { attachShortcodes } from './shortcode-input.js';
 import { TypingIndicator, TypingNotifier } from './typing.js';
 import { paintUser } from './user-color.js';
@@ -290,7 +290,7 @@ function openPane(id, title) {
     typingNotifier: new TypingNotifier(() => notifyTyping(pane), TYPING_INTERVAL_MS),
     outbox: new Outbox(list, state.me,
       (text, nonce) => request('send', { room: Number(id), text, nonce }),
-      (failure) => showPaneError(pane, failure.connectionLost ? OFFLINE_SEND_TEXT : errorText(failure.code))),
+      (failure) => onSendFailed(pane, failure)),
     epoch: null, lastSeq: 0, joined: false, resyncing: false, hasMore: false, loadingOlder: false,
     unread: 0, errorTimer: 0, usersTimer: 0, leaving: false,
   };
@@ -345,12 +345,61 @@ function renderUsers(pane, users) {
   const online = (Array.isArray(users) ? users : [])
     .filter((user) => user && user.online)
     .sort((a, b) => String(a.username).localeCompare(String(b.username)));
-  pane.online.replaceChildren(...online.map((user) => paintUser(el('li', {
-    class: isMe(user) ? 'online-user me' : 'online-user',
-    text: user.username,
-    title: user.name || user.username,
-  }), String(user.username))));
+  pane.online.replaceChildren(...online.map((user) => {
+    const item = paintUser(el('li', {
+      class: isMe(user) ? 'online-user me' : 'online-user',
+      text: user.username,
+      title: user.name || user.username,
+    }), String(user.username));
+    if (state.me?.is_staff && !isMe(user)) item.append(muteSelect(pane, user));
+    return item;
+  }));
   pane.onlineCount.textContent = `${online.length} online`;
+}
+
+// ---- Mutes (staff) ------------------------------------------------------------
+
+// A select to mute `user` in the pane's room for a while, or lift a mute.
+function muteSelect(pane, user) {
+  const select = el('select', {
+    class: 'mute-select', 'aria-label': `Mute ${user.username}`, dataset: { userId: String(user.id) },
+  },
+  el('option', { value: '', text: 'Mute…' }),
+  ...MUTE_CHOICES.map((choice) => el('option', { value: String(choice.seconds), text: `for ${choice.label}` })),
+  el('option', { value: 'unmute', text: 'Unmute' }));
+  select.addEventListener('change', () => {
+    const choice = select.value;
+    select.value = '';
+    if (choice) muteUser(pane, user, choice === 'unmute' ? null : Number(choice));
+  });
+  return select;
+}
+
+// Mutes `user` for `seconds`, or lifts the mute (null); says what came of it.
+async function muteUser(pane, user, seconds) {
+  const room = Number(pane.id);
+  const name = String(user.username);
+  try {
+    if (seconds === null) {
+      await request('unmute', { room, user: user.id });
+      pane.list.addNotice('mute', `${name} may post again.`, Date.now());
+    } else {
+      const result = await request('mute', { room, user: user.id, seconds });
+      const end = new Date(result.until).toLocaleString();
+      pane.list.addNotice('mute', `${name} is muted here until ${end}.`, Date.now());
+    }
+  } catch (error) {
+    showPaneError(pane, error.connectionLost ? 'Not connected. Try again in a moment.' : errorText(error.code));
+  }
+}
+
+// Why this user's own message did not go out.
+function onSendFailed(pane, failure) {
+  if (failure.code === 'MUTED') {
+    pane.list.addNotice('mute', mutedText(failure.until), Date.now());
+    return;
+  }
+  showPaneError(pane, failure.connectionLost ? OFFLINE_SEND_TEXT : errorText(failure.code));
 }
 
 // Bursts of entries and departures cause one room_users request, not one each.
@@ -533,6 +582,12 @@ function onEvent(frame) {
       return undefined;
     case 'deleted':
       pane.list.markDeleted(frame.seq);
+      return undefined;
+    case 'muted':
+      pane.list.addNotice('mute', mutedText(frame.until), Date.now());
+      return undefined;
+    case 'unmuted':
+      pane.list.addNotice('mute', 'You may post in this room again.', Date.now());
       return undefined;
     default:
       // Kinds this page does not know yet (§20): ignored.

@@ -28,7 +28,29 @@ export const ERROR_TEXT = {
   RATE_LIMITED: 'You are sending too fast. Wait a moment and try again.',
   UNAVAILABLE: 'The server could not do that just now, try again.',
   MESSAGE_NOT_FOUND: 'That message is no longer stored.',
+  MUTED: 'You are muted in this room.',
 };
+
+/** The mute lengths staff may pick, in seconds (the server takes 1 s to a year). */
+export const MUTE_CHOICES = [
+  { label: '10 minutes', seconds: 10 * 60 },
+  { label: '1 hour', seconds: 60 * 60 },
+  { label: '1 day', seconds: 24 * 60 * 60 },
+];
+
+/**
+ * "You are muted in this room until HH:MM." for a mute ending at `until`
+ * (Unix ms, from a MUTED error or a muted event); the date is added when
+ * the mute does not end today.
+ */
+export function mutedText(until) {
+  const end = new Date(Number(until));
+  if (Number.isNaN(end.getTime())) return ERROR_TEXT.MUTED;
+  const time = end.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const today = end.toDateString() === new Date().toDateString();
+  const when = today ? time : `${end.toLocaleDateString()} ${time}`;
+  return `You are muted in this room until ${when}.`;
+}
 
 /** The words for error `code`; unknown codes are shown as they are. */
 export function errorText(code) {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use whisper_testkit::RedisServer;
-use whisper_tests::{Cluster, Nodes, access};
+use whisper_tests::{Cluster, Nodes, access, mutes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_whisper-server");
 
@@ -261,4 +261,10 @@ async fn a_password_reset_on_one_nodes_admin_page_logs_the_user_out_on_both() {
         &cluster,
     ))
     .await;
+}
+
+#[tokio::test]
+async fn a_mute_on_one_node_holds_on_the_other_and_an_unmute_there_lifts_it() {
+    let cluster = Cluster::start(BIN).await;
+    mutes::a_mute_holds_at_once_on_every_node(Nodes::two(&cluster)).await;
 }

@@ -38,6 +38,18 @@ pub enum AccessChange {
     /// its host read the user again (see
     /// [`Connection::take_user_changed`](crate::Connection::take_user_changed)).
     User(i64),
+    /// Staff muted `user` in `room` until `until` (Unix milliseconds), or
+    /// lifted the mute (`until: None`). Each of the user's connections
+    /// refuses its sends there from now on (or no longer); a host that
+    /// caches rooms reads the room's mutes again.
+    Mute {
+        /// The room the mute holds in.
+        room: RoomId,
+        /// The muted user's id.
+        user: i64,
+        /// When the mute ends; `None` once lifted.
+        until: Option<i64>,
+    },
 }
 
 impl AccessChange {
@@ -60,7 +72,8 @@ impl AccessChange {
         match self {
             AccessChange::RoomDeleted(room)
             | AccessChange::RoomStaffOnly(room)
-            | AccessChange::RoomOpened(room) => Some(room),
+            | AccessChange::RoomOpened(room)
+            | AccessChange::Mute { room, .. } => Some(room),
             AccessChange::User(_) => None,
         }
     }
@@ -81,6 +94,15 @@ impl AccessChange {
                     .group_send(&Self::room_changes_group(), payload.clone())
                     .await?;
                 layer.group_send(&GroupName::for_room(room), payload).await
+            }
+            AccessChange::Mute { user, .. } => {
+                // Caches first, as above: a join that starts once the
+                // user's connections are told reads the mute anew. The
+                // room's other members hear nothing of it.
+                layer
+                    .group_send(&Self::room_changes_group(), payload.clone())
+                    .await?;
+                layer.group_send(&Self::user_group(user), payload).await
             }
         }
     }
@@ -104,14 +126,19 @@ impl AccessChange {
 
 impl fmt::Display for AccessChange {
     /// The change as text: a word, a space, the id (`user 7`,
-    /// `room-deleted 3`). What goes after the mark in a payload, and what a
-    /// tool without a channel layer records for the servers to read.
+    /// `room-deleted 3`); a mute, `mute ROOM USER UNTIL` with UNTIL 0 once
+    /// lifted (`mute 3 7 1700000000000`). What goes after the mark in a
+    /// payload, and what a tool without a channel layer records for the
+    /// servers to read.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (word, id) = match *self {
             AccessChange::RoomDeleted(room) => ("room-deleted", room.0),
             AccessChange::RoomStaffOnly(room) => ("room-staff-only", room.0),
             AccessChange::RoomOpened(room) => ("room-opened", room.0),
             AccessChange::User(id) => ("user", id),
+            AccessChange::Mute { room, user, until } => {
+                return write!(f, "mute {} {user} {}", room.0, until.unwrap_or(0));
+            }
         };
         write!(f, "{word} {id}")
     }
@@ -136,6 +163,19 @@ impl FromStr for AccessChange {
     fn from_str(text: &str) -> Result<Self, NotAChange> {
         let refuse = || NotAChange(text.to_owned());
         let (word, id) = text.split_once(' ').ok_or_else(refuse)?;
+        if word == "mute" {
+            let mut numbers = id.split(' ').map(str::parse::<i64>);
+            let mut next = || numbers.next().and_then(Result::ok).ok_or_else(refuse);
+            let (room, user, until) = (next()?, next()?, next()?);
+            if numbers.next().is_some() {
+                return Err(refuse());
+            }
+            return Ok(AccessChange::Mute {
+                room: RoomId(room),
+                user,
+                until: (until != 0).then_some(until),
+            });
+        }
         let id: i64 = id.parse().map_err(|_| refuse())?;
         match word {
             "room-deleted" => Ok(AccessChange::RoomDeleted(RoomId(id))),
@@ -153,10 +193,38 @@ mod tests {
 
     #[test]
     fn every_change_comes_back_from_its_text() {
-        for change in [AccessChange::RoomDeleted(RoomId(3)), AccessChange::User(-7)] {
+        for change in [
+            AccessChange::RoomDeleted(RoomId(3)),
+            AccessChange::User(-7),
+            AccessChange::Mute {
+                room: RoomId(3),
+                user: 7,
+                until: Some(1_700_000_000_000),
+            },
+            AccessChange::Mute {
+                room: RoomId(3),
+                user: 7,
+                until: None,
+            },
+        ] {
             assert_eq!(change.to_string().parse(), Ok(change));
         }
         assert_eq!(AccessChange::User(7).to_string(), "user 7");
+        let mute = AccessChange::Mute {
+            room: RoomId(3),
+            user: 7,
+            until: Some(1_700_000_000_000),
+        };
+        assert_eq!(mute.to_string(), "mute 3 7 1700000000000");
+        assert_eq!(mute.room(), Some(RoomId(3)));
+        assert_eq!(
+            "mute 3 7 0".parse(),
+            Ok(AccessChange::Mute {
+                room: RoomId(3),
+                user: 7,
+                until: None
+            })
+        );
         assert!("user".parse::<AccessChange>().is_err());
     }
 
@@ -167,6 +235,11 @@ mod tests {
             AccessChange::RoomStaffOnly(RoomId(i64::MAX)),
             AccessChange::RoomOpened(RoomId(-1)),
             AccessChange::User(42),
+            AccessChange::Mute {
+                room: RoomId(i64::MIN),
+                user: i64::MAX,
+                until: Some(-1),
+            },
         ] {
             assert_eq!(
                 AccessChange::from_payload(&change.to_payload()),
@@ -184,6 +257,10 @@ mod tests {
             "\u{1}user",
             "\u{1}user x",
             "\u{1}room-gone 1",
+            "\u{1}mute 1 2",
+            "\u{1}mute 1 2 3 4",
+            "\u{1}mute 1 x 3",
+            "\u{1}mute 1  2 3",
             "user 1",
         ] {
             assert_eq!(

@@ -27,7 +27,10 @@ use crate::access::AccessChange;
 use crate::log::{Draft, Erase, Erasure, MessageLog, unix_millis};
 use crate::rate::TokenBucket;
 use crate::writer::Outcome;
-use crate::{Chat, ChatUser, Counters, FRAME_SEPARATOR, Protocol, Room, RoomDirectory, room_event};
+use crate::{
+    Chat, ChatUser, Counters, FRAME_SEPARATOR, Mute, MuteOutcome, Protocol, Room, RoomDirectory,
+    room_event,
+};
 
 /// A `send` under way: completes with the frame to answer, if any.
 type SendInFlight = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
@@ -74,16 +77,21 @@ struct JoinedRoom {
     /// v2: this socket's own typing notices still to come back through the
     /// room; they are dropped (the user's other sockets get theirs).
     typing_echoes: u8,
+    /// Until when (Unix milliseconds) the directory said the user is muted
+    /// here, read at the join; a change heard since wins (see
+    /// `Connection::heard_mutes`).
+    muted_until: Option<i64>,
 }
 
 impl JoinedRoom {
-    fn new(now: Instant) -> Self {
+    fn new(now: Instant, muted_until: Option<i64>) -> Self {
         JoinedRoom {
             presence_touched: now,
             seen: Seq(0),
             early: BTreeMap::new(),
             gap_since: None,
             typing_echoes: 0,
+            muted_until,
         }
     }
 
@@ -185,6 +193,12 @@ pub struct Connection<L, D, M> {
     /// still be in the layer (it is dropped by a leave under way in
     /// `sends`): their events are not passed on. Cleared by joining again.
     revoked: Vec<RoomId>,
+    /// The user's mutes as heard through [`AccessChange::Mute`] since the
+    /// connection opened, by room (`None`: lifted). Heard changes are
+    /// newer than anything a join reads (a directory's cache may lag
+    /// behind a change still on its way), so they win over
+    /// `JoinedRoom::muted_until`.
+    heard_mutes: HashMap<RoomId, Option<i64>>,
 }
 
 impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
@@ -222,6 +236,7 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
             sends: Mutex::new(None),
             user_changed: false,
             revoked: Vec::new(),
+            heard_mutes: HashMap::new(),
         })
     }
 
@@ -493,6 +508,20 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
     /// Acts on a change of access delivered through the inbox.
     fn follow(&mut self, change: AccessChange, out: &mut Vec<Payload>) {
         let evicted = match change {
+            AccessChange::Mute { room, user, until } => {
+                if user == self.user.id {
+                    self.heard_mutes.insert(room, until);
+                    // Told to a v2 client in the room, so it can say so
+                    // before the user tries to post.
+                    if self.protocol == Protocol::V2 && self.joined.contains_key(&room) {
+                        out.push(Payload::from(match until {
+                            Some(until) => v2::encode::muted(room, until),
+                            None => v2::encode::unmuted(room),
+                        }));
+                    }
+                }
+                None
+            }
             AccessChange::RoomDeleted(id) => self.evict(id, ErrorCode::RoomInvalid),
             AccessChange::RoomStaffOnly(id) if !self.user.is_staff => {
                 self.evict(id, ErrorCode::RoomAccessDenied)
@@ -590,9 +619,12 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
                 .leave(room)
                 .await
                 .map(|()| Some(encode::leave_reply(room))),
-            Ok(Command::Send { room, message }) => self
-                .start_send(room, message, None, Answer::V1, now)
-                .map(|()| None),
+            Ok(Command::Send { room, message }) => match self.mute_in_force(room) {
+                Some(_) => Err(ErrorCode::Muted),
+                None => self
+                    .start_send(room, message, None, Answer::V1, now)
+                    .map(|()| None),
+            },
             Ok(Command::RoomUsers { room }) => self.room_users_v1(room).await.map(Some),
             Err(code) => Err(code),
         };
@@ -619,16 +651,28 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
                 .leave(room)
                 .await
                 .map(|()| Some(v2::encode::leave_result(id, room))),
-            v2::Command::Send { room, text, nonce } => self
-                .start_send(room, text, nonce, Answer::V2(id), now)
-                .map(|()| None),
+            v2::Command::Send { room, text, nonce } => match self.mute_in_force(room) {
+                Some(until) => Ok(Some(v2::encode::muted_error(id, room, until))),
+                None => self
+                    .start_send(room, text, nonce, Answer::V2(id), now)
+                    .map(|()| None),
+            },
             v2::Command::History {
                 room,
                 before,
                 limit,
             } => self.history(id, room, before, limit).await.map(Some),
             v2::Command::RoomUsers { room } => self.room_users_v2(id, room).await.map(Some),
-            v2::Command::Typing { room } => self.typing(id, room, now).await.map(Some),
+            v2::Command::Typing { room } => match self.mute_in_force(room) {
+                Some(until) => Ok(Some(v2::encode::muted_error(id, room, until))),
+                None => self.typing(id, room, now).await.map(Some),
+            },
+            v2::Command::Mute {
+                room,
+                user,
+                seconds,
+            } => self.mute(id, room, user, Some(seconds)).await.map(Some),
+            v2::Command::Unmute { room, user } => self.mute(id, room, user, None).await.map(Some),
             v2::Command::Delete { room, seq } => self.delete(id, room, seq).await.map(Some),
         };
         result.unwrap_or_else(|code| Some(v2::encode::error(id, code, Some(room))))
@@ -663,6 +707,17 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         if self.joined.len() >= self.chat.limits.max_rooms_per_connection {
             return Err(ErrorCode::TooManyRooms);
         }
+        // Read with the room (a caching directory keeps them together); a
+        // join that cannot tell whether its user is muted does not happen.
+        let muted_until = Box::pin(self.chat.rooms.muted_until(id, self.user.id))
+            .await
+            .map_err(|error| {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "mute lookup failed"
+                );
+                ErrorCode::Unavailable
+            })?;
         let chat = &self.chat;
         chat.announce(id, &self.user, Notice::Enter)
             .await
@@ -682,7 +737,7 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         }
         // Remembered as soon as the membership exists, so however the
         // connection ends from here on, its departure leaves the room.
-        self.joined.insert(id, JoinedRoom::new(now));
+        self.joined.insert(id, JoinedRoom::new(now, muted_until));
         self.revoked.retain(|revoked| *revoked != id);
         self.touch_presence(id).await;
         Ok(room)
@@ -775,6 +830,66 @@ impl<L: ChannelLayer, D: RoomDirectory, M: MessageLog> Connection<L, D, M> {
         self.chat
             .leave_room(id, &self.user, self.channel, self.protocol == Protocol::V1)
             .await
+    }
+
+    /// Until when (Unix milliseconds) this user is muted in a joined room,
+    /// if a mute is in force now; `None` when not, or not joined (`send`
+    /// and `typing` refuse that with `ROOM_ACCESS_DENIED` first). No
+    /// lookup: the state was read at the join and follows every change.
+    fn mute_in_force(&self, room: RoomId) -> Option<i64> {
+        let joined = self.joined.get(&room)?;
+        let until = self
+            .heard_mutes
+            .get(&room)
+            .copied()
+            .unwrap_or(joined.muted_until)?;
+        (until > unix_millis()).then_some(until)
+    }
+
+    /// Mutes `user` in `room` for `seconds`, or lifts the mute (`None`):
+    /// staff only, in a room the asker may enter (joined or not). Once the
+    /// directory stored it, every connection of the user hears of it on
+    /// every node (see [`AccessChange::Mute`]). Returns the result frame.
+    async fn mute(
+        &self,
+        id: Option<u64>,
+        room: RoomId,
+        user: i64,
+        seconds: Option<u32>,
+    ) -> Result<String, ErrorCode> {
+        self.accessible_room(room).await?;
+        if !self.user.is_staff {
+            return Err(ErrorCode::RoomAccessDenied);
+        }
+        let until = seconds.map(|seconds| unix_millis().saturating_add(i64::from(seconds) * 1000));
+        let mute = Mute {
+            room,
+            user,
+            until,
+            by: self.user.user_ref(),
+        };
+        let outcome = Box::pin(self.chat.rooms.set_mute(&mute))
+            .await
+            .map_err(|error| {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "storing a mute failed"
+                );
+                ErrorCode::Unavailable
+            })?;
+        if outcome == MuteOutcome::NoSuchUser {
+            return Err(ErrorCode::BadRequest);
+        }
+        // Stored: a failure to tell the connections is the asker's to
+        // retry (muting again changes nothing more).
+        AccessChange::Mute { room, user, until }
+            .announce(&self.chat.layer)
+            .await
+            .map_err(|error| self.chat.layer_failed("group_send", &error))?;
+        Ok(match until {
+            Some(until) => v2::encode::mute_result(id, room, user, until),
+            None => v2::encode::unmute_result(id, room, user),
+        })
     }
 
     /// Hands a message to the log writer (see `writer`): it is stored, then
@@ -1020,7 +1135,9 @@ fn command_room(command: &v2::Command) -> RoomId {
         | v2::Command::History { room, .. }
         | v2::Command::RoomUsers { room }
         | v2::Command::Typing { room }
-        | v2::Command::Delete { room, .. } => *room,
+        | v2::Command::Delete { room, .. }
+        | v2::Command::Mute { room, .. }
+        | v2::Command::Unmute { room, .. } => *room,
     }
 }
 

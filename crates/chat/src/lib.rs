@@ -18,7 +18,9 @@
 //! access made while connections are open (a room deleted or made
 //! staff-only, a user logged out or demoted) reach them through the layer
 //! as an [`AccessChange`], on every node; the host announces each one it
-//! makes. There are no
+//! makes. Staff may mute a user in a room (v2 `mute`): the user's sends
+//! there are refused with `MUTED` until the mute ends or is lifted, on
+//! every node at once (an [`AccessChange::Mute`]). There are no
 //! sockets and no timers in this crate: time is passed in, and the only I/O
 //! is through the [`ChannelLayer`], the [`RoomDirectory`] and the
 //! [`MessageLog`] the host chooses. Its one task stores messages in batches
@@ -73,7 +75,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use whisper_protocol::v2::UserRef;
@@ -92,6 +94,8 @@ mod rate;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mutes;
 #[cfg(test)]
 mod tests_v2;
 mod writer;
@@ -192,9 +196,36 @@ impl ChatUser {
     }
 }
 
+/// A mute as staff set or end it (v2 `mute` and `unmute`): `user` may not
+/// post in `room` until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    /// The room the mute holds in.
+    pub room: RoomId,
+    /// The muted user's id.
+    pub user: i64,
+    /// When the mute ends, in Unix milliseconds (wall clock, so it
+    /// outlasts restarts); `None` ends it now (unmute).
+    pub until: Option<i64>,
+    /// The staff member who asked, for a host that keeps a record of
+    /// moderation.
+    pub by: UserRef,
+}
+
+/// What a [`RoomDirectory`] made of a [`Mute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuteOutcome {
+    /// Stored: it holds from now on.
+    Applied,
+    /// No user has the id: nothing was stored, and the asker hears
+    /// `BAD_REQUEST`.
+    NoSuchUser,
+}
+
 /// Where the rules look rooms up: a database table, a configuration file,
 /// a fixed list. Looked up on every join and `room_users`, so a host with
-/// a slow store caches (Whisper's server does).
+/// a slow store caches (Whisper's server does). It also keeps who is muted
+/// where, read on every join.
 pub trait RoomDirectory: Send + Sync + 'static {
     /// Why a lookup failed; the client hears `UNAVAILABLE` and the error is
     /// logged with its sources.
@@ -202,17 +233,47 @@ pub trait RoomDirectory: Send + Sync + 'static {
 
     /// The room with this id, or `None` when there is none.
     fn room(&self, id: RoomId) -> impl Future<Output = Result<Option<Room>, Self::Error>> + Send;
+
+    /// Until when (Unix milliseconds) `user` is muted in `room`; `None`
+    /// when not. An end already past may be returned: the rules compare it
+    /// with the time themselves.
+    fn muted_until(
+        &self,
+        room: RoomId,
+        user: i64,
+    ) -> impl Future<Output = Result<Option<i64>, Self::Error>> + Send;
+
+    /// Stores a mute, or ends one (`until: None`; ending a mute there is
+    /// not is no error). The rules check that the asker is staff and that
+    /// the room exists first, and tell every connection of the user once
+    /// this returns [`MuteOutcome::Applied`].
+    fn set_mute(
+        &self,
+        mute: &Mute,
+    ) -> impl Future<Output = Result<MuteOutcome, Self::Error>> + Send;
 }
 
 /// A fixed set of rooms, for hosts whose rooms do not change while they run
-/// (and for tests).
+/// (and for tests). Mutes are kept in memory (lost on restart); any user
+/// id may be muted. Clones share the mutes.
 #[derive(Debug, Clone, Default)]
-pub struct StaticRooms(BTreeMap<RoomId, Room>);
+pub struct StaticRooms {
+    rooms: BTreeMap<RoomId, Room>,
+    /// (room, user) -> until, in Unix milliseconds.
+    mutes: Arc<Mutex<HashMap<(RoomId, i64), i64>>>,
+}
 
 impl StaticRooms {
     /// A directory of exactly these rooms.
     pub fn new(rooms: impl IntoIterator<Item = Room>) -> Self {
-        StaticRooms(rooms.into_iter().map(|room| (room.id, room)).collect())
+        StaticRooms {
+            rooms: rooms.into_iter().map(|room| (room.id, room)).collect(),
+            mutes: Arc::default(),
+        }
+    }
+
+    fn mutes(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomId, i64), i64>> {
+        self.mutes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -220,7 +281,20 @@ impl RoomDirectory for StaticRooms {
     type Error = Infallible;
 
     async fn room(&self, id: RoomId) -> Result<Option<Room>, Infallible> {
-        Ok(self.0.get(&id).cloned())
+        Ok(self.rooms.get(&id).cloned())
+    }
+
+    async fn muted_until(&self, room: RoomId, user: i64) -> Result<Option<i64>, Infallible> {
+        Ok(self.mutes().get(&(room, user)).copied())
+    }
+
+    async fn set_mute(&self, mute: &Mute) -> Result<MuteOutcome, Infallible> {
+        let key = (mute.room, mute.user);
+        match mute.until {
+            Some(until) => self.mutes().insert(key, until),
+            None => self.mutes().remove(&key),
+        };
+        Ok(MuteOutcome::Applied)
     }
 }
 

@@ -7,23 +7,23 @@ use whisper_protocol::encode;
 use crate::testing::{self, InProcessClient, InProcessHost, LOBBY, ScenarioClient};
 use crate::{AccessChange, ChatUser, Limits, Protocol};
 
-async fn v2_client(host: &InProcessHost, user: ChatUser) -> InProcessClient {
+pub(crate) async fn v2_client(host: &InProcessHost, user: ChatUser) -> InProcessClient {
     host.connect_speaking(Protocol::V2, user).await
 }
 
 /// A v2 client of `user` that has joined the lobby (its result read).
-async fn joined_v2(host: &InProcessHost, user: ChatUser) -> InProcessClient {
+pub(crate) async fn joined_v2(host: &InProcessHost, user: ChatUser) -> InProcessClient {
     let mut client = v2_client(host, user).await;
     request(&mut client, json!({"command": "join", "room": 1})).await;
     client
 }
 
-async fn next(client: &mut InProcessClient) -> Value {
+pub(crate) async fn next(client: &mut InProcessClient) -> Value {
     let frame = testing::recv(client).await;
     serde_json::from_str(&frame).unwrap_or_else(|error| panic!("{frame}: {error}"))
 }
 
-async fn request(client: &mut InProcessClient, request: Value) -> Value {
+pub(crate) async fn request(client: &mut InProcessClient, request: Value) -> Value {
     client.send(&request.to_string()).await;
     next(client).await
 }

@@ -32,12 +32,15 @@ pub enum ErrorCode {
     /// room (never given, or removed by retention), so the client can drop
     /// its copy instead of retrying.
     MessageNotFound,
+    /// A staff member muted this user in this room: its sends (and typing)
+    /// there are refused until the mute ends. v2 says until when.
+    Muted,
 }
 
 impl ErrorCode {
     /// Every code, for clients that map the wire names back to codes (see
     /// [`ErrorCode::from_name`]) and for tests that cover them all.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::RoomInvalid,
         ErrorCode::RoomAccessDenied,
         ErrorCode::UserHasToLogin,
@@ -48,6 +51,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::MessageNotFound,
+        ErrorCode::Muted,
     ];
 
     /// The code a client received as `{"error":"NAME"}`, if it is one.
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::MessageNotFound => "MESSAGE_NOT_FOUND",
+            ErrorCode::Muted => "MUTED",
         }
     }
 }

@@ -336,6 +336,14 @@ fn v2_request() -> impl Strategy<Value = Request> {
         room_id().prop_map(|room| v2::Command::Typing { room }),
         (room_id(), any::<u64>().prop_map(Seq))
             .prop_map(|(room, seq)| v2::Command::Delete { room, seq }),
+        (room_id(), any::<i64>(), 1..=v2::MAX_MUTE_SECONDS).prop_map(|(room, user, seconds)| {
+            v2::Command::Mute {
+                room,
+                user,
+                seconds,
+            }
+        }),
+        (room_id(), any::<i64>()).prop_map(|(room, user)| v2::Command::Unmute { room, user }),
     ];
     (prop::option::of(any::<u64>()), command).prop_map(|(id, command)| Request { id, command })
 }

@@ -144,7 +144,11 @@ impl<L: ChannelLayer> Server<L> {
             messages: MessageStore::new(db.clone()),
             moderation: moderation.clone(),
         };
-        let chat = Arc::new(Chat::new(layer, CatalogRooms(rooms.clone()), log, limits));
+        let directory = CatalogRooms {
+            catalog: rooms.clone(),
+            moderation: moderation.clone(),
+        };
+        let chat = Arc::new(Chat::new(layer, directory, log, limits));
         let state = Arc::new(AppState {
             users,
             sessions: SessionStore::new(db.clone()),
@@ -340,7 +344,7 @@ async fn ping_sockets<L: ChannelLayer>(state: Arc<AppState<L>>) {
 }
 
 /// The time now, in Unix milliseconds, as the tables store it.
-fn unix_millis() -> i64 {
+pub(crate) fn unix_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {

@@ -5,8 +5,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use whisper_auth::{LoginThrottle, SessionStore, SignupThrottle, UserStore};
 use whisper_chat::{
-    AccessChange, Appended, Chat, Draft, Erase, Erasure, LogState, MessageLog, NONCE_WINDOW,
-    RoomDirectory,
+    AccessChange, Appended, Chat, Draft, Erase, Erasure, LogState, MessageLog, Mute, MuteOutcome,
+    NONCE_WINDOW, RoomDirectory,
 };
 use whisper_protocol::RoomId;
 use whisper_protocol::v2::{Message, Seq};
@@ -64,16 +64,76 @@ impl<L: ChannelLayer> AppState<L> {
 }
 
 /// The rooms table as the chat rules look rooms up (through the catalog's
-/// cache: every join looks its room up).
+/// cache: every join looks its room up), and where staff's mutes are
+/// stored; each mute and unmute is recorded.
 #[derive(Debug, Clone)]
-pub(crate) struct CatalogRooms(pub RoomCatalog);
+pub(crate) struct CatalogRooms {
+    pub catalog: RoomCatalog,
+    pub moderation: Moderation,
+}
 
 impl RoomDirectory for CatalogRooms {
     type Error = CatalogError;
 
     async fn room(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
-        self.0.get(id).await
+        self.catalog.get(id).await
     }
+
+    async fn muted_until(&self, room: RoomId, user: i64) -> Result<Option<i64>, CatalogError> {
+        self.catalog
+            .muted_until(room, user, crate::server::unix_millis())
+            .await
+    }
+
+    async fn set_mute(&self, mute: &Mute) -> Result<MuteOutcome, CatalogError> {
+        let (action, detail) = match mute.until {
+            Some(until) => {
+                let stored = self
+                    .catalog
+                    .set_mute(mute.room, mute.user, until, mute.by.id)
+                    .await?;
+                if !stored {
+                    return Ok(MuteOutcome::NoSuchUser);
+                }
+                let left = until.saturating_sub(crate::server::unix_millis()) / 1000;
+                (
+                    ModerationAction::Mute,
+                    format!("for {}", duration_words(left)),
+                )
+            }
+            None => {
+                self.catalog.clear_mute(mute.room, mute.user).await?;
+                (ModerationAction::Unmute, String::new())
+            }
+        };
+        let subject = format!(
+            "{} in room {}",
+            self.moderation.user_named(mute.user).await,
+            mute.room
+        );
+        self.moderation
+            .record(NewEntry {
+                actor: &mute.by.username,
+                action,
+                subject: &subject,
+                detail: &detail,
+            })
+            .await;
+        Ok(MuteOutcome::Applied)
+    }
+}
+
+/// A duration in seconds as the record says it: in days, hours or minutes,
+/// whichever is the largest unit it has one of (rounded to the nearest).
+fn duration_words(seconds: i64) -> String {
+    let (unit, name) = match seconds {
+        86_400.. => (86_400, "day"),
+        3_600.. => (3_600, "hour"),
+        _ => (60, "minute"),
+    };
+    let count = ((seconds + unit / 2) / unit).max(1);
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {name}{plural}")
 }
 
 /// The `messages` table as the chat rules' log. A message erased by
@@ -168,5 +228,23 @@ impl MessageLog for StoreLog {
             Erased::NotFound => Erasure::NotFound,
             Erased::Refused { .. } => Erasure::NotAuthor,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_words;
+
+    #[test]
+    fn mutes_are_recorded_in_the_largest_whole_unit() {
+        for (seconds, words) in [
+            (0, "1 minute"),
+            (599, "10 minutes"),
+            (3_599, "1 hour"),
+            (86_399, "1 day"),
+            (31_536_000, "365 days"),
+        ] {
+            assert_eq!(duration_words(seconds), words, "{seconds}");
+        }
     }
 }

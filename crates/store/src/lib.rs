@@ -9,7 +9,8 @@
 //! Whisper's server can share the same rooms.
 //!
 //! - [`RoomCatalog`]: which rooms exist, their titles, who may enter.
-//!   Deleting a room deletes its log.
+//!   Deleting a room deletes its log and its mutes. Staff's mutes of a
+//!   user in a room ([`RoomCatalog::set_mute`]) are kept with the rooms.
 //! - [`ChangeFeed`]: changes of access recorded by a tool that reaches no
 //!   server's channel layer, for every node to read and act on.
 //! - [`ModerationRecord`]: who did what to whom and when, for every
@@ -61,11 +62,13 @@
 mod changes;
 mod messages;
 mod moderation;
+mod mutes;
 mod rooms;
 
 pub use changes::{ChangeFeed, RecordedChange};
 pub use messages::{Appended, Erased, LogState, MessageStore, NewMessage, StoreError};
 pub use moderation::{ModerationAction, ModerationRecord, NewEntry, RecordedEntry};
+pub use mutes::RoomMute;
 pub use rooms::{CatalogError, ROOM_CACHE_TTL, Room, RoomCatalog};
 
 /// The sea-orm this crate was built with, so callers open the

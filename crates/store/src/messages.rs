@@ -788,7 +788,11 @@ fn numbered(sql: &str) -> String {
     out
 }
 
-async fn execute<I>(db: &impl ConnectionTrait, sql: &str, values: I) -> Result<u64, DbErr>
+pub(crate) async fn execute<I>(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: I,
+) -> Result<u64, DbErr>
 where
     I: IntoIterator<Item = Value>,
 {
@@ -809,7 +813,7 @@ where
     db.query_one_raw(statement(db, sql, values)).await
 }
 
-async fn query_all<I>(
+pub(crate) async fn query_all<I>(
     db: &impl ConnectionTrait,
     sql: &str,
     values: I,

@@ -16,6 +16,7 @@ pub use whisper_protocol::Room;
 use whisper_protocol::RoomId;
 
 use crate::messages::{begin_write, delete_log};
+use crate::mutes::{MutedUsers, delete_mutes, read_mutes};
 
 mod entity {
     use sea_orm::entity::prelude::*;
@@ -66,19 +67,23 @@ pub const ROOM_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The `rooms` table, with the rooms in use cached in memory: every join
 /// looks its room up, and a database round trip per join was the largest
-/// cost of a connection storm (measured with `whisper-bench conns`).
+/// cost of a connection storm (measured with `whisper-bench conns`). A
+/// room's mutes (the `mutes` table, see [`RoomCatalog::set_mute`]) are
+/// cached with it, read and forgotten together, so a join learns whether
+/// its user is muted without a query of its own.
 ///
 /// Only rooms that exist are cached, so ids a client makes up cannot grow
 /// the cache. Clones share the cache.
 #[derive(Debug, Clone)]
 pub struct RoomCatalog {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
     cache: Arc<RwLock<HashMap<RoomId, CachedRoom>>>,
 }
 
 #[derive(Debug)]
 struct CachedRoom {
     room: Room,
+    mutes: MutedUsers,
     fetched: Instant,
 }
 
@@ -91,33 +96,49 @@ impl RoomCatalog {
         }
     }
 
-    fn cached(&self, id: RoomId) -> Option<Room> {
+    /// What `read` makes of the cached room, when it was read less than
+    /// [`ROOM_CACHE_TTL`] ago; `None` when it must be read again.
+    fn cached<T>(&self, id: RoomId, read: impl FnOnce(&CachedRoom) -> T) -> Option<T> {
         let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
         cache
             .get(&id)
             .filter(|cached| cached.fetched.elapsed() < ROOM_CACHE_TTL)
-            .map(|cached| cached.room.clone())
+            .map(read)
     }
 
-    /// Records what the database said of a room: `None` when it is gone.
-    fn remember(&self, id: RoomId, room: Option<&Room>) {
-        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-        match room {
-            Some(room) => {
-                let fetched = Instant::now();
-                let room = room.clone();
-                cache.insert(id, CachedRoom { room, fetched });
-            }
-            None => {
-                cache.remove(&id);
-            }
+    /// What `read` makes of the room and its mutes, from the cache or
+    /// else from the database (then cached); `None` when there is no such
+    /// room.
+    async fn lookup<T>(
+        &self,
+        id: RoomId,
+        read: impl Fn(&CachedRoom) -> T,
+    ) -> Result<Option<T>, CatalogError> {
+        if let Some(found) = self.cached(id, &read) {
+            return Ok(Some(found));
         }
+        let Some(row) = entity::Entity::find_by_id(id.0).one(&self.db).await? else {
+            self.forget(id);
+            return Ok(None);
+        };
+        let cached = CachedRoom {
+            room: room_of(row),
+            mutes: read_mutes(&self.db, id).await?,
+            fetched: Instant::now(),
+        };
+        let found = read(&cached);
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, cached);
+        Ok(Some(found))
     }
 
     /// Drops the room from the cache, so the next lookup reads the
     /// database: for a change made through another catalog (another node).
     pub fn forget(&self, id: RoomId) {
-        self.remember(id, None);
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        cache.remove(&id);
     }
 
     /// Creates a room.
@@ -149,15 +170,22 @@ impl RoomCatalog {
     /// The room with this id, if any: from the cache when it was read less
     /// than [`ROOM_CACHE_TTL`] ago.
     pub async fn get(&self, id: RoomId) -> Result<Option<Room>, CatalogError> {
-        if let Some(room) = self.cached(id) {
-            return Ok(Some(room));
-        }
-        let room = entity::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await?
-            .map(room_of);
-        self.remember(id, room.as_ref());
-        Ok(room)
+        self.lookup(id, |cached| cached.room.clone()).await
+    }
+
+    /// Until when (Unix milliseconds) `user` is muted in the room at `now`
+    /// (Unix milliseconds), `None` when not (or when there is no such
+    /// room): from the cache, as [`get`](Self::get).
+    pub async fn muted_until(
+        &self,
+        room: RoomId,
+        user: i64,
+        now: i64,
+    ) -> Result<Option<i64>, CatalogError> {
+        let until = self
+            .lookup(room, |cached| cached.mutes.get(&user).copied())
+            .await?;
+        Ok(until.flatten().filter(|until| *until > now))
     }
 
     /// Makes a room staff-only or open to everyone.
@@ -169,20 +197,21 @@ impl RoomCatalog {
         let mut row: entity::ActiveModel = row.into();
         row.staff_only = Set(staff_only);
         let room = room_of(row.update(&self.db).await?);
-        self.remember(id, Some(&room));
+        self.forget(id);
         Ok(room)
     }
 
-    /// Deletes a room and its message log, in one transaction: a room
-    /// that is gone keeps no history, and a failure keeps both.
+    /// Deletes a room, its message log and its mutes, in one transaction:
+    /// a room that is gone keeps no history, and a failure keeps all.
     pub async fn delete(&self, id: RoomId) -> Result<(), CatalogError> {
         let txn = begin_write(&self.db).await?;
         let result = entity::Entity::delete_by_id(id.0).exec(&txn).await?;
-        self.remember(id, None);
+        self.forget(id);
         if result.rows_affected == 0 {
             return Err(CatalogError::NoSuchRoom(id));
         }
         delete_log(&txn, id).await?;
+        delete_mutes(&txn, id).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -3,7 +3,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{DEFAULT_LIMIT, Epoch, MAX_LIMIT, MAX_NONCE_BYTES, Seq};
+use super::{DEFAULT_LIMIT, Epoch, MAX_LIMIT, MAX_MUTE_SECONDS, MAX_NONCE_BYTES, Seq};
 use crate::command::{command_name, frame_object, frame_room};
 use crate::{ErrorCode, RoomId};
 
@@ -78,6 +78,23 @@ pub enum Command {
         /// The message's seq in that room.
         seq: Seq,
     },
+    /// Staff only: refuse a user's sends in a room for a while. Muting a
+    /// user again replaces the end of the mute.
+    Mute {
+        /// The room the mute holds in.
+        room: RoomId,
+        /// The id of the user to mute.
+        user: i64,
+        /// How long the mute lasts, 1 to [`MAX_MUTE_SECONDS`].
+        seconds: u32,
+    },
+    /// Staff only: end a user's mute in a room early.
+    Unmute {
+        /// The room the mute holds in.
+        room: RoomId,
+        /// The id of the muted user.
+        user: i64,
+    },
 }
 
 /// The last message a client holds in a room, sent with `join` so the server
@@ -148,6 +165,19 @@ struct DeleteArgs {
 }
 
 #[derive(Deserialize)]
+struct MuteArgs {
+    room: RoomId,
+    user: i64,
+    seconds: u64,
+}
+
+#[derive(Deserialize)]
+struct UnmuteArgs {
+    room: RoomId,
+    user: i64,
+}
+
+#[derive(Deserialize)]
 struct IdArgs {
     id: Option<u64>,
 }
@@ -170,7 +200,8 @@ fn args<'a, T: Deserialize<'a>>(frame: &'a Value) -> Result<T, ErrorCode> {
 /// [`ErrorCode::UnknownCommand`]. An `id` that is not an unsigned integer is
 /// [`ErrorCode::BadRequest`] with no id, whatever the rest says, since the
 /// reply cannot echo it. Unknown extra fields are ignored, and an optional
-/// field set to `null` counts as absent, as for any JSON client library that
+/// field set to `null` counts as absent, a `mute` of `seconds` outside 1 to
+/// [`MAX_MUTE_SECONDS`] is [`ErrorCode::BadRequest`], as for any JSON client library that
 /// writes `null` for "none". `limit` defaults to [`DEFAULT_LIMIT`]; any
 /// unsigned integer is accepted and one above [`MAX_LIMIT`] is taken as
 /// [`MAX_LIMIT`], here, once, so no server clamps it again. `limit` 0 is
@@ -241,6 +272,26 @@ fn decode_fields(frame: &Value) -> Result<Command, ErrorCode> {
                 room,
                 seq: Seq(seq),
             }
+        }
+        "mute" => {
+            let MuteArgs {
+                room,
+                user,
+                seconds,
+            } = args(frame)?;
+            let seconds = u32::try_from(seconds)
+                .ok()
+                .filter(|seconds| (1..=MAX_MUTE_SECONDS).contains(seconds))
+                .ok_or(ErrorCode::BadRequest)?;
+            Command::Mute {
+                room,
+                user,
+                seconds,
+            }
+        }
+        "unmute" => {
+            let UnmuteArgs { room, user } = args(frame)?;
+            Command::Unmute { room, user }
         }
         _ => return Err(ErrorCode::UnknownCommand),
     })
@@ -449,6 +500,61 @@ mod tests {
             ),
         ] {
             assert_eq!(decode_command(frame), expected, "{frame}");
+        }
+    }
+
+    #[test]
+    fn mutes_decode_with_seconds_in_range_only() {
+        assert_eq!(
+            decode_command(r#"{"command":"mute","id":4,"room":"2","user":7,"seconds":600}"#),
+            ok(
+                Some(4),
+                Command::Mute {
+                    room: RoomId(2),
+                    user: 7,
+                    seconds: 600
+                }
+            )
+        );
+        assert_eq!(
+            decode_command(r#"{"command":"mute","room":2,"user":7,"seconds":31536000}"#),
+            ok(
+                None,
+                Command::Mute {
+                    room: RoomId(2),
+                    user: 7,
+                    seconds: MAX_MUTE_SECONDS
+                }
+            )
+        );
+        assert_eq!(
+            decode_command(r#"{"command":"unmute","id":5,"room":2,"user":7}"#),
+            ok(
+                Some(5),
+                Command::Unmute {
+                    room: RoomId(2),
+                    user: 7
+                }
+            )
+        );
+        for frame in [
+            r#"{"command":"mute","id":1,"room":2,"user":7,"seconds":0}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":7,"seconds":31536001}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":7,"seconds":-1}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":7,"seconds":1.5}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":7,"seconds":"60"}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":7,"seconds":18446744073709551616}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":7}"#,
+            r#"{"command":"mute","id":1,"room":2,"seconds":60}"#,
+            r#"{"command":"mute","id":1,"room":2,"user":"7","seconds":60}"#,
+            r#"{"command":"unmute","id":1,"room":2}"#,
+            r#"{"command":"unmute","id":1,"room":2,"user":null}"#,
+        ] {
+            assert_eq!(
+                decode_command(frame),
+                err(ErrorCode::BadRequest, Some(1), Some(2)),
+                "{frame}"
+            );
         }
     }
 

@@ -253,6 +253,9 @@ struct ErrorBody {
     code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     room: Option<RoomId>,
+    /// Only in `MUTED`: when the mute ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<i64>,
 }
 
 /// An error reply: `{"id":N,"error":{"code":CODE,"room":R}}`, with `id` and
@@ -266,7 +269,86 @@ pub fn error(id: Option<u64>, code: ErrorCode, room: Option<RoomId>) -> String {
         error: ErrorBody {
             code: code.as_str(),
             room,
+            until: None,
         },
+    })
+}
+
+/// The refusal of a muted user's `send` or `typing`:
+/// `{"id":N,"error":{"code":"MUTED","room":R,"until":T}}`, `until` in Unix
+/// milliseconds, so the client can say how long the mute lasts.
+pub fn muted_error(id: Option<u64>, room: RoomId, until: i64) -> String {
+    to_json(&ErrorReply {
+        id,
+        error: ErrorBody {
+            code: ErrorCode::Muted.as_str(),
+            room: Some(room),
+            until: Some(until),
+        },
+    })
+}
+
+#[derive(Serialize)]
+struct MuteResult {
+    room: RoomId,
+    user: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<i64>,
+}
+
+/// The reply to `mute`: `{"id":N,"result":{"room":R,"user":U,"until":T}}`,
+/// `until` in Unix milliseconds as the server computed it, so staff see the
+/// end the server holds.
+pub fn mute_result(id: Option<u64>, room: RoomId, user: i64, until: i64) -> String {
+    reply(
+        id,
+        MuteResult {
+            room,
+            user,
+            until: Some(until),
+        },
+    )
+}
+
+/// The reply to `unmute`: `{"id":N,"result":{"room":R,"user":U}}`, whether
+/// or not the user was muted (the outcome is the same: not muted).
+pub fn unmute_result(id: Option<u64>, room: RoomId, user: i64) -> String {
+    reply(
+        id,
+        MuteResult {
+            room,
+            user,
+            until: None,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct MuteEvent {
+    event: &'static str,
+    room: RoomId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<i64>,
+}
+
+/// Told to a muted user's own sockets in the room:
+/// `{"event":"muted","room":R,"until":T}`, so its client can say so before
+/// the user tries to send. Never stored, never seen by the others.
+pub fn muted(room: RoomId, until: i64) -> String {
+    to_json(&MuteEvent {
+        event: "muted",
+        room,
+        until: Some(until),
+    })
+}
+
+/// Told to a user's own sockets in the room when its mute ends early:
+/// `{"event":"unmuted","room":R}`.
+pub fn unmuted(room: RoomId) -> String {
+    to_json(&MuteEvent {
+        event: "unmuted",
+        room,
+        until: None,
     })
 }
 
@@ -351,6 +433,10 @@ struct CommandFrame<'a> {
     nonce: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -377,6 +463,8 @@ pub fn command(request: &Request) -> String {
         text: None,
         nonce: None,
         seq: None,
+        user: None,
+        seconds: None,
     };
     to_json(&match &request.command {
         Command::Join { room, since, limit } => CommandFrame {
@@ -407,6 +495,19 @@ pub fn command(request: &Request) -> String {
         Command::Delete { room, seq } => CommandFrame {
             seq: Some(seq.0),
             ..frame("delete", *room)
+        },
+        Command::Mute {
+            room,
+            user,
+            seconds,
+        } => CommandFrame {
+            user: Some(*user),
+            seconds: Some(*seconds),
+            ..frame("mute", *room)
+        },
+        Command::Unmute { room, user } => CommandFrame {
+            user: Some(*user),
+            ..frame("unmute", *room)
         },
     })
 }
@@ -572,6 +673,31 @@ mod tests {
     }
 
     #[test]
+    fn mutes_are_byte_exact() {
+        assert_eq!(
+            muted_error(Some(8), RoomId(3), 1_700_000_000_000),
+            r#"{"id":8,"error":{"code":"MUTED","room":3,"until":1700000000000}}"#
+        );
+        assert_eq!(
+            muted_error(None, RoomId(3), 1),
+            r#"{"error":{"code":"MUTED","room":3,"until":1}}"#
+        );
+        assert_eq!(
+            mute_result(Some(2), RoomId(3), 7, 1_700_000_000_000),
+            r#"{"id":2,"result":{"room":3,"user":7,"until":1700000000000}}"#
+        );
+        assert_eq!(
+            unmute_result(None, RoomId(3), 7),
+            r#"{"result":{"room":3,"user":7}}"#
+        );
+        assert_eq!(
+            muted(RoomId(3), 1_700_000_000_000),
+            r#"{"event":"muted","room":3,"until":1700000000000}"#
+        );
+        assert_eq!(unmuted(RoomId(3)), r#"{"event":"unmuted","room":3}"#);
+    }
+
+    #[test]
     fn message_events_are_byte_exact() {
         assert_eq!(
             message(&message_at(9, Some("hé <b>")), None),
@@ -658,6 +784,27 @@ mod tests {
                     },
                 },
                 r#"{"command":"delete","id":5,"room":3,"seq":41}"#,
+            ),
+            (
+                Request {
+                    id: Some(4),
+                    command: Command::Mute {
+                        room: RoomId(3),
+                        user: 7,
+                        seconds: 600,
+                    },
+                },
+                r#"{"command":"mute","id":4,"room":3,"user":7,"seconds":600}"#,
+            ),
+            (
+                Request {
+                    id: None,
+                    command: Command::Unmute {
+                        room: RoomId(3),
+                        user: 7,
+                    },
+                },
+                r#"{"command":"unmute","room":3,"user":7}"#,
             ),
         ];
         for (request, text) in cases {

@@ -56,6 +56,11 @@ pub const MAX_LIMIT: u32 = 100;
 /// stores it with the message, so it must stay small.
 pub const MAX_NONCE_BYTES: usize = 64;
 
+/// The longest mute a `mute` may ask for, in seconds: one year. A mute is
+/// for keeping a room usable, not for banning; longer ones are refused
+/// rather than taken as the maximum, so staff notice.
+pub const MAX_MUTE_SECONDS: u32 = 31_536_000;
+
 /// A message's place in its room's log: 1, 2, 3, ... with no gap, the same on
 /// every node.
 ///
