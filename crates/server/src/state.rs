@@ -95,7 +95,8 @@ impl RoomDirectory for CatalogRooms {
                 if !stored {
                     return Ok(MuteOutcome::NoSuchUser);
                 }
-                let left = until.saturating_sub(crate::server::unix_millis()) / 1000;
+                let left_ms = until.saturating_sub(crate::server::unix_millis());
+                let left = left_ms.saturating_add(500) / 1000;
                 (
                     ModerationAction::Mute,
                     format!("for {}", duration_words(left)),
@@ -124,7 +125,7 @@ impl RoomDirectory for CatalogRooms {
 }
 
 /// A duration in seconds as the record says it: in days, hours or minutes,
-/// whichever is the largest unit it has one of (rounded to the nearest).
+/// whichever is the largest unit it holds whole, counted to the nearest.
 fn duration_words(seconds: i64) -> String {
     let (unit, name) = match seconds {
         86_400.. => (86_400, "day"),
@@ -239,9 +240,11 @@ mod tests {
     fn mutes_are_recorded_in_the_largest_whole_unit() {
         for (seconds, words) in [
             (0, "1 minute"),
-            (599, "10 minutes"),
-            (3_599, "1 hour"),
-            (86_399, "1 day"),
+            (600, "10 minutes"),
+            (3_599, "60 minutes"),
+            (3_600, "1 hour"),
+            (86_400, "1 day"),
+            (129_600, "2 days"),
             (31_536_000, "365 days"),
         ] {
             assert_eq!(duration_words(seconds), words, "{seconds}");
