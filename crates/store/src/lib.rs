@@ -59,6 +59,46 @@
 //! PostgreSQL (feature `postgres`), both on by default; a service that needs
 //! one driver turns off the default features and names it.
 
+/// Runs each scenario (an async function of a fresh, migrated database)
+/// twice: on in-memory SQLite and on the PostgreSQL that scripts/test
+/// starts. A module of tests invokes it with its scenarios' names.
+#[cfg(test)]
+macro_rules! on_sqlite_and_postgres {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(crate::test_databases::sqlite().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(crate::test_databases::postgres().await).await;
+            })*
+        }
+    };
+}
+
+#[cfg(test)]
+mod test_databases {
+    use sea_orm::DatabaseConnection;
+
+    /// A fresh, migrated in-memory SQLite database.
+    pub async fn sqlite() -> DatabaseConnection {
+        whisper_migrations::connect_migrated("sqlite::memory:")
+            .await
+            .expect("a migrated in-memory database")
+    }
+
+    /// A fresh, migrated database on the test PostgreSQL server.
+    pub async fn postgres() -> DatabaseConnection {
+        whisper_migrations::connect_migrated(&whisper_testkit::postgres_database())
+            .await
+            .expect("a migrated PostgreSQL database")
+    }
+}
+
 mod changes;
 mod messages;
 mod moderation;

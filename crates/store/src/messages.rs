@@ -833,25 +833,6 @@ mod tests {
     const LOBBY: RoomId = RoomId(1);
     const KITCHEN: RoomId = RoomId(2);
 
-    /// Each scenario runs twice: on in-memory SQLite and on the PostgreSQL
-    /// that scripts/test starts, each time on a fresh, migrated database.
-    macro_rules! on_sqlite_and_postgres {
-        ($($scenario:ident),* $(,)?) => {
-            mod sqlite {
-                $(#[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(super::sqlite().await).await;
-                })*
-            }
-            mod postgres {
-                $(#[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(super::postgres().await).await;
-                })*
-            }
-        };
-    }
-
     on_sqlite_and_postgres!(
         seqs_are_consecutive_per_room_across_batches,
         a_failed_batch_gives_its_seqs_back,
@@ -865,18 +846,6 @@ mod tests {
         deleting_a_room_deletes_its_log,
         erasing_keeps_the_seq_and_asks_the_caller_about_the_author,
     );
-
-    async fn sqlite() -> DatabaseConnection {
-        whisper_migrations::connect_migrated("sqlite::memory:")
-            .await
-            .expect("a migrated in-memory database")
-    }
-
-    async fn postgres() -> DatabaseConnection {
-        whisper_migrations::connect_migrated(&whisper_testkit::postgres_database())
-            .await
-            .expect("a migrated PostgreSQL database")
-    }
 
     fn message(room: RoomId, user_id: i64, text: &str, nonce: Option<&str>, ts: i64) -> NewMessage {
         NewMessage {

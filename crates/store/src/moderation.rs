@@ -190,7 +190,9 @@ impl ModerationRecord {
 mod tests {
     use super::*;
 
-    async fn check_record(db: DatabaseConnection) {
+    on_sqlite_and_postgres!(actions_read_back_newest_first);
+
+    async fn actions_read_back_newest_first(db: DatabaseConnection) {
         let record = ModerationRecord::new(db);
         assert_eq!(record.latest(10).await.expect("read"), []);
         let before = SystemTime::now()
@@ -239,21 +241,5 @@ mod tests {
             ]
         );
         assert!(latest.iter().all(|entry| entry.at as u128 >= before));
-    }
-
-    #[tokio::test]
-    async fn actions_read_back_newest_first_on_sqlite() {
-        let db = whisper_migrations::connect_migrated("sqlite::memory:")
-            .await
-            .expect("migrated");
-        check_record(db).await;
-    }
-
-    #[tokio::test]
-    async fn actions_read_back_newest_first_on_postgres() {
-        let db = whisper_migrations::connect_migrated(&whisper_testkit::postgres_database())
-            .await
-            .expect("migrated");
-        check_record(db).await;
     }
 }

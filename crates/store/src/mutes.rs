@@ -134,41 +134,12 @@ mod tests {
 
     use super::*;
 
-    macro_rules! on_sqlite_and_postgres {
-        ($($scenario:ident),* $(,)?) => {
-            mod sqlite {
-                $(#[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(super::sqlite().await).await;
-                })*
-            }
-            mod postgres {
-                $(#[tokio::test]
-                async fn $scenario() {
-                    super::$scenario(super::postgres().await).await;
-                })*
-            }
-        };
-    }
-
     on_sqlite_and_postgres!(
         mutes_are_set_replaced_listed_and_cleared,
         expired_mutes_are_no_mutes,
         only_existing_users_and_rooms_are_muted,
         deleting_a_room_deletes_its_mutes,
     );
-
-    async fn sqlite() -> DatabaseConnection {
-        whisper_migrations::connect_migrated("sqlite::memory:")
-            .await
-            .expect("a migrated in-memory database")
-    }
-
-    async fn postgres() -> DatabaseConnection {
-        whisper_migrations::connect_migrated(&whisper_testkit::postgres_database())
-            .await
-            .expect("a migrated PostgreSQL database")
-    }
 
     async fn add_user(db: &DatabaseConnection, username: &str) -> i64 {
         let rows = query_all(

@@ -245,7 +245,14 @@ pub(crate) async fn create_room<L: ChannelLayer>(
 ) -> Result<Response, HttpError> {
     let room = state.rooms.create(&new.title, new.staff_only).await?;
     let access = if room.staff_only { "staff-only" } else { "" };
-    record_room(&state, &user, ModerationAction::CreateRoom, &room, access).await;
+    write_record(
+        &state,
+        &user,
+        ModerationAction::CreateRoom,
+        room_subject(&room),
+        access,
+    )
+    .await;
     Ok(room_json(StatusCode::CREATED, &room))
 }
 
@@ -280,7 +287,7 @@ pub(crate) async fn update_room<L: ChannelLayer>(
         )
     };
     state.announce(change).await;
-    record_room(&state, &by, action, &room, "").await;
+    write_record(&state, &by, action, room_subject(&room), "").await;
     Ok(room_json(StatusCode::OK, &room))
 }
 
@@ -298,7 +305,14 @@ pub(crate) async fn delete_room<L: ChannelLayer>(
         .ok_or(HttpError::NotFound)?;
     state.rooms.delete(room.id).await?;
     state.announce(AccessChange::RoomDeleted(room.id)).await;
-    record_room(&state, &by, ModerationAction::DeleteRoom, &room, "").await;
+    write_record(
+        &state,
+        &by,
+        ModerationAction::DeleteRoom,
+        room_subject(&room),
+        "",
+    )
+    .await;
     Ok(no_content())
 }
 
@@ -307,16 +321,15 @@ fn no_content() -> Response {
     respond(StatusCode::NO_CONTENT, "application/json", Vec::new())
 }
 
-/// Writes an action on a room to the moderation record: the room as
-/// `room 3 "Lobby"`, so the record names it after it is gone.
-async fn record_room<L: ChannelLayer>(
+/// Writes an action taken by `by` on `subject` (see [`room_subject`],
+/// [`user_subject`]) to the moderation record.
+async fn write_record<L: ChannelLayer>(
     state: &AppState<L>,
     by: &User,
     action: ModerationAction,
-    room: &Room,
+    subject: String,
     detail: &str,
 ) {
-    let subject = format!("room {} {:?}", room.id, room.title);
     state
         .moderation
         .record(NewEntry {
@@ -328,24 +341,15 @@ async fn record_room<L: ChannelLayer>(
         .await;
 }
 
-/// Writes an action on an account to the moderation record.
-async fn record_user<L: ChannelLayer>(
-    state: &AppState<L>,
-    by: &User,
-    action: ModerationAction,
-    user: &User,
-    detail: &str,
-) {
-    let subject = format!("user {}", user.username);
-    state
-        .moderation
-        .record(NewEntry {
-            actor: &by.username,
-            action,
-            subject: &subject,
-            detail,
-        })
-        .await;
+/// A room as the record names it, `room 3 "Lobby"`: by title too, so the
+/// entry still says which room once it is gone.
+fn room_subject(room: &Room) -> String {
+    format!("room {} {:?}", room.id, room.title)
+}
+
+/// An account as the record names it: `user ann`.
+fn user_subject(user: &User) -> String {
+    format!("user {}", user.username)
 }
 
 /// The body of `PATCH /api/admin/users/{id}`: of a user, the admin page
@@ -377,7 +381,7 @@ pub(crate) async fn update_user<L: ChannelLayer>(
     } else {
         ModerationAction::RevokeStaff
     };
-    record_user(&state, &by, action, &user, "").await;
+    write_record(&state, &by, action, user_subject(&user), "").await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }
 
@@ -409,7 +413,7 @@ pub(crate) async fn set_active<L: ChannelLayer>(
     } else {
         ModerationAction::Deactivate
     };
-    record_user(&state, &by, action, &user, "").await;
+    write_record(&state, &by, action, user_subject(&user), "").await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }
 
@@ -448,7 +452,14 @@ pub(crate) async fn create_user<L: ChannelLayer>(
     new.is_staff = account.is_staff;
     let user = state.users.create(new).await?;
     let role = if user.is_staff { "staff" } else { "" };
-    record_user(&state, &by, ModerationAction::CreateUser, &user, role).await;
+    write_record(
+        &state,
+        &by,
+        ModerationAction::CreateUser,
+        user_subject(&user),
+        role,
+    )
+    .await;
     Ok(json(StatusCode::CREATED, &UserJson::new(&user, &by)))
 }
 
@@ -477,7 +488,14 @@ pub(crate) async fn reset_password<L: ChannelLayer>(
         .set_password(&target.username, &reset.password)
         .await?;
     state.announce(AccessChange::User(user.id.0)).await;
-    record_user(&state, &by, ModerationAction::ResetPassword, &user, "").await;
+    write_record(
+        &state,
+        &by,
+        ModerationAction::ResetPassword,
+        user_subject(&user),
+        "",
+    )
+    .await;
     Ok(json(StatusCode::OK, &UserJson::new(&user, &by)))
 }
 
@@ -494,7 +512,14 @@ pub(crate) async fn delete_user<L: ChannelLayer>(
     let target = changeable_user(&state, id, &by, delete_refusal).await?;
     let user = state.users.delete(&target.username).await?;
     state.announce(AccessChange::User(user.id.0)).await;
-    record_user(&state, &by, ModerationAction::DeleteUser, &user, "").await;
+    write_record(
+        &state,
+        &by,
+        ModerationAction::DeleteUser,
+        user_subject(&user),
+        "",
+    )
+    .await;
     Ok(no_content())
 }
 
