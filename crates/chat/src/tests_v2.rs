@@ -81,15 +81,22 @@ async fn join_returns_the_latest_messages_and_sends_are_acknowledged() {
     assert_eq!(next(&mut ann).await["event"], "enter");
 }
 
-#[tokio::test]
-async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
-    let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann()).await;
+/// Ann, on a v2 socket, joins room 1 and says "m1", "m2", "m3" (seqs 1 to
+/// 3); her socket and the log's epoch, for a rejoin to recover from.
+async fn ann_said_three(host: &InProcessHost) -> (InProcessClient, Value) {
+    let mut ann = v2_client(host, testing::ann()).await;
     let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
     let epoch = joined["result"]["epoch"].clone();
     for n in 1..=3 {
         say(&mut ann, n, &format!("m{n}"), None).await;
     }
+    (ann, epoch)
+}
+
+#[tokio::test]
+async fn a_rejoin_with_since_recovers_exactly_what_was_missed() {
+    let host = InProcessHost::new(Limits::default());
+    let (mut ann, epoch) = ann_said_three(&host).await;
     let mut bob = v2_client(&host, testing::bob()).await;
     let since = json!({"command": "join", "room": 1, "since": {"seq": 1, "epoch": epoch}});
     let recovered = request(&mut bob, since).await;
@@ -543,12 +550,7 @@ async fn a_delete_outside_the_room_or_of_no_message_is_refused() {
 #[tokio::test]
 async fn a_rejoin_recovering_past_a_deleted_message_shows_it_deleted() {
     let host = InProcessHost::new(Limits::default());
-    let mut ann = v2_client(&host, testing::ann()).await;
-    let joined = request(&mut ann, json!({"command": "join", "room": 1})).await;
-    let epoch = joined["result"]["epoch"].clone();
-    for n in 1..=3 {
-        say(&mut ann, n, &format!("m{n}"), None).await;
-    }
+    let (mut ann, epoch) = ann_said_three(&host).await;
     request(&mut ann, delete(4, 2)).await;
     let mut bob = v2_client(&host, testing::bob()).await;
     let since = json!({"command": "join", "room": 1, "since": {"seq": 1, "epoch": epoch}});
